@@ -1,0 +1,133 @@
+"""The message broker: which Dramatiq broker a URL names, and the correlation id it carries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+import redis
+import structlog
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+
+from worker.errors import ConfigurationError
+
+STUB_URL = "stub"
+DEFAULT_NAMESPACE = "isograd-relay"
+CORRELATION_KEY = "correlation_id"
+
+# Keys CorrelationMiddleware binds in structlog's context while a message is processed.
+_BOUND_KEYS = (CORRELATION_KEY, "message_id", "actor")
+
+
+class CorrelationMiddleware(Middleware):
+    """Carries a correlation id from the enqueuing code to the actor's log lines.
+
+    On enqueue the id bound in structlog's context (under `correlation_id`) is copied into the
+    message options, or a new one is made; Dramatiq's own retries re-enqueue the same options, so
+    the id survives them. While the message is processed, the id, the message id and the actor
+    name are bound in structlog's context, and removed afterwards so the next message on the same
+    worker thread starts clean.
+    """
+
+    def before_enqueue(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int
+    ) -> None:
+        if CORRELATION_KEY not in message.options:
+            bound = structlog.contextvars.get_contextvars().get(CORRELATION_KEY)
+            message.options[CORRELATION_KEY] = str(bound) if bound else new_correlation_id()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        structlog.contextvars.bind_contextvars(
+            correlation_id=message.options.get(CORRELATION_KEY) or new_correlation_id(),
+            message_id=message.message_id,
+            actor=message.actor_name,
+        )
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        structlog.contextvars.unbind_contextvars(*_BOUND_KEYS)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        structlog.contextvars.unbind_contextvars(*_BOUND_KEYS)
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _OwnedClientRedisBroker(RedisBroker):
+    """A RedisBroker that closes the Redis client we built for it (Dramatiq's close is a no-op)."""
+
+    def close(self) -> None:
+        super().close()
+        self.client.close()
+
+
+def make_broker(
+    url: str | None,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    middleware: Sequence[Middleware] = (),
+    socket_timeout: float = 10.0,
+    socket_connect_timeout: float = 5.0,
+    health_check_interval: int = 30,
+    heartbeat_timeout_ms: int = 60_000,
+    dead_message_ttl_ms: int = 7 * 24 * 3600 * 1000,
+    maintenance_chance: int = 1000,
+) -> dramatiq.Broker:
+    """Build the broker `url` names and make it Dramatiq's global broker (the one place that does).
+
+    `redis://` / `rediss://` / `unix://` → RedisBroker on a client we configure (timeouts, health
+    checks; raw bytes, never `decode_responses`, which Dramatiq's scripts need); `amqp://` /
+    `amqps://` → RabbitmqBroker; `"stub"` → StubBroker for tests. `namespace` prefixes every Redis
+    key, so tests can use their own. The correlation middleware is always added, after Dramatiq's
+    defaults, then `middleware` in order. Close the broker with `broker.close()`.
+    """
+    if not url:
+        raise ConfigurationError(
+            "no broker URL: set BROKER_URL or REDIS_URL (the dev command starts an embedded Redis)"
+        )
+    broker: dramatiq.Broker
+    scheme = url.split(":", 1)[0].lower()
+    if url == STUB_URL:
+        broker = StubBroker()
+    elif scheme in {"redis", "rediss", "unix"}:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            health_check_interval=health_check_interval,
+            retry_on_timeout=True,
+        )
+        broker = _OwnedClientRedisBroker(  # type: ignore[no-untyped-call]
+            client=client,
+            namespace=namespace,
+            heartbeat_timeout=heartbeat_timeout_ms,
+            dead_message_ttl=dead_message_ttl_ms,
+            maintenance_chance=maintenance_chance,
+        )
+    elif scheme in {"amqp", "amqps"}:
+        # Imported here: pika is the optional `rabbitmq` extra.
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker = RabbitmqBroker(url=url)
+    else:
+        raise ConfigurationError(
+            f"unsupported broker URL scheme {scheme!r}: use redis://, amqp:// or stub"
+        )
+    broker.add_middleware(CorrelationMiddleware())
+    for extra in middleware:
+        broker.add_middleware(extra)
+    dramatiq.set_broker(broker)
+    return broker
