@@ -1,0 +1,274 @@
+"""The webhook sink: a signed Standard Webhooks POST of the event to a user's URL."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx2
+import structlog
+from standardwebhooks.webhooks import Webhook
+
+from worker import __version__
+from worker.errors import ConfigurationError
+from worker.sinks.base import (
+    MAX_RESPONSE_BODY_BYTES,
+    TRUNCATION_MARKER,
+    AttemptOutcome,
+    AttemptResult,
+    EventEnvelope,
+)
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"isograd-relay/{__version__} (webhook)"
+DEFAULT_TIMEOUT_SECONDS = (
+    15.0  # DESIGN §3.4; also what Svix allows a receiver (docs.svix.com/retries)
+)
+_RETRYABLE_STATUSES = frozenset({408, 425, 429})
+_MAX_ERROR_CHARS = 200
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+
+class WebhookSink:
+    """Delivers events as Standard Webhooks (https://www.standardwebhooks.com/, DESIGN §3.4).
+
+    Each attempt POSTs `envelope.body()` with `webhook-id` (the event id, so receivers can
+    deduplicate retries), `webhook-timestamp` (the attempt time, integer seconds) and
+    `webhook-signature`: one `v1,<base64>` entry per configured secret, space-separated, so a
+    receiver can switch to a new secret while we still sign with the old one. Redirects are not
+    followed. `client` is owned by the caller, who closes it.
+    """
+
+    kind = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        secrets: Sequence[str],
+        *,
+        client: httpx2.Client,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        name: str,
+    ) -> None:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigurationError(f"sink {name!r}: url must be http:// or https://")
+        if not secrets:
+            raise ConfigurationError(f"sink {name!r}: at least one signing secret is required")
+        if not timeout > 0:
+            raise ConfigurationError(f"sink {name!r}: timeout must be > 0 seconds")
+        self.name = name
+        self.url = url
+        self.timeout = timeout
+        self._client = client
+        self._signers = tuple(
+            _make_signer(name, position, secret) for position, secret in enumerate(secrets, start=1)
+        )
+
+    def __repr__(self) -> str:  # never show the secrets
+        return f"WebhookSink(name={self.name!r}, secrets={len(self._signers)})"
+
+    def send(self, envelope: EventEnvelope, *, attempt_at: datetime) -> AttemptResult:
+        """POST the event once and classify the answer; never raises for HTTP or network trouble.
+
+        `attempt_at` must be timezone-aware: it is signed and sent as webhook-timestamp, and
+        Retry-After dates are measured from it. Raises ValueError for a naive datetime.
+        """
+        if attempt_at.tzinfo is None:
+            raise ValueError("attempt_at must be timezone-aware")
+        attempt_at = attempt_at.astimezone(UTC)
+        try:
+            body = envelope.body()
+        except (TypeError, ValueError) as exc:
+            return self._logged(
+                envelope,
+                AttemptResult(
+                    AttemptOutcome.FAILED,
+                    status_code=None,
+                    duration_ms=0.0,
+                    error=f"event data is not valid JSON ({type(exc).__name__})",
+                ),
+            )
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            **self.signature_headers(envelope.event_id, attempt_at, body),
+        }
+        started = time.perf_counter()
+        result = self._post(body, headers, attempt_at, started)
+        return self._logged(envelope, result)
+
+    def signature_headers(self, event_id: str, attempt_at: datetime, body: bytes) -> dict[str, str]:
+        """The three Standard Webhooks headers for one attempt (aware `attempt_at`)."""
+        # standardwebhooks' sign() *replaces* tzinfo with UTC instead of converting, so it must be
+        # handed a UTC datetime (see standardwebhooks/webhooks.py, Webhook.sign).
+        utc_time = attempt_at.astimezone(UTC)
+        payload = body.decode("utf-8")
+        signatures = " ".join(signer.sign(event_id, utc_time, payload) for signer in self._signers)
+        return {
+            "webhook-id": event_id,
+            "webhook-timestamp": str(int(utc_time.timestamp())),
+            "webhook-signature": signatures,
+        }
+
+    def _post(
+        self, body: bytes, headers: dict[str, str], attempt_at: datetime, started: float
+    ) -> AttemptResult:
+        try:
+            with self._client.stream(
+                "POST",
+                self.url,
+                content=body,
+                headers=headers,
+                timeout=httpx2.Timeout(self.timeout),
+                follow_redirects=False,  # DESIGN §3.4: a 3xx is a failure, never followed
+            ) as response:
+                deadline = started + self.timeout
+                response_body, read_error = read_response_body(response, deadline=deadline)
+                status = response.status_code
+                retry_after_header = response.headers.get("retry-after")
+        except httpx2.TimeoutException as exc:
+            return AttemptResult(
+                AttemptOutcome.RETRY,
+                status_code=None,
+                duration_ms=_elapsed_ms(started),
+                error=f"timed out after {self.timeout:g} s ({type(exc).__name__})",
+                timed_out=True,
+            )
+        except httpx2.UnsupportedProtocol as exc:
+            return self._transport_failure(AttemptOutcome.FAILED, exc, started)
+        except httpx2.TransportError as exc:  # connection refused/reset, DNS, TLS, protocol errors
+            return self._transport_failure(AttemptOutcome.RETRY, exc, started)
+        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
+            return self._transport_failure(AttemptOutcome.FAILED, exc, started)
+        outcome = classify_status(status)
+        retry_after = None
+        if outcome is AttemptOutcome.RETRY:
+            retry_after = parse_retry_after(retry_after_header, now=attempt_at)
+        return AttemptResult(
+            outcome,
+            status_code=status,
+            duration_ms=_elapsed_ms(started),
+            response_body=response_body,
+            error=read_error,
+            retry_after=retry_after,
+        )
+
+    def _transport_failure(
+        self, outcome: AttemptOutcome, exc: Exception, started: float
+    ) -> AttemptResult:
+        return AttemptResult(
+            outcome,
+            status_code=None,
+            duration_ms=_elapsed_ms(started),
+            error=self._describe(exc),
+        )
+
+    def _describe(self, exc: Exception) -> str:
+        """One line naming the exception; the URL is removed since it may carry a token."""
+        message = " ".join(str(exc).split()).replace(self.url, "<url>")
+        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return text[:_MAX_ERROR_CHARS]
+
+    def _logged(self, envelope: EventEnvelope, result: AttemptResult) -> AttemptResult:
+        # Only identifiers and the classification: never the URL, secrets or body (it holds the
+        # candidate's email).
+        log.debug(
+            "webhook_attempt",
+            sink=self.name,
+            event_id=envelope.event_id,
+            outcome=str(result.outcome),
+            status_code=result.status_code,
+            duration_ms=round(result.duration_ms, 1),
+            timed_out=result.timed_out,
+        )
+        return result
+
+
+def classify_status(status_code: int) -> AttemptOutcome:
+    """Map an HTTP status to an attempt outcome (DESIGN §3.4, after Svix's rules).
+
+    2xx delivered; 410 gone (disable the subscription); 408/425/429/5xx retry; everything else,
+    3xx redirects included, is a permanent failure.
+    """
+    if 200 <= status_code < 300:
+        return AttemptOutcome.DELIVERED
+    if status_code == 410:
+        return AttemptOutcome.GONE
+    if status_code in _RETRYABLE_STATUSES or 500 <= status_code < 600:
+        return AttemptOutcome.RETRY
+    return AttemptOutcome.FAILED
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3), measured from aware `now`.
+
+    Accepts delay-seconds ("120") or an HTTP-date (a date in the past means 0). Anything else,
+    like a negative or fractional number, is ignored (None).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no claim about local time (RFC 5322)
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def read_response_body(response: httpx2.Response, *, deadline: float) -> tuple[str, str | None]:
+    """Read at most MAX_RESPONSE_BODY_BYTES of a streamed response, decoded leniently.
+
+    Returns `(text, error)`. Reading stops at the byte limit or once `deadline` (a
+    `time.perf_counter()` value) has passed; a cut body ends with TRUNCATION_MARKER. A body that
+    fails to arrive yields what was read and a one-line error: the status line has already been
+    received, so it still decides the outcome.
+    """
+    buffer = bytearray()
+    truncated = False
+    error = None
+    try:
+        for chunk in response.iter_bytes():
+            buffer += chunk
+            if len(buffer) > MAX_RESPONSE_BODY_BYTES or time.perf_counter() > deadline:
+                truncated = True
+                break
+    except httpx2.HTTPError as exc:
+        error = f"response body unreadable ({type(exc).__name__})"
+        truncated = True
+    if truncated:
+        keep = max(0, MAX_RESPONSE_BODY_BYTES - len(TRUNCATION_MARKER.encode("utf-8")))
+        text = _decode(bytes(buffer[:keep]), response.charset_encoding) + TRUNCATION_MARKER
+    else:
+        text = _decode(bytes(buffer), response.charset_encoding)
+    return text, error
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    try:
+        text = data.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset, or a codec that is not a text encoding ("base64")
+        text = data.decode("utf-8", errors="replace")
+    # NUL cannot be stored in a PostgreSQL text column.
+    return text.replace("\x00", "\ufffd")
+
+
+def _make_signer(name: str, position: int, secret: str) -> Webhook:
+    try:
+        return Webhook(secret)
+    except Exception as exc:  # the package raises binascii.Error, its own errors, RuntimeError
+        raise ConfigurationError(
+            f"sink {name!r}: secret #{position} is not a valid whsec_ base64 secret"
+        ) from exc
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
