@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import structlog
+
 from worker.errors import PermanentError
-from worker.isograd.models import Gender, Language
+from worker.isograd.errors import CandidateExistsError
+from worker.isograd.models import (
+    AssessmentCreated,
+    AssessmentOptions,
+    Gender,
+    Language,
+    NewCandidate,
+)
+from worker.storage.records import Invitation, NewInvitation, new_id
+from worker.tokens import CallbackKey, callback_url
+
+log = structlog.get_logger(__name__)
 
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_TEXT_LENGTH = 255
 MAX_URL_LENGTH = 2048
+# When the reconciler first asks Isograd about an invitation whose callback has not come.
+FIRST_CHECK_AFTER = timedelta(hours=1)
 
 # A pragmatic shape check (one @, a dotted domain, no spaces); Isograd decides the rest (201).
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -192,3 +208,122 @@ def _context(value: object) -> dict[str, Any]:
     if size > MAX_CONTEXT_BYTES:
         raise ValueError(f"must be at most {MAX_CONTEXT_BYTES} bytes of JSON")
     return value
+
+
+class InvitationClient(Protocol):
+    """The Isograd actions an invitation needs (worker.isograd.IsogradClient has them)."""
+
+    def create_candidate_and_add_test(
+        self,
+        candidate: NewCandidate,
+        tst_frm_id: int,
+        options: AssessmentOptions | None = None,
+        *,
+        sub_com_id: int | None = None,
+    ) -> AssessmentCreated: ...
+
+    def add_test(
+        self,
+        email: str,
+        tst_frm_id: int,
+        options: AssessmentOptions | None = None,
+        *,
+        force_new: bool = False,
+        sub_com_id: int | None = None,
+    ) -> AssessmentCreated: ...
+
+
+class InvitationStore(Protocol):
+    def get_invitation(self, invitation_id: str) -> Invitation | None: ...
+
+    def get_invitation_by_idempotency_key(self, key: str) -> Invitation | None: ...
+
+    def get_invitation_by_pla_tst_id(self, pla_tst_id: int) -> Invitation | None: ...
+
+    def create_invitation(self, invitation: NewInvitation, *, now: datetime) -> Invitation: ...
+
+
+def create_invitation(
+    request: InvitationRequest,
+    *,
+    client: InvitationClient,
+    store: InvitationStore,
+    callback_keys: Sequence[CallbackKey],
+    public_url: str,
+    now: datetime,
+    idempotency_key: str | None = None,
+    first_check_after: timedelta = FIRST_CHECK_AFTER,
+) -> Invitation:
+    """Ask Isograd for the test (act 8; act 2 if the candidate exists) and store the invitation.
+
+    The invitation id is chosen first so the signed callback URL given to Isograd can carry it.
+    Safe to repeat with the same `idempotency_key`: the stored invitation is returned and Isograd
+    is not called again. When act 2 hands back an unfinished test we already store, that
+    invitation is returned (Isograd keeps the callback URL it was first given).
+    Raises IsogradApiError subclasses, IsogradUnavailableError, IsogradProtocolError.
+    """
+    if idempotency_key is not None:
+        existing = store.get_invitation_by_idempotency_key(idempotency_key)
+        if existing is not None:
+            log.info("invitation_replayed", invitation_id=existing.id)
+            return existing
+    invitation_id = new_id("inv")
+    options = AssessmentOptions(
+        return_url=request.return_url,
+        callback_url=callback_url(public_url, callback_keys, invitation_id),
+    )
+    candidate = NewCandidate(
+        email=request.email,
+        first_name=request.first_name,
+        last_name=request.last_name,
+        gender=request.gender,
+        language=request.language,
+        ext_id=request.ext_id,
+        ext_dep_id=request.group,
+    )
+    try:
+        created = client.create_candidate_and_add_test(
+            candidate, request.tst_frm_id, options, sub_com_id=request.sub_com_id
+        )
+        can_id = created.can_id
+    except CandidateExistsError as exc:
+        # Error 202 names the existing candidate; act 2 gives them the test instead.
+        log.info("invitation_candidate_exists", invitation_id=invitation_id, can_id=exc.can_id)
+        created = client.add_test(
+            request.email, request.tst_frm_id, options, sub_com_id=request.sub_com_id
+        )
+        can_id = created.can_id if created.can_id is not None else exc.can_id
+        already = store.get_invitation_by_pla_tst_id(created.pla_tst_id)
+        if already is not None:
+            log.info(
+                "invitation_unfinished_test_reused",
+                invitation_id=already.id,
+                pla_tst_id=created.pla_tst_id,
+            )
+            return already
+    invitation = store.create_invitation(
+        NewInvitation(
+            id=invitation_id,
+            tst_frm_id=request.tst_frm_id,
+            email=request.email,
+            pla_tst_id=created.pla_tst_id,
+            can_id=can_id,
+            first_name=request.first_name,
+            last_name=request.last_name,
+            ext_id=request.ext_id,
+            sub_com_id=request.sub_com_id,
+            context=dict(request.context),
+            test_url=created.test_url,
+            next_check_at=now + first_check_after,
+            idempotency_key=idempotency_key,
+        ),
+        now=now,
+    )
+    log.info(
+        "invitation_created",
+        invitation_id=invitation.id,
+        pla_tst_id=invitation.pla_tst_id,
+        tst_frm_id=invitation.tst_frm_id,
+        sub_com_id=invitation.sub_com_id,
+    )
+    return invitation

@@ -1,0 +1,193 @@
+"""The admin JSON API: create invitations, read what is stored, replay failed deliveries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+
+from webhooks.auth import BearerAuthMiddleware
+from worker.invitations import (
+    InvalidInvitationError,
+    InvitationClient,
+    InvitationStore,
+    create_invitation,
+    validate_invitation_request,
+)
+from worker.storage.records import Attempt, Delivery, DeliveryStatus, Event, Invitation
+from worker.tokens import CallbackKey
+
+log = structlog.get_logger(__name__)
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+DEFAULT_PAGE_SIZE = 100
+
+
+class ApiStore(InvitationStore, Protocol):
+    def get_event(self, event_id: str) -> Event | None: ...
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    def list_attempts(self, delivery_id: str) -> Sequence[Attempt]: ...
+
+    def list_deliveries(
+        self, *, status: DeliveryStatus | None = None, limit: int = DEFAULT_PAGE_SIZE
+    ) -> Sequence[Delivery]: ...
+
+    def requeue_delivery(self, delivery_id: str, *, now: datetime) -> Delivery | None: ...
+
+
+class DeliveryEnqueuer(Protocol):
+    def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None: ...
+
+
+class InvalidParameterError(Exception):
+    """A query parameter or header of an API request is invalid; `errors` maps name → message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__(f"invalid parameters: {', '.join(sorted(errors))}")
+
+
+def jsonable(record: object) -> Any:
+    """A stored record (frozen dataclass) as JSON-ready values: ISO 8601 times, enum values."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, datetime):
+        return record.isoformat().replace("+00:00", "Z")
+    if isinstance(record, Enum):
+        return record.value
+    if isinstance(record, dict):
+        return {str(key): jsonable(value) for key, value in record.items()}
+    if isinstance(record, list | tuple):
+        return [jsonable(value) for value in record]
+    return record
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(404, f"{what} not found")
+
+
+async def _json_body(request: Request) -> object:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInvitationError({"body": "must be valid JSON"}) from None
+
+
+def api_routes(
+    *,
+    admin_token: str | None,
+    store: ApiStore,
+    client: InvitationClient,
+    enqueuer: DeliveryEnqueuer,
+    callback_keys: Sequence[CallbackKey],
+    public_url: str,
+    clock: Callable[[], datetime],
+) -> list[BaseRoute]:
+    """The `/api` mount; every route needs `Authorization: Bearer <ADMIN_TOKEN>`."""
+
+    async def post_invitation(request: Request) -> JSONResponse:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise InvalidParameterError(
+                {"Idempotency-Key": f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"}
+            )
+        invitation_request = validate_invitation_request(await _json_body(request))
+        invitation = await run_in_threadpool(
+            create_invitation,
+            invitation_request,
+            client=client,
+            store=store,
+            callback_keys=callback_keys,
+            public_url=public_url,
+            now=clock(),
+            idempotency_key=key,
+        )
+        return JSONResponse(
+            {
+                "invitation_id": invitation.id,
+                "pla_tst_id": invitation.pla_tst_id,
+                "can_id": invitation.can_id,
+                "test_url": invitation.test_url,
+            },
+            201,
+        )
+
+    async def get_invitation(request: Request) -> JSONResponse:
+        invitation: Invitation | None = await run_in_threadpool(
+            store.get_invitation, request.path_params["invitation_id"]
+        )
+        if invitation is None:
+            raise _not_found("invitation")
+        return JSONResponse(jsonable(invitation))
+
+    async def get_event(request: Request) -> JSONResponse:
+        event = await run_in_threadpool(store.get_event, request.path_params["event_id"])
+        if event is None:
+            raise _not_found("event")
+        return JSONResponse(jsonable(event))
+
+    async def list_deliveries(request: Request) -> JSONResponse:
+        raw_status = request.query_params.get("status")
+        try:
+            status = DeliveryStatus(raw_status) if raw_status else None
+        except ValueError:
+            allowed = ", ".join(s.value for s in DeliveryStatus)
+            raise InvalidParameterError({"status": f"must be one of: {allowed}"}) from None
+        deliveries = await run_in_threadpool(store.list_deliveries, status=status)
+        return JSONResponse({"deliveries": jsonable(list(deliveries))})
+
+    def _delivery_with_attempts(delivery_id: str) -> dict[str, Any] | None:
+        delivery = store.get_delivery(delivery_id)
+        if delivery is None:
+            return None
+        return {**jsonable(delivery), "attempts": jsonable(list(store.list_attempts(delivery_id)))}
+
+    async def get_delivery(request: Request) -> JSONResponse:
+        found = await run_in_threadpool(_delivery_with_attempts, request.path_params["delivery_id"])
+        if found is None:
+            raise _not_found("delivery")
+        return JSONResponse(found)
+
+    def _replay(delivery_id: str) -> Delivery | None:
+        delivery = store.requeue_delivery(delivery_id, now=clock())
+        if delivery is not None:
+            enqueuer.delivery(delivery.id)
+        return delivery
+
+    async def replay_delivery(request: Request) -> JSONResponse:
+        delivery_id = request.path_params["delivery_id"]
+        delivery = await run_in_threadpool(_replay, delivery_id)
+        if delivery is None:
+            raise _not_found("delivery")
+        log.info("delivery_replayed", delivery_id=delivery_id)
+        return JSONResponse(jsonable(delivery), 202)
+
+    routes = [
+        Route("/invitations", post_invitation, methods=["POST"]),
+        Route("/invitations/{invitation_id}", get_invitation, methods=["GET"]),
+        Route("/events/{event_id}", get_event, methods=["GET"]),
+        Route("/deliveries", list_deliveries, methods=["GET"]),
+        Route("/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
+        Route("/deliveries/{delivery_id}/replay", replay_delivery, methods=["POST"]),
+    ]
+    return [
+        Mount(
+            "/api",
+            routes=routes,
+            middleware=[Middleware(BearerAuthMiddleware, token=admin_token)],
+        )
+    ]
