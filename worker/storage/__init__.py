@@ -1,0 +1,42 @@
+"""The SQL store (SQLAlchemy Core + Alembic): the relay's source of truth."""
+
+from worker.storage.migrations import migrate
+from worker.storage.records import (
+    Attempt,
+    AttemptOutcome,
+    AttemptRecord,
+    CallbackReceipt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Invitation,
+    InvitationSource,
+    InvitationStatus,
+    NewInvitation,
+    PurgeCounts,
+    SubscriptionState,
+    new_id,
+)
+from worker.storage.store import DEFAULT_LEASE, Clock, SqlStore, utc_now
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "Attempt",
+    "AttemptOutcome",
+    "AttemptRecord",
+    "CallbackReceipt",
+    "Clock",
+    "Delivery",
+    "DeliveryStatus",
+    "Event",
+    "Invitation",
+    "InvitationSource",
+    "InvitationStatus",
+    "NewInvitation",
+    "PurgeCounts",
+    "SqlStore",
+    "SubscriptionState",
+    "migrate",
+    "new_id",
+    "utc_now",
+]

@@ -1,0 +1,195 @@
+"""Stored records: the rows of the SQL store as frozen dataclasses and StrEnums."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    """A fresh random id such as ``evt_3q2…``: 128 random bits, url-safe, never a ``.``.
+
+    The callback token uses ``.`` as its separator (DESIGN §3.1), so ids must not contain one.
+    """
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class InvitationSource(StrEnum):
+    """Who created the assessment: us (an invitation) or someone else (a watched test)."""
+
+    INVITED = "invited"
+    WATCHED = "watched"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class AttemptOutcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvitation:
+    """What `SqlStore.create_invitation` needs; `id` defaults to a fresh ``inv_…`` id.
+
+    `next_check_at` is when the reconciler should first ask Isograd for the status (None: never).
+    """
+
+    tst_frm_id: int
+    email: str | None
+    id: str = field(default_factory=lambda: new_id("inv"))
+    pla_tst_id: int | None = None
+    can_id: int | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    ext_id: str | None = None
+    sub_com_id: int | None = None
+    context: JsonObject = field(default_factory=dict)
+    test_url: str | None = None
+    next_check_at: datetime | None = None
+    source: InvitationSource = InvitationSource.INVITED
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    id: str
+    pla_tst_id: int | None
+    tst_frm_id: int
+    can_id: int | None
+    email: str | None  # None once purged (retention)
+    first_name: str | None
+    last_name: str | None
+    ext_id: str | None
+    sub_com_id: int | None
+    context: JsonObject
+    test_url: str | None
+    status: InvitationStatus
+    source: InvitationSource
+    idempotency_key: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    next_check_at: datetime | None
+    last_checked_at: datetime | None
+    check_count: int
+    last_status: int | None  # last act 10 `sta_id` seen
+    purged_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReceipt:
+    """One inbound Isograd callback as received, accepted or not."""
+
+    id: int
+    invitation_id: str | None
+    received_at: datetime
+    method: str
+    query: dict[str, str]
+    remote_addr: str | None
+    accepted: bool
+    reason: str | None
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A completion to deliver; `payload` is the DESIGN §3.2 envelope."""
+
+    id: str
+    type: str
+    invitation_id: str | None
+    pla_tst_id: int
+    payload: JsonObject
+    created_at: datetime
+    purged_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event going to one subscription.
+
+    `attempt_count` counts attempts since the delivery was created or last requeued.
+    """
+
+    id: str
+    event_id: str
+    subscription: str
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """What a sink reports about one HTTP attempt; the store truncates `response_body`."""
+
+    started_at: datetime
+    duration_ms: int
+    outcome: AttemptOutcome
+    status_code: int | None = None
+    error: str | None = None
+    response_body: str | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: int
+    delivery_id: str
+    number: int  # 1, 2, … over the delivery's whole life (requeues included)
+    started_at: datetime
+    duration_ms: int
+    outcome: AttemptOutcome
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    response_headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    """Health of one subscription; all None for a subscription never used."""
+
+    name: str
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCounts:
+    """How many rows `SqlStore.purge_pii` blanked."""
+
+    invitations: int
+    events: int
+    callbacks: int
