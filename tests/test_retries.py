@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tests.fakes import FixedRandom
 from worker.retries import DEFAULT_SCHEDULE, SVIX_DELAYS, RetrySchedule
+from worker.subscriptions import Subscription
 
 NO_JITTER = FixedRandom(0.5)
 LOWEST = FixedRandom(0.0)
@@ -132,6 +133,22 @@ def test_a_custom_schedule_from_a_subscription_tuple_sets_its_attempt_count() ->
     assert schedule.max_attempts == 3
     assert schedule.next_delay(2, rng=NO_JITTER) == pytest.approx(2.0)
     assert schedule.next_delay(3, rng=NO_JITTER) is None
+
+
+def test_a_subscription_schedule_builds_a_retry_schedule() -> None:
+    subscription = Subscription(
+        name="crm", url="https://hooks.example.com/", secrets=(), retry_schedule=(1.0, 2.0)
+    )
+
+    schedule = RetrySchedule(subscription.retry_schedule)
+
+    assert schedule.max_attempts == 3
+
+
+def test_a_subscription_defaults_to_the_svix_schedule() -> None:
+    subscription = Subscription(name="crm", url="https://hooks.example.com/", secrets=())
+
+    assert RetrySchedule(subscription.retry_schedule) == DEFAULT_SCHEDULE
 
 
 def test_an_empty_schedule_allows_a_single_attempt() -> None:
