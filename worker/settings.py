@@ -1,0 +1,338 @@
+"""Settings: the relay's configuration, read once from the environment and relay.toml.
+
+Environment variables (an empty value counts as unset):
+
+    ISOGRAD_ENV            testing | production | simulator (default simulator)
+    ISOGRAD_CLIENT_ID      required unless simulator (default there: the simulator's own)
+    ISOGRAD_CLIENT_SECRET  required unless simulator
+    ISOGRAD_API_URL        overrides the environment's API URL
+    ISOGRAD_AUTH_URL       overrides the environment's token URL
+    ISOGRAD_SUB_COM_ID     default sub account id for distributor accounts (optional)
+    SIMULATOR_URL          where the simulator runs (default http://127.0.0.1:8100)
+    PUBLIC_URL             our public base URL, for callback URLs (default http://127.0.0.1:8000)
+    CALLBACK_KEYS          "kid1:secret1,kid2:secret2", oldest first (secrets >= 32 characters);
+                           required unless simulator, where a development key is kept in
+                           VAR_DIR/callback.key (generated on first use)
+    ADMIN_TOKEN            bearer token of the admin API (>= 16 characters; unset = API closed)
+    DATABASE_URL           default sqlite:///VAR_DIR/relay.db
+    BROKER_URL, REDIS_URL  redis://, rediss://, unix://, amqp:// or amqps://; unset = embedded
+    HTTP_TIMEOUT           seconds per Isograd request (default 10)
+    LOG_LEVEL              DEBUG | INFO | WARNING | ERROR | CRITICAL (default INFO)
+    LOG_FORMAT             json | console | auto (default auto: console on a TTY, else JSON)
+    VAR_DIR                local state (default var)
+    RELAY_CONFIG           path of relay.toml (default relay.toml; see `Settings.from_env`)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from worker.errors import ConfigurationError
+from worker.isograd.environments import IsogradEnvironment, isograd_urls
+from worker.subscriptions import WEBHOOK_SECRET_PREFIX, Subscription, parse_subscriptions
+from worker.tokens import CallbackKey, parse_callback_keys
+
+SIMULATOR_CLIENT_ID = "simulator-client"
+SIMULATOR_CLIENT_SECRET = "simulator-secret"  # noqa: S105 - the simulator's public default
+DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8100"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+DEFAULT_CONFIG_PATH = "relay.toml"
+DEV_KEY_FILE = "callback.key"
+DEV_KID = "dev"
+MIN_ADMIN_TOKEN_LENGTH = 16
+# Shorter strings are not redacted from logs: they would blank out ordinary words.
+MIN_REDACTED_LENGTH = 6
+BROKER_SCHEMES = frozenset({"redis", "rediss", "unix", "amqp", "amqps"})
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+    AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the processes need, validated. Build it with `from_env`; the defaults are the
+    simulator's, so tests may construct it directly with only the fields they care about."""
+
+    isograd_env: IsogradEnvironment = IsogradEnvironment.SIMULATOR
+    isograd_client_id: str = SIMULATOR_CLIENT_ID
+    isograd_client_secret: str = field(default=SIMULATOR_CLIENT_SECRET, repr=False)
+    isograd_api_url: str = f"{DEFAULT_SIMULATOR_URL}/api/usage"
+    isograd_auth_url: str = f"{DEFAULT_SIMULATOR_URL}/oauth2/token"
+    isograd_sub_com_id: int | None = None
+    simulator_url: str = DEFAULT_SIMULATOR_URL
+    public_url: str = DEFAULT_PUBLIC_URL
+    callback_keys: tuple[CallbackKey, ...] = ()
+    admin_token: str | None = field(default=None, repr=False)
+    database_url: str = field(default="sqlite:///var/relay.db", repr=False)
+    broker_url: str | None = field(default=None, repr=False)
+    subscriptions: tuple[Subscription, ...] = ()
+    http_timeout: float = 10.0
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
+    var_dir: str = "var"
+    config_path: str = DEFAULT_CONFIG_PATH
+    config_found: bool = False
+    # Facts worth a warning at start (no relay.toml, a development callback key, ...).
+    notices: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, config_path: str | None = None) -> Settings:
+        """Read and validate everything; ConfigurationError lists every problem at once.
+
+        relay.toml is `config_path`, else RELAY_CONFIG, else ./relay.toml. A missing default file
+        means no subscriptions (`config_found` False and a notice); a file named explicitly (by
+        argument or RELAY_CONFIG) that does not exist is a problem, since it is surely a typo.
+
+        Side effect, simulator only: without CALLBACK_KEYS, a random development key is read from
+        (or created in) VAR_DIR/callback.key, so every local process signs and verifies alike.
+        """
+        env = _Environment(environ)
+        problems = env.problems
+        notices: list[str] = []
+
+        isograd_env = env.choice("ISOGRAD_ENV", IsogradEnvironment, IsogradEnvironment.SIMULATOR)
+        simulator = isograd_env is IsogradEnvironment.SIMULATOR
+        simulator_url = env.url("SIMULATOR_URL", DEFAULT_SIMULATOR_URL)
+        api_url, auth_url = isograd_urls(isograd_env, simulator_url)
+        if simulator:
+            client_id = env.text("ISOGRAD_CLIENT_ID") or SIMULATOR_CLIENT_ID
+            client_secret = env.text("ISOGRAD_CLIENT_SECRET") or SIMULATOR_CLIENT_SECRET
+        else:
+            client_id = env.required("ISOGRAD_CLIENT_ID", f"when ISOGRAD_ENV={isograd_env}")
+            client_secret = env.required("ISOGRAD_CLIENT_SECRET", f"when ISOGRAD_ENV={isograd_env}")
+        var_dir = env.text("VAR_DIR") or "var"
+
+        callback_keys: tuple[CallbackKey, ...] = ()
+        keys_value = env.text("CALLBACK_KEYS")
+        if keys_value is not None:
+            try:
+                callback_keys = parse_callback_keys(keys_value)
+            except ConfigurationError as exc:
+                problems.extend(exc.problems)
+        elif simulator:
+            try:
+                callback_keys = (_development_key(Path(var_dir)),)
+                notices.append(f"CALLBACK_KEYS unset: using the development key in {var_dir}")
+            except OSError as exc:
+                problems.append(f"CALLBACK_KEYS: unset, and the development key failed: {exc}")
+        else:
+            problems.append(f"CALLBACK_KEYS: is required when ISOGRAD_ENV={isograd_env}")
+
+        admin_token = env.text("ADMIN_TOKEN")
+        if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+            problems.append(f"ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+
+        database_url = _database_url(env.text("DATABASE_URL"), var_dir, problems)
+        broker_url = _broker_url(env, problems)
+
+        named_path = config_path if config_path is not None else env.text("RELAY_CONFIG")
+        path, explicit = named_path or DEFAULT_CONFIG_PATH, named_path is not None
+        subscriptions, config_found = _load_subscriptions(path, explicit, environ, problems)
+        if not config_found and not explicit:
+            notices.append(f"{path} not found: no subscriptions, events are stored only")
+
+        settings = cls(
+            isograd_env=isograd_env,
+            isograd_client_id=client_id,
+            isograd_client_secret=client_secret,
+            isograd_api_url=env.url("ISOGRAD_API_URL", api_url),
+            isograd_auth_url=env.url("ISOGRAD_AUTH_URL", auth_url),
+            isograd_sub_com_id=env.positive_int("ISOGRAD_SUB_COM_ID"),
+            simulator_url=simulator_url,
+            public_url=env.url("PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
+            callback_keys=callback_keys,
+            admin_token=admin_token,
+            database_url=database_url,
+            broker_url=broker_url,
+            subscriptions=subscriptions,
+            http_timeout=env.seconds("HTTP_TIMEOUT", 10.0),
+            log_level=env.choice("LOG_LEVEL", _LogLevel, _LogLevel.INFO, upper=True).value,
+            log_format=env.choice("LOG_FORMAT", LogFormat, LogFormat.AUTO),
+            var_dir=var_dir,
+            config_path=path,
+            config_found=config_found,
+            notices=tuple(notices),
+        )
+        if problems:
+            raise ConfigurationError(problems)
+        return settings
+
+    @property
+    def log_json(self) -> bool | None:
+        """For `configure_logging(json=...)`: None lets it choose by whether stderr is a TTY."""
+        return None if self.log_format is LogFormat.AUTO else self.log_format is LogFormat.JSON
+
+    def redacted_secrets(self) -> tuple[str, ...]:
+        """Every secret value the logs must never show (for worker.logs' redactor)."""
+        candidates = [self.isograd_client_secret, self.admin_token]
+        candidates += [key.secret.decode(errors="replace") for key in self.callback_keys]
+        for subscription in self.subscriptions:
+            for secret in subscription.secrets:
+                candidates += [secret, secret.removeprefix(WEBHOOK_SECRET_PREFIX)]
+        for url in (self.database_url, self.broker_url):
+            candidates.append(_url_password(url))
+        found = [value for value in candidates if value and len(value) >= MIN_REDACTED_LENGTH]
+        return tuple(dict.fromkeys(found))
+
+
+class _LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class _Environment:
+    """Reads variables from a mapping, collecting problems instead of raising."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str, why: str) -> str:
+        value = self.text(name)
+        if value is None:
+            self.problems.append(f"{name}: is required {why}")
+            return ""
+        return value
+
+    def choice(self, name: str, enum: type[_E], default: _E, *, upper: bool = False) -> _E:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            return enum(value.upper() if upper else value.lower())
+        except ValueError:
+            self.problems.append(f"{name}: must be one of {', '.join(enum)}, not {value!r}")
+            return default
+
+    def url(self, name: str, default: str) -> str:
+        value = self.text(name)
+        if value is None:
+            return default
+        if not _is_http_url(value):
+            self.problems.append(f"{name}: must be an http(s) URL")
+            return default
+        return value
+
+    def positive_int(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not value.isdigit() or int(value) < 1:
+            self.problems.append(f"{name}: must be a positive integer")
+            return None
+        return int(value)
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 300:
+            self.problems.append(f"{name}: must be a number of seconds > 0 and <= 300")
+            return default
+        return seconds
+
+
+def _database_url(value: str | None, var_dir: str, problems: list[str]) -> str:
+    if value is None:
+        return f"sqlite:///{var_dir}/relay.db"
+    scheme = value.partition("://")[0].lower()
+    # SQLAlchemy's default PostgreSQL driver is psycopg2, which we do not ship: the plain
+    # postgres:// and postgresql:// URLs platforms hand out are pointed at psycopg 3.
+    if scheme in {"postgres", "postgresql"}:
+        return "postgresql+psycopg://" + value.partition("://")[2]
+    if scheme.startswith(("sqlite", "postgresql+")):
+        return value
+    problems.append("DATABASE_URL: must be a sqlite:// or postgresql:// URL")
+    return value
+
+
+def _broker_url(env: _Environment, problems: list[str]) -> str | None:
+    name = "BROKER_URL" if env.text("BROKER_URL") is not None else "REDIS_URL"
+    value = env.text(name)
+    if value is not None and urlsplit(value).scheme.lower() not in BROKER_SCHEMES:
+        problems.append(f"{name}: must be a {', '.join(sorted(BROKER_SCHEMES))} URL")
+    return value
+
+
+def _load_subscriptions(
+    path: str, explicit: bool, environ: Mapping[str, str], problems: list[str]
+) -> tuple[tuple[Subscription, ...], bool]:
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        if explicit:
+            problems.append(f"{path}: file not found")
+        return (), False
+    except OSError as exc:
+        problems.append(f"{path}: cannot be read: {exc.strerror}")
+        return (), True
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: invalid TOML: {exc}")
+        return (), True
+    try:
+        return parse_subscriptions(document, environ, source=path), True
+    except ConfigurationError as exc:
+        problems.extend(exc.problems)
+        return (), True
+
+
+def _development_key(var_dir: Path) -> CallbackKey:
+    """The simulator's callback key: random, created once, shared by every local process."""
+    path = var_dir / DEV_KEY_FILE
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        draft = var_dir / f"{DEV_KEY_FILE}.{os.getpid()}.tmp"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            # link() fails if another process created the key first; then we use theirs.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return CallbackKey(DEV_KID, path.read_text().strip().encode())
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _url_password(url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
