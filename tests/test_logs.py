@@ -1,0 +1,184 @@
+"""Logging: JSON lines, context variables, and no secret or email address in any output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import structlog
+
+from worker.logs import Redactor, configure_logging
+
+SECRET = "s3cr3t-value-0123456789"
+EMAIL = "jane.doe+tosa@example.co.uk"
+
+
+class _Stream(io.StringIO):
+    def __init__(self, *, tty: bool = False) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.fixture
+def stream() -> Iterator[_Stream]:
+    """Logging configured into a buffer; structlog and the root logger are restored after."""
+    buffer = _Stream()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging(json=True, level="INFO", secrets=[SECRET], stream=buffer)
+    yield buffer
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_structlog_event_is_one_json_line_with_level_and_iso_timestamp(
+    stream: _Stream,
+) -> None:
+    structlog.get_logger().info("delivery_failed", status=503, attempt=3)
+
+    (line,) = _lines(stream)
+    assert line["event"] == "delivery_failed"
+    assert (line["status"], line["attempt"], line["level"]) == (503, 3, "info")
+    assert line["timestamp"].endswith("Z")
+    assert line["timestamp"][10] == "T"
+
+
+def test_context_variables_are_merged_into_every_line(stream: _Stream) -> None:
+    structlog.contextvars.bind_contextvars(correlation_id="c-42")
+
+    structlog.get_logger().info("callback_received")
+
+    assert _lines(stream)[0]["correlation_id"] == "c-42"
+
+
+def test_events_below_the_level_are_dropped(stream: _Stream) -> None:
+    structlog.get_logger().debug("noise")
+
+    assert stream.getvalue() == ""
+
+
+def test_registered_secrets_never_appear(stream: _Stream) -> None:
+    structlog.get_logger().info(
+        f"token {SECRET}", header=f"Bearer {SECRET}", nested={"list": [SECRET, (SECRET,)]}
+    )
+
+    output = stream.getvalue()
+    assert SECRET not in output
+    assert _lines(stream)[0]["nested"] == {"list": ["[redacted]", ["[redacted]"]]}
+
+
+def test_email_addresses_never_appear(stream: _Stream) -> None:
+    structlog.get_logger().info(
+        "invitation_created",
+        candidate=EMAIL,
+        url="https://x.test/api?ema=jane.doe%40example.com&act_id=4",
+        by_email={EMAIL: 1},
+    )
+
+    output = stream.getvalue()
+    assert "example.co" not in output
+    line = _lines(stream)[0]
+    assert (line["candidate"], line["by_email"]) == ("[email]", {"[email]": 1})
+    assert line["url"] == "https://x.test/api?ema=[email]&act_id=4"
+
+
+def test_objects_are_logged_by_their_redacted_repr(stream: _Stream) -> None:
+    @dataclass
+    class Candidate:
+        email: str
+
+    structlog.get_logger().info("candidate", candidate=Candidate(EMAIL))
+
+    assert (
+        _lines(stream)[0]["candidate"]
+        == "test_objects_are_logged_by_their_redacted_repr.<locals>.Candidate(email='[email]')"
+    )
+
+
+def test_tracebacks_are_redacted(stream: _Stream) -> None:
+    try:
+        raise RuntimeError(f"refused {SECRET} for {EMAIL}")
+    except RuntimeError:
+        structlog.get_logger().exception("sink_crashed")
+
+    (line,) = _lines(stream)
+    assert "RuntimeError: refused [redacted] for [email]" in line["exception"]
+
+
+def test_standard_library_records_go_through_the_same_redaction(stream: _Stream) -> None:
+    logging.getLogger("uvicorn.error").warning("client %s sent %s", EMAIL, SECRET)
+
+    (line,) = _lines(stream)
+    assert line["event"] == "client [email] sent [redacted]"
+    assert (line["logger"], line["level"]) == ("uvicorn.error", "warning")
+
+
+def test_standard_library_exceptions_are_redacted(stream: _Stream) -> None:
+    try:
+        raise ValueError(SECRET)
+    except ValueError:
+        logging.getLogger("dramatiq").exception("actor failed")
+
+    output = stream.getvalue()
+    assert "ValueError" in output
+    assert SECRET not in output
+
+
+def test_configuring_twice_keeps_a_single_root_handler(stream: _Stream) -> None:
+    configure_logging(json=True, secrets=[SECRET], stream=stream)
+
+    logging.getLogger("alembic").warning("once")
+
+    assert len(_lines(stream)) == 1
+
+
+def test_a_tty_gets_the_console_renderer_by_default() -> None:
+    tty = _Stream(tty=True)
+    try:
+        configure_logging(secrets=[SECRET], stream=tty)
+        structlog.get_logger().info("started", key=SECRET, who=EMAIL)
+    finally:
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "isograd-relay"]:
+            root.removeHandler(handler)
+
+    output = tty.getvalue()
+    assert not output.startswith("{")
+    assert "started" in output
+    assert SECRET not in output
+    assert EMAIL not in output
+
+
+def test_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown log level"):
+        configure_logging(level="LOUD", stream=_Stream())
+
+
+def test_a_secret_containing_another_is_replaced_whole() -> None:
+    redactor = Redactor(["abcdef", "abcdefghij"])
+
+    assert redactor.redact("x abcdefghij y") == "x [redacted] y"
+
+
+def test_without_secrets_only_emails_are_redacted() -> None:
+    redactor = Redactor()
+
+    assert redactor.redact(f"to {EMAIL}: ok") == "to [email]: ok"

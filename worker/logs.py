@@ -1,0 +1,130 @@
+"""Logging: structlog's configuration, with secrets and email addresses redacted from every line.
+
+One JSON object per line in production (a readable console format on a TTY), context variables
+merged in (correlation ids), ISO 8601 UTC timestamps. Records of the standard library's `logging`
+(uvicorn, dramatiq, alembic, ...) go through the same processors and the same redaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "[redacted]"
+EMAIL_REDACTED = "[email]"
+
+# Deliberately broad: a false positive costs a log detail, a miss leaks a candidate's address.
+# The second form is an address URL-encoded in a query string (jane%40example.com). Quotes, '='
+# and '/' are legal in an address but left out, so `email='jane@x.fr'` and `?ema=...` keep their
+# key.
+_EMAIL = r"[\w.!#$%&*+^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+"
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class Redactor:
+    """A structlog processor replacing registered secrets and email addresses in every value.
+
+    Strings are searched, dicts (keys too), lists, tuples and sets are walked, and any other
+    object is replaced by its redacted repr() (what the renderers would print). The event dict's
+    own keys are argument names and are left alone.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        unique = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._secrets = (
+            re.compile("|".join(re.escape(secret) for secret in unique)) if unique else None
+        )
+        self._email = re.compile(_EMAIL)
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        return {key: self.redact(value) for key, value in event_dict.items()}
+
+    def redact(self, value: object) -> Any:
+        if isinstance(value, str):
+            return self._redact_text(value)
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, Mapping):
+            # Nested keys are data (a dict keyed by email, say); top-level keys are names.
+            return {self.redact(key): self.redact(item) for key, item in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.redact(item) for item in value]
+        return self._redact_text(repr(value))
+
+    def _redact_text(self, text: str) -> str:
+        if self._secrets is not None:
+            text = self._secrets.sub(REDACTED, text)
+        return self._email.sub(EMAIL_REDACTED, text)
+
+
+_HANDLER_NAME = "isograd-relay"
+
+
+def configure_logging(
+    *,
+    json: bool | None = None,
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog and the root `logging` handler; safe to call again (it replaces both).
+
+    `json` None means JSON unless `stream` (default stderr) is a TTY. `secrets` are the values
+    never to print (`Settings.redacted_secrets()`); email addresses are always redacted.
+
+    uvicorn installs its own handlers unless started with `log_config=None`; start it so, and
+    its lines come here too.
+    """
+    output = stream if stream is not None else sys.stderr
+    if json is None:
+        json = not output.isatty()
+    numeric_level = logging.getLevelNamesMapping().get(level.upper())
+    if numeric_level is None:
+        raise ValueError(f"unknown log level {level!r}")
+    redactor = Redactor(secrets)
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=output.isatty())
+    )
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # Tracebacks are rendered to text before redaction, so what they quote is redacted too.
+    finish: list[Processor] = [
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redactor,
+        renderer,
+    ]
+    structlog.configure(
+        processors=[*shared, *finish],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=output),
+        # Not cached, so structlog.testing.capture_logs keeps working on module-level loggers.
+        cache_logger_on_first_use=False,
+    )
+
+    handler = logging.StreamHandler(output)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
