@@ -12,9 +12,9 @@ from worker.grades import Grade
 from worker.isograd.models import AssessmentResult, ResultDetails, SkillResult
 from worker.sinks.base import EventEnvelope
 from worker.storage.records import Invitation
+from worker.subscriptions import ASSESSMENT_COMPLETED, EVENT_TYPES
 
-ASSESSMENT_COMPLETED = "assessment.completed"
-EVENT_TYPES = (ASSESSMENT_COMPLETED,)
+__all__ = ["ASSESSMENT_COMPLETED", "EVENT_TYPES", "build_completion_event", "event_schema"]
 
 
 def build_completion_event(

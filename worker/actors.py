@@ -1,0 +1,168 @@
+"""The actors: thin Dramatiq wrappers that run the pipeline's functions with the process runtime.
+
+Actors are declared on a given broker by `declare_actors` (not at import time), so the web
+process, the worker and each test choose their broker explicitly. In a worker the collaborators
+come from the `RuntimeMiddleware` added to that broker at boot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import dramatiq
+import structlog
+from dramatiq.middleware import Middleware
+
+from worker import pipeline
+from worker.errors import PermanentError, RetryableError
+from worker.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+COMPLETIONS_QUEUE = "completions"
+DELIVERIES_QUEUE = "deliveries"
+QUEUES = (COMPLETIONS_QUEUE, DELIVERIES_QUEUE)
+
+# Time limits cover the slowest legitimate run: a completion makes four Isograd calls, each
+# retried by the client (3 attempts, 10 s timeout); a delivery waits at most its subscription's
+# timeout (≤ 300 s) once.
+COMPLETION_TIME_LIMIT_MS = 5 * 60 * 1000
+DELIVERY_TIME_LIMIT_MS = 6 * 60 * 1000
+
+
+class RuntimeMiddleware(Middleware):
+    """Holds the process's Runtime so the actors declared on this broker can reach it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+
+@dataclass(frozen=True)
+class RelayActors:
+    process_completion: dramatiq.Actor[[str, int], None]
+    deliver: dramatiq.Actor[[str], None]
+
+
+def declare_actors(broker: dramatiq.Broker) -> RelayActors:
+    """Declare the relay's actors on `broker` (once per broker)."""
+
+    def process_completion(invitation_id: str, recheck: int = 0) -> None:
+        """Confirm a completion (act 10) and store its event; see pipeline.process_completion.
+
+        Queue "completions". Idempotency key: the invitation id (a second run for a completed
+        invitation asks nothing and creates nothing). Dramatiq retries only transient errors
+        (Isograd or the database unavailable): up to 10 times, backing off 5 s to 10 min, and
+        honouring a Retry-After hint; permanent errors are not retried. Status re-checks are new
+        messages with a delay, not retries.
+        """
+        runtime = runtime_of(broker)
+        with _transient_as_retry():
+            pipeline.process_completion(
+                invitation_id,
+                store=runtime.store,
+                client=runtime.client,
+                subscriptions=runtime.subscriptions,
+                enqueuer=runtime.enqueuer,
+                clock=runtime.clock,
+                recheck=recheck,
+            )
+
+    def deliver(delivery_id: str) -> None:
+        """Make one attempt at a delivery; see pipeline.deliver.
+
+        Queue "deliveries". Idempotency key: the delivery id (the row is claimed first, so a
+        delivered or in-flight delivery is never sent again). The retry schedule lives in SQL and
+        is enqueued as a delayed message; Dramatiq retries only unexpected transient errors (the
+        database unavailable): up to 5 times, backing off 1 s to 5 min.
+        """
+        runtime = runtime_of(broker)
+        with _transient_as_retry():
+            pipeline.deliver(
+                delivery_id,
+                store=runtime.store,
+                subscriptions=runtime.subscriptions_by_name,
+                sink_for=runtime.sink_for,
+                enqueuer=runtime.enqueuer,
+                clock=runtime.clock,
+                rng=runtime.rng,
+                schedule_for=runtime.schedule_for,
+            )
+
+    return RelayActors(
+        process_completion=dramatiq.actor(
+            broker=broker,
+            actor_name="process_completion",
+            queue_name=COMPLETIONS_QUEUE,
+            max_retries=10,
+            min_backoff=5_000,
+            max_backoff=10 * 60 * 1000,
+            time_limit=COMPLETION_TIME_LIMIT_MS,
+            throws=(PermanentError,),
+        )(process_completion),
+        deliver=dramatiq.actor(
+            broker=broker,
+            actor_name="deliver",
+            queue_name=DELIVERIES_QUEUE,
+            max_retries=5,
+            min_backoff=1_000,
+            max_backoff=5 * 60 * 1000,
+            time_limit=DELIVERY_TIME_LIMIT_MS,
+            throws=(PermanentError,),
+        )(deliver),
+    )
+
+
+def runtime_of(broker: dramatiq.Broker) -> Runtime:
+    """The Runtime of the RuntimeMiddleware on `broker`; RuntimeError when there is none."""
+    for middleware in broker.middleware:
+        if isinstance(middleware, RuntimeMiddleware):
+            return middleware.runtime
+    raise RuntimeError("this broker has no RuntimeMiddleware: actors run only in a worker")
+
+
+@contextmanager
+def _transient_as_retry() -> Iterator[None]:
+    """Hand a transient error to Dramatiq's retries as `Retry`, with its Retry-After as delay."""
+    try:
+        yield
+    except RetryableError as exc:
+        log.warning("job_will_retry", error=type(exc).__name__, retry_after=exc.retry_after)
+        delay = None if exc.retry_after is None else max(0, round(exc.retry_after * 1000))
+        raise dramatiq.Retry(str(exc), delay=delay) from exc
+
+
+class DramatiqEnqueuer:
+    """The Enqueuer that sends the relay's actors' messages on their broker."""
+
+    def __init__(self, actors: RelayActors) -> None:
+        self._actors = actors
+
+    def completion(
+        self, invitation_id: str, *, delay_seconds: float = 0.0, recheck: int = 0
+    ) -> None:
+        self._actors.process_completion.send_with_options(
+            args=(invitation_id, recheck), delay=_delay_ms(delay_seconds)
+        )
+
+    def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None:
+        self._actors.deliver.send_with_options(args=(delivery_id,), delay=_delay_ms(delay_seconds))
+
+
+def _delay_ms(seconds: float) -> int | None:
+    # No delay means the ready queue; a delay of 0 would take the detour through the delay queue.
+    milliseconds = round(seconds * 1000)
+    return milliseconds if milliseconds > 0 else None
+
+
+def start_worker(
+    broker: dramatiq.Broker, *, threads: int = 8, queues: Iterable[str] = QUEUES
+) -> dramatiq.Worker:
+    """Start consuming `queues` in `threads` threads; stop it with `worker.stop()`.
+
+    The broker needs a RuntimeMiddleware (add it before starting) and the declared actors.
+    """
+    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=threads)
+    worker.start()
+    return worker

@@ -1,0 +1,494 @@
+"""The pipeline: confirm a completion and store its event, then deliver it, one attempt per job.
+
+Plain functions taking their collaborators as keyword arguments; worker.actors wraps them in
+Dramatiq actors. Both are keyed by a row id and safe to run twice (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+import structlog
+
+from worker.events import ASSESSMENT_COMPLETED, build_completion_event, envelope_from_payload
+from worker.grades import convert_grade
+from worker.isograd.errors import (
+    AssessmentNotFinishedError,
+    AssessmentNotFoundError,
+    NotAnAssessmentError,
+)
+from worker.isograd.models import (
+    AssessmentResult,
+    AssessmentStatus,
+    ResultDetails,
+)
+from worker.retries import RandomSource, RetrySchedule
+from worker.runtime import Clock, Enqueuer
+from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
+from worker.storage.records import AttemptOutcome as StoredOutcome
+from worker.storage.records import (
+    AttemptRecord,
+    Delivery,
+    Invitation,
+    InvitationStatus,
+    new_id,
+)
+from worker.storage.store import SqlStore
+from worker.subscriptions import Subscription
+
+log = structlog.get_logger(__name__)
+
+# A callback that arrives before act 10 says "completed" (status 1 or 2) is premature or forged.
+# A real one is a race we lose by seconds to minutes, so look again a few times, then leave it to
+# the reconciler, which polls pending invitations anyway.
+PREMATURE_RECHECK_DELAYS: tuple[float, ...] = (30.0, 120.0, 600.0)
+# Manual marking (status 4) takes hours to days: 5 min, doubling, capped at 6 h, for 7 days.
+MARKING_FIRST_DELAY = 300.0
+MARKING_MAX_DELAY = 6 * 3600.0
+MARKING_GIVE_UP_AFTER = 7 * 24 * 3600.0
+
+
+class AssessmentSource(Protocol):
+    """The Isograd actions the completion needs (worker.isograd.IsogradClient has them)."""
+
+    def get_test_status(
+        self, pla_tst_id: int, *, sub_com_id: int | None = None
+    ) -> AssessmentStatus: ...
+
+    def get_result(
+        self,
+        tst_frm_id: int,
+        email: str,
+        pla_tst_id: int | None = None,
+        *,
+        sub_com_id: int | None = None,
+    ) -> AssessmentResult: ...
+
+    def get_result_details(
+        self,
+        tst_frm_id: int,
+        email: str,
+        pla_tst_id: int | None = None,
+        *,
+        sub_com_id: int | None = None,
+    ) -> ResultDetails: ...
+
+    def get_pdf_url(
+        self,
+        tst_frm_id: int,
+        email: str,
+        pla_tst_id: int | None = None,
+        *,
+        sub_com_id: int | None = None,
+    ) -> str: ...
+
+
+class CompletionResult(StrEnum):
+    COMPLETED = "completed"  # confirmed now: event stored (or found) and deliveries enqueued
+    ALREADY_COMPLETED = "already_completed"  # the invitation was done before: nothing asked
+    MARKING_PENDING = "marking_pending"  # status 4: checked again after `recheck_in`
+    NOT_CONFIRMED = "not_confirmed"  # status 1/2 (or results not ready): maybe checked again
+    FAILED = "failed"  # the invitation cannot complete (unknown pla_tst_id, no email)
+    UNKNOWN_INVITATION = "unknown_invitation"
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionOutcome:
+    result: CompletionResult
+    event_id: str | None = None
+    enqueued: tuple[str, ...] = ()  # delivery ids enqueued by this run
+    recheck_in: float | None = None  # seconds until the next status check, if one was enqueued
+
+
+class DeliveryResult(StrEnum):
+    DELIVERED = "delivered"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    SUBSCRIPTION_DISABLED = "subscription_disabled"  # 410 Gone, or failing for too long
+    CANCELLED = "cancelled"  # subscription disabled or removed, event purged: nothing sent
+    NOTHING_TO_DO = "nothing_to_do"  # delivered, finished, not due or being delivered
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    result: DeliveryResult
+    attempt: int | None = None  # the attempt's number over the delivery's life
+    status_code: int | None = None
+    next_attempt_in: float | None = None
+
+
+def process_completion(
+    invitation_id: str,
+    *,
+    store: SqlStore,
+    client: AssessmentSource,
+    subscriptions: Sequence[Subscription],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    recheck: int = 0,
+) -> CompletionOutcome:
+    """Confirm with act 10 that the invitation's test is completed; if so store its event.
+
+    Safe to run twice: an invitation already completed costs nothing, and the event is unique per
+    `pla_tst_id`, so a second run creates no event and enqueues nothing. Raises RetryableError
+    (IsogradUnavailableError) when Isograd cannot answer now; other Isograd errors are permanent.
+    `recheck` is how many re-checks came before this run (it picks the next wait).
+    """
+    invitation = store.get_invitation(invitation_id)
+    if invitation is None:
+        log.warning("completion_unknown_invitation", invitation_id=invitation_id)
+        return CompletionOutcome(CompletionResult.UNKNOWN_INVITATION)
+    if invitation.status in (InvitationStatus.COMPLETED, InvitationStatus.FAILED):
+        log.info(
+            "completion_already_processed",
+            invitation_id=invitation_id,
+            status=invitation.status.value,
+        )
+        if invitation.status is InvitationStatus.COMPLETED:
+            store.mark_callbacks_processed(invitation_id, clock())
+            return CompletionOutcome(CompletionResult.ALREADY_COMPLETED)
+        return CompletionOutcome(CompletionResult.FAILED)
+    if invitation.pla_tst_id is None:
+        # Isograd has not answered the invitation's act 8 yet (or it failed): nothing to check.
+        log.warning("completion_without_assessment", invitation_id=invitation_id)
+        return CompletionOutcome(CompletionResult.NOT_CONFIRMED)
+    pla_tst_id = invitation.pla_tst_id
+
+    try:
+        status = client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id)
+    except AssessmentNotFoundError:
+        return _fail(store, invitation, clock, reason="unknown_pla_tst_id")
+
+    if status is AssessmentStatus.MARKING_PENDING:
+        delay = marking_pending_delay(recheck)
+        return _recheck(
+            store,
+            enqueuer,
+            clock,
+            invitation,
+            status,
+            recheck,
+            delay,
+            CompletionResult.MARKING_PENDING,
+        )
+    if status is not AssessmentStatus.COMPLETED:
+        delay = premature_recheck_delay(recheck)
+        return _recheck(
+            store,
+            enqueuer,
+            clock,
+            invitation,
+            status,
+            recheck,
+            delay,
+            CompletionResult.NOT_CONFIRMED,
+        )
+
+    if invitation.email is None:
+        # Acts 4, 5 and 6 find the result by email; a purged invitation cannot be fetched.
+        return _fail(store, invitation, clock, reason="no_candidate_email")
+    email = invitation.email
+    try:
+        result = client.get_result(
+            invitation.tst_frm_id, email, pla_tst_id, sub_com_id=invitation.sub_com_id
+        )
+        details = client.get_result_details(
+            invitation.tst_frm_id, email, pla_tst_id, sub_com_id=invitation.sub_com_id
+        )
+    except AssessmentNotFinishedError:
+        # Act 10 and act 4 disagree for a moment: treat it as "not ready yet".
+        return _recheck(
+            store,
+            enqueuer,
+            clock,
+            invitation,
+            status,
+            recheck,
+            premature_recheck_delay(recheck),
+            CompletionResult.NOT_CONFIRMED,
+        )
+    pdf_url = _pdf_url(client, invitation, email, pla_tst_id)
+    grade = convert_grade(result.grade_type, result.value, result.max_value, result.text)
+
+    now = clock()
+    payload = build_completion_event(
+        event_id=new_id("evt"),
+        invitation=invitation,
+        pla_tst_id=pla_tst_id,
+        result=result,
+        details=details,
+        grade=grade,
+        pdf_url=pdf_url,
+        occurred_at=now,
+    )
+    targets = [
+        subscription.name
+        for subscription in subscriptions
+        if subscription.matches(ASSESSMENT_COMPLETED, invitation.tst_frm_id, invitation.sub_com_id)
+        and not store.subscription_state(subscription.name).disabled
+    ]
+    event, deliveries, created = store.create_event(
+        payload["data"]["event_id"],
+        invitation.id,
+        pla_tst_id,
+        ASSESSMENT_COMPLETED,
+        payload,
+        targets,
+        now,
+    )
+    store.record_status_check(invitation.id, status.value, None, now)
+    store.mark_invitation(invitation.id, InvitationStatus.COMPLETED, now)
+    store.mark_callbacks_processed(invitation.id, now)
+    enqueued: list[str] = []
+    if created:
+        # A run that found the event already stored enqueues nothing: the first run did, and
+        # the sweeper re-enqueues whatever a crash left pending.
+        for delivery in deliveries:
+            enqueuer.delivery(delivery.id)
+            enqueued.append(delivery.id)
+    log.info(
+        "completion_confirmed",
+        invitation_id=invitation.id,
+        pla_tst_id=pla_tst_id,
+        event_id=event.id,
+        new_event=created,
+        deliveries=len(enqueued),
+    )
+    return CompletionOutcome(
+        CompletionResult.COMPLETED, event_id=event.id, enqueued=tuple(enqueued)
+    )
+
+
+def premature_recheck_delay(recheck: int) -> float | None:
+    """Seconds before re-check number `recheck` + 1 of a not-yet-completed test; None: stop."""
+    if recheck < len(PREMATURE_RECHECK_DELAYS):
+        return PREMATURE_RECHECK_DELAYS[recheck]
+    return None
+
+
+def marking_pending_delay(recheck: int) -> float | None:
+    """Seconds before the next check of a test awaiting manual marking; None after 7 days."""
+    waited = 0.0
+    delay = MARKING_FIRST_DELAY
+    for _ in range(recheck):
+        waited += delay
+        delay = min(delay * 2, MARKING_MAX_DELAY)
+    if waited + delay > MARKING_GIVE_UP_AFTER:
+        return None
+    return delay
+
+
+def _recheck(
+    store: SqlStore,
+    enqueuer: Enqueuer,
+    clock: Clock,
+    invitation: Invitation,
+    status: AssessmentStatus,
+    recheck: int,
+    delay: float | None,
+    result: CompletionResult,
+) -> CompletionOutcome:
+    now = clock()
+    if delay is None:
+        # Keep the reconciler's own schedule (next_check_at) untouched: it finds real
+        # completions whose callback we gave up on.
+        store.record_status_check(invitation.id, status.value, invitation.next_check_at, now)
+        log.info(
+            "completion_not_confirmed",
+            invitation_id=invitation.id,
+            sta_id=status.value,
+            rechecks=recheck,
+            reason="still_marking"
+            if status is AssessmentStatus.MARKING_PENDING
+            else "not_completed",
+        )
+        return CompletionOutcome(result)
+    next_check_at = now + timedelta(seconds=delay)
+    store.record_status_check(invitation.id, status.value, next_check_at, now)
+    enqueuer.completion(invitation.id, delay_seconds=delay, recheck=recheck + 1)
+    log.info(
+        "completion_recheck_scheduled",
+        invitation_id=invitation.id,
+        sta_id=status.value,
+        recheck=recheck + 1,
+        delay_seconds=delay,
+    )
+    return CompletionOutcome(result, recheck_in=delay)
+
+
+def _fail(
+    store: SqlStore, invitation: Invitation, clock: Clock, *, reason: str
+) -> CompletionOutcome:
+    store.mark_invitation(invitation.id, InvitationStatus.FAILED, clock())
+    log.error(
+        "completion_failed",
+        invitation_id=invitation.id,
+        pla_tst_id=invitation.pla_tst_id,
+        reason=reason,
+    )
+    return CompletionOutcome(CompletionResult.FAILED)
+
+
+def _pdf_url(
+    client: AssessmentSource, invitation: Invitation, email: str, pla_tst_id: int
+) -> str | None:
+    try:
+        return client.get_pdf_url(
+            invitation.tst_frm_id, email, pla_tst_id, sub_com_id=invitation.sub_com_id
+        )
+    except NotAnAssessmentError:
+        # Act 6 error 601: only assessments have a PDF report; the event says so with null.
+        return None
+
+
+def deliver(
+    delivery_id: str,
+    *,
+    store: SqlStore,
+    subscriptions: Mapping[str, Subscription],
+    sink_for: Callable[[Subscription], Sink],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    rng: RandomSource,
+    schedule_for: Callable[[Subscription], RetrySchedule] | None = None,
+) -> DeliveryOutcome:
+    """Make one attempt at one delivery and record what happened.
+
+    Safe to run twice: the delivery is claimed first (atomically), so a delivered, finished, not
+    yet due or in-flight delivery is left alone and nothing is sent. A retry is written to SQL
+    (`next_attempt_at`) and enqueued with its delay; if that message is lost the sweeper finds
+    the row. Retries follow the subscription's schedule; Dramatiq's own retries are only for
+    unexpected errors (a database outage, a bug).
+    """
+    now = clock()
+    delivery = store.claim_delivery(delivery_id, now)
+    if delivery is None:
+        log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
+        return DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
+    subscription = subscriptions.get(delivery.subscription)
+    if subscription is None or not subscription.enabled:
+        return _cancel(store, delivery, "subscription_not_configured", now)
+    if store.subscription_state(subscription.name).disabled:
+        return _cancel(store, delivery, "subscription_disabled", now)
+    event = store.get_event(delivery.event_id)
+    if event is None or event.purged_at is not None:
+        return _cancel(store, delivery, "event_purged", now)
+
+    envelope = envelope_from_payload(event.id, event.payload)
+    sink = sink_for(subscription)
+    attempt_at = clock()
+    result = sink.send(envelope, attempt_at=attempt_at)
+    attempt = store.record_attempt(delivery.id, _attempt_record(result, attempt_at))
+    done_at = clock()
+
+    next_attempt_in: float | None = None
+    match result.outcome:
+        case AttemptOutcome.DELIVERED:
+            store.mark_delivered(delivery.id, done_at)
+            store.record_subscription_success(subscription.name, done_at)
+            outcome = DeliveryResult.DELIVERED
+        case AttemptOutcome.RETRY:
+            schedule = (schedule_for or _schedule)(subscription)
+            next_attempt_in = schedule.next_delay(
+                delivery.attempt_count + 1,
+                retry_after=result.retry_after,
+                status_code=result.status_code,
+                timed_out=result.timed_out,
+                rng=rng,
+            )
+            if next_attempt_in is None:
+                store.mark_failed(delivery.id, _error(result, "retries exhausted"), done_at)
+                outcome = DeliveryResult.FAILED
+            else:
+                store.schedule_retry(
+                    delivery.id,
+                    done_at + timedelta(seconds=next_attempt_in),
+                    _error(result),
+                    done_at,
+                )
+                enqueuer.delivery(delivery.id, delay_seconds=next_attempt_in)
+                outcome = DeliveryResult.RETRY_SCHEDULED
+        case AttemptOutcome.FAILED:
+            store.mark_failed(delivery.id, _error(result), done_at)
+            outcome = DeliveryResult.FAILED
+        case AttemptOutcome.GONE:
+            store.mark_failed(delivery.id, _error(result, "410 Gone"), done_at)
+            _disable(store, subscription, "target answered 410 Gone", done_at)
+            outcome = DeliveryResult.SUBSCRIPTION_DISABLED
+
+    if result.outcome in (AttemptOutcome.RETRY, AttemptOutcome.FAILED):
+        state = store.record_subscription_failure(subscription.name, done_at)
+        failing_for = done_at - (state.failing_since or done_at)
+        if failing_for >= timedelta(days=subscription.disable_after_days):
+            _disable(
+                store,
+                subscription,
+                f"failing continuously for {subscription.disable_after_days:g} days",
+                done_at,
+            )
+            outcome = DeliveryResult.SUBSCRIPTION_DISABLED
+
+    log.info(
+        "delivery_attempt",
+        delivery_id=delivery.id,
+        event_id=event.id,
+        subscription=subscription.name,
+        attempt=attempt.number,
+        status=result.status_code,
+        outcome=result.outcome.value,
+        result=outcome.value,
+        duration_ms=round(result.duration_ms),
+        next_attempt_in=None if next_attempt_in is None else round(next_attempt_in, 1),
+    )
+    return DeliveryOutcome(
+        outcome,
+        attempt=attempt.number,
+        status_code=result.status_code,
+        next_attempt_in=next_attempt_in,
+    )
+
+
+def _schedule(subscription: Subscription) -> RetrySchedule:
+    return RetrySchedule(subscription.retry_schedule)
+
+
+def _cancel(store: SqlStore, delivery: Delivery, reason: str, now: datetime) -> DeliveryOutcome:
+    store.cancel_delivery(delivery.id, reason, now)
+    log.info(
+        "delivery_cancelled",
+        delivery_id=delivery.id,
+        subscription=delivery.subscription,
+        reason=reason,
+    )
+    return DeliveryOutcome(DeliveryResult.CANCELLED)
+
+
+def _disable(store: SqlStore, subscription: Subscription, reason: str, now: datetime) -> None:
+    before = store.subscription_state(subscription.name)
+    store.disable_subscription(subscription.name, reason, now)
+    if not before.disabled:
+        log.warning("subscription_disabled", subscription=subscription.name, reason=reason)
+
+
+def _attempt_record(result: AttemptResult, started_at: datetime) -> AttemptRecord:
+    return AttemptRecord(
+        started_at=started_at,
+        duration_ms=round(result.duration_ms),
+        outcome=StoredOutcome(result.outcome.value),
+        status_code=result.status_code,
+        error=result.error,
+        response_body=result.response_body or None,
+    )
+
+
+def _error(result: AttemptResult, prefix: str | None = None) -> str:
+    parts = [prefix] if prefix else []
+    if result.status_code is not None:
+        parts.append(f"HTTP {result.status_code}")
+    if result.error:
+        parts.append(result.error)
+    return "; ".join(parts) or result.outcome.value
