@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
 
@@ -63,3 +63,50 @@ class FixedRandom:
 
     def uniform(self, a: float, b: float) -> float:
         return a + (b - a) * self.fraction
+
+
+# -- pipeline fakes (helper "pipeline") ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnqueuedJob:
+    """One call to RecordingEnqueuer: `kind` is "completion" or "delivery"."""
+
+    kind: str
+    id: str
+    delay_seconds: float
+    recheck: int = 0
+
+
+class RecordingEnqueuer:
+    """An Enqueuer (worker.runtime) that records the jobs asked for instead of sending them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[EnqueuedJob] = []
+
+    def completion(
+        self, invitation_id: str, *, delay_seconds: float = 0.0, recheck: int = 0
+    ) -> None:
+        self.jobs.append(EnqueuedJob("completion", invitation_id, delay_seconds, recheck))
+
+    def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None:
+        self.jobs.append(EnqueuedJob("delivery", delivery_id, delay_seconds))
+
+    def of_kind(self, kind: str) -> list[EnqueuedJob]:
+        return [job for job in self.jobs if job.kind == kind]
+
+
+class FakeClock:
+    """A clock (a callable returning an aware datetime) that only moves when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
+        if self.current.tzinfo is None:
+            raise ValueError("FakeClock needs a timezone-aware start")
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> datetime:
+        self.current += timedelta(seconds=seconds)
+        return self.current
