@@ -54,6 +54,10 @@ class IsogradCaller:
             self._token = str(response.json()["access_token"])
         return self._token
 
+    def renew_token(self) -> None:
+        self._token = None
+        self.token()
+
     def post(self, act_id: int | str, **params: Any) -> httpx2.Response:
         data = {"act_id": str(act_id), **{k: str(v) for k, v in params.items()}}
         return self.client.post(
@@ -106,14 +110,16 @@ def _free_socket() -> socket.socket:
 class ServedSimulator:
     """The simulator under uvicorn in a thread, on 127.0.0.1 and a free port."""
 
-    def __init__(self, **config_changes: Any) -> None:
+    def __init__(
+        self, *, callback_transport: httpx2.BaseTransport | None = None, **config_changes: Any
+    ) -> None:
         self._socket = _free_socket()
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         config = SimulatorConfig(
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, public_url=self.url, **config_changes
         )
-        self.app = create_simulator_app(config)
+        self.app = create_simulator_app(config, callback_transport=callback_transport)
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
         )
