@@ -28,13 +28,11 @@ class _Stream(io.StringIO):
 
 
 @pytest.fixture
-def stream() -> Iterator[_Stream]:
-    """Logging configured into a buffer; structlog and the root logger are restored after."""
-    buffer = _Stream()
+def restore_logging() -> Iterator[None]:
+    """Put structlog and the root logger back as they were after the test."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    configure_logging(json=True, level="INFO", secrets=[SECRET], stream=buffer)
-    yield buffer
+    yield
     for handler in root.handlers:
         if handler not in handlers:
             root.removeHandler(handler)
@@ -42,6 +40,14 @@ def stream() -> Iterator[_Stream]:
     root.setLevel(level)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def stream(restore_logging: None) -> _Stream:
+    """Logging configured as JSON into a buffer, with SECRET registered."""
+    buffer = _Stream()
+    configure_logging(json=True, level="INFO", secrets=[SECRET], stream=buffer)
+    return buffer
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -123,11 +129,27 @@ def test_tracebacks_are_redacted(stream: _Stream) -> None:
 
 
 def test_standard_library_records_go_through_the_same_redaction(stream: _Stream) -> None:
-    logging.getLogger("uvicorn.error").warning("client %s sent %s", EMAIL, SECRET)
+    logging.getLogger("dramatiq.worker").warning("client %s sent %s", EMAIL, SECRET)
 
     (line,) = _lines(stream)
     assert line["event"] == "client [email] sent [redacted]"
-    assert (line["logger"], line["level"]) == ("uvicorn.error", "warning")
+    assert (line["logger"], line["level"]) == ("dramatiq.worker", "warning")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_uvicorns_own_handlers_are_replaced_by_ours() -> None:
+    access = logging.getLogger("uvicorn.access")
+    foreign = logging.StreamHandler(_Stream())
+    access.addHandler(foreign)
+    access.propagate = False
+    access.setLevel(logging.WARNING)
+    buffer = _Stream()
+
+    configure_logging(json=True, stream=buffer)
+    access.info("%s GET /callbacks/isograd/x", EMAIL)
+
+    assert (foreign not in access.handlers, access.propagate) == (True, True)
+    assert _lines(buffer)[0]["event"] == "[email] GET /callbacks/isograd/x"
 
 
 def test_standard_library_exceptions_are_redacted(stream: _Stream) -> None:
@@ -149,16 +171,12 @@ def test_configuring_twice_keeps_a_single_root_handler(stream: _Stream) -> None:
     assert len(_lines(stream)) == 1
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_a_tty_gets_the_console_renderer_by_default() -> None:
     tty = _Stream(tty=True)
-    try:
-        configure_logging(secrets=[SECRET], stream=tty)
-        structlog.get_logger().info("started", key=SECRET, who=EMAIL)
-    finally:
-        structlog.reset_defaults()
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if h.get_name() == "isograd-relay"]:
-            root.removeHandler(handler)
+
+    configure_logging(secrets=[SECRET], stream=tty)
+    structlog.get_logger().info("started", key=SECRET, who=EMAIL)
 
     output = tty.getvalue()
     assert not output.startswith("{")

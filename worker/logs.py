@@ -65,6 +65,9 @@ class Redactor:
 
 
 _HANDLER_NAME = "isograd-relay"
+# Loggers that uvicorn's default configuration gives handlers of their own (not propagating):
+# taken back so their lines are redacted and rendered like ours.
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def configure_logging(
@@ -79,8 +82,8 @@ def configure_logging(
     `json` None means JSON unless `stream` (default stderr) is a TTY. `secrets` are the values
     never to print (`Settings.redacted_secrets()`); email addresses are always redacted.
 
-    uvicorn installs its own handlers unless started with `log_config=None`; start it so, and
-    its lines come here too.
+    uvicorn's loggers are taken back from any handler of their own; but uvicorn.run() installs
+    them again unless started with `log_config=None`, so start it that way.
     """
     output = stream if stream is not None else sys.stderr
     if json is None:
@@ -128,3 +131,8 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    for name in _ADOPTED_LOGGERS:
+        adopted = logging.getLogger(name)
+        adopted.handlers.clear()
+        adopted.propagate = True
+        adopted.setLevel(logging.NOTSET)
