@@ -149,7 +149,7 @@ class AttemptRecord:
     """What a sink reports about one HTTP attempt; the store truncates `response_body`."""
 
     started_at: datetime
-    duration_ms: int
+    duration_ms: float  # stored rounded to whole milliseconds
     outcome: AttemptOutcome
     status_code: int | None = None
     error: str | None = None

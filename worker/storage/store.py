@@ -435,7 +435,7 @@ class SqlStore:
                 "delivery_id": delivery_id,
                 "number": number,
                 "started_at": record.started_at,
-                "duration_ms": record.duration_ms,
+                "duration_ms": round(record.duration_ms),
                 "status_code": record.status_code,
                 "outcome": record.outcome.value,
                 "error": _clean(record.error),

@@ -23,6 +23,8 @@ def alembic_config(
     """
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
+    # Split version_locations on os.pathsep (the non-deprecated way since Alembic 1.16).
+    config.set_main_option("path_separator", "os")
     if database_url is not None:
         # Config is a ConfigParser: a literal "%" (URL-escaped passwords) must be doubled.
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))

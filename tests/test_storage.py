@@ -1,0 +1,1083 @@
+"""Tests of the SQL store, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import StatementError
+
+from worker.errors import PermanentError, RetryableError
+from worker.storage import (
+    AttemptOutcome,
+    AttemptRecord,
+    DeliveryStatus,
+    InvitationSource,
+    InvitationStatus,
+    NewInvitation,
+    SqlStore,
+    SubscriptionState,
+    migrate,
+    new_id,
+)
+from worker.storage.migrations import alembic_config
+from worker.storage.store import MAX_RESPONSE_BODY_BYTES
+from worker.storage.tables import deliveries, events, invitations, metadata
+
+T = TypeVar("T")
+
+NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+TABLES = {"invitations", "callbacks", "events", "deliveries", "attempts", "subscription_state"}
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/relay.db"
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL whose connections live in a fresh schema, dropped afterwards."""
+    schema = f"relay_test_{secrets.token_hex(6)}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """An empty database of each backend."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_schema_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    """A migrated store whose clock says NOW."""
+    sql_store = SqlStore.from_url(database_url, clock=lambda: NOW, lease=LEASE)
+    sql_store.migrate()
+    yield sql_store
+    sql_store.close()
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def count(store: SqlStore, table: Any) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def invite(store: SqlStore, **changes: Any) -> str:
+    values: dict[str, Any] = {
+        "tst_frm_id": 123,
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "pla_tst_id": 456,
+        "next_check_at": NOW + timedelta(minutes=10),
+        **changes,
+    }
+    return store.create_invitation(NewInvitation(**values), NOW).id
+
+
+def payload(pla_tst_id: int = 456) -> dict[str, Any]:
+    return {
+        "type": "assessment.completed",
+        "data": {
+            "candidate": {"email": "ada@example.com", "first_name": "Ada", "last_name": "L"},
+            "test": {"pla_tst_id": pla_tst_id},
+            "grade": {"value": 550},
+        },
+    }
+
+
+def make_event(
+    store: SqlStore, subscriptions: tuple[str, ...] = ("hook",), pla_tst_id: int = 456
+) -> str:
+    invitation_id = invite(store, pla_tst_id=pla_tst_id)
+    event, _, _ = store.create_event(
+        new_id("evt"),
+        invitation_id,
+        pla_tst_id,
+        "assessment.completed",
+        payload(pla_tst_id),
+        list(subscriptions),
+        NOW,
+    )
+    return event.id
+
+
+def make_delivery(store: SqlStore, pla_tst_id: int = 456) -> str:
+    event_id = make_event(store, pla_tst_id=pla_tst_id)
+    return store.list_deliveries(event_id=event_id)[0].id
+
+
+def attempt(outcome: AttemptOutcome = AttemptOutcome.RETRY, **changes: Any) -> AttemptRecord:
+    return AttemptRecord(
+        **{
+            "started_at": NOW,
+            "duration_ms": 12.4,
+            "outcome": outcome,
+            "status_code": 503,
+            **changes,
+        }
+    )
+
+
+def race(functions: list[Callable[[], T]]) -> list[T]:
+    """Call every function in its own thread, all released at the same moment."""
+    barrier = threading.Barrier(len(functions))
+
+    def run(function: Callable[[], T]) -> T:
+        barrier.wait(timeout=30)
+        return function()
+
+    with ThreadPoolExecutor(max_workers=len(functions)) as pool:
+        return list(pool.map(run, functions))
+
+
+# -- engine, migrations ---------------------------------------------------------------------------
+
+
+def test_new_ids_carry_the_prefix_and_no_dot() -> None:
+    ids = {new_id("evt") for _ in range(200)}
+
+    assert len(ids) == 200
+    assert all(value.startswith("evt_") and "." not in value for value in ids)
+
+
+def test_a_sqlite_file_url_creates_the_missing_parent_directory(tmp_path: Path) -> None:
+    store = SqlStore.from_url(f"sqlite:///{tmp_path}/var/data/relay.db")
+
+    store.ping()
+    store.close()
+
+    assert (tmp_path / "var" / "data" / "relay.db").exists()
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(sqlite_url: str) -> None:
+    store = SqlStore.from_url(sqlite_url)
+    with store.engine.connect() as connection:
+        settings = [
+            connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+        ]
+    store.close()
+
+    assert settings == ["wal", 1, 30_000]
+
+
+def test_an_in_memory_sqlite_store_keeps_its_data_across_threads() -> None:
+    store = SqlStore.from_url("sqlite://", clock=lambda: NOW)
+    store.migrate()
+    invitation_id = invite(store)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        found = pool.submit(store.get_invitation, invitation_id).result()
+    store.close()
+
+    assert found is not None
+
+
+def test_migrate_creates_every_table_in_an_empty_database(database_url: str) -> None:
+    migrate(database_url)
+
+    engine = create_engine(database_url)
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert names >= TABLES | {"alembic_version"}
+
+
+def test_migrating_twice_is_a_no_op(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    store.migrate()
+
+    with store.engine.connect() as connection:
+        version = MigrationContext.configure(connection).get_current_revision()
+    assert version == "0001"
+    assert store.get_invitation(invitation_id) is not None
+
+
+def test_migrations_create_exactly_the_tables_of_tables_py(store: SqlStore) -> None:
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+
+    assert differences == []
+
+
+def test_migrations_downgrade_to_an_empty_database_and_back(database_url: str) -> None:
+    migrate(database_url)
+    config = alembic_config(database_url=database_url)
+
+    command.downgrade(config, "base")
+    engine = create_engine(database_url)
+    emptied = set(inspect(engine).get_table_names())
+    command.upgrade(config, "head")
+    restored = set(inspect(engine).get_table_names())
+    engine.dispose()
+
+    assert emptied & TABLES == set()
+    assert restored >= TABLES
+
+
+def test_autogenerated_migrations_use_plain_sqlalchemy_types(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    config = alembic_config(database_url=sqlite_url)
+    config.set_main_option("version_locations", str(versions))
+
+    command.revision(config, message="everything", autogenerate=True, rev_id="9999")
+
+    [script] = versions.glob("9999_*.py")
+    source = script.read_text()
+    assert "sa.DateTime(timezone=True)" in source
+    assert "UtcDateTime" not in source
+
+
+def test_alembic_can_run_from_a_url_alone(sqlite_url: str) -> None:
+    command.upgrade(alembic_config(database_url=sqlite_url), "head")
+
+    engine = create_engine(sqlite_url)
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert names >= TABLES
+
+
+def test_alembic_offline_mode_prints_the_schema_sql(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command.upgrade(alembic_config(database_url=sqlite_url), "head", sql=True)
+
+    assert "CREATE TABLE invitations" in capsys.readouterr().out
+
+
+def test_alembic_without_a_connection_or_url_refuses_to_run() -> None:
+    with pytest.raises(RuntimeError, match="neither a connection nor"):
+        command.upgrade(alembic_config(), "head")
+
+
+def test_ping_answers_when_the_database_is_up(store: SqlStore) -> None:
+    store.ping()
+
+
+def test_ping_raises_a_retryable_error_when_the_database_is_down() -> None:
+    store = SqlStore.from_url("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+    with pytest.raises(RetryableError, match="unreachable"):
+        store.ping()
+    store.close()
+
+
+def test_a_database_outage_surfaces_as_a_retryable_error() -> None:
+    store = SqlStore.from_url("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+    with pytest.raises(RetryableError, match="database unavailable"):
+        store.get_delivery("dlv_x")
+    store.close()
+
+
+def test_datetimes_come_back_timezone_aware_in_utc(store: SqlStore) -> None:
+    paris = timezone(timedelta(hours=1))
+    invitation_id = invite(store, next_check_at=datetime(2026, 11, 27, 12, 0, tzinfo=paris))
+
+    invitation = store.get_invitation(invitation_id)
+
+    assert invitation is not None
+    assert invitation.next_check_at == datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+    assert invitation.next_check_at.utcoffset() == timedelta(0)
+    assert invitation.created_at == NOW
+
+
+def test_the_default_clock_is_the_current_utc_time(sqlite_url: str) -> None:
+    store = SqlStore.from_url(sqlite_url)
+    store.migrate()
+    before = datetime.now(UTC)
+
+    invitation = store.create_invitation(NewInvitation(tst_frm_id=1, email=None))
+    store.close()
+
+    assert before <= invitation.created_at <= datetime.now(UTC)
+
+
+def test_naive_datetimes_are_refused(store: SqlStore) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        invite(store, next_check_at=datetime(2026, 11, 27, 12, 0))
+
+
+# -- invitations ----------------------------------------------------------------------------------
+
+
+def test_a_new_invitation_is_pending_with_nothing_checked_yet(store: SqlStore) -> None:
+    invitation_id = invite(store, context={"lti": {"sourcedid": "x"}}, sub_com_id=7)
+
+    invitation = store.get_invitation(invitation_id)
+
+    assert invitation is not None
+    assert invitation.id.startswith("inv_")
+    assert (invitation.status, invitation.source) == (
+        InvitationStatus.PENDING,
+        InvitationSource.INVITED,
+    )
+    assert (invitation.check_count, invitation.last_status) == (0, None)
+    assert invitation.context == {"lti": {"sourcedid": "x"}}
+    assert (invitation.email, invitation.sub_com_id, invitation.pla_tst_id) == (
+        "ada@example.com",
+        7,
+        456,
+    )
+
+
+def test_an_unknown_invitation_is_none(store: SqlStore) -> None:
+    assert store.get_invitation("inv_missing") is None
+
+
+def test_an_invitation_is_found_by_its_pla_tst_id(store: SqlStore) -> None:
+    invitation_id = invite(store, pla_tst_id=999)
+
+    found = store.get_invitation_by_pla_tst_id(999)
+
+    assert found is not None
+    assert found.id == invitation_id
+    assert store.get_invitation_by_pla_tst_id(1000) is None
+
+
+def test_creating_with_a_known_idempotency_key_returns_the_first_invitation(
+    store: SqlStore,
+) -> None:
+    first = invite(store, idempotency_key="req-1", pla_tst_id=None)
+
+    second = invite(store, idempotency_key="req-1", pla_tst_id=None, email="other@example.com")
+
+    assert second == first
+    assert count(store, invitations) == 1
+    found = store.get_invitation_by_idempotency_key("req-1")
+    assert found is not None
+    assert found.email == "ada@example.com"
+
+
+def test_concurrent_creations_with_one_idempotency_key_store_one_invitation(
+    store: SqlStore,
+) -> None:
+    ids = race([partial(invite, store, idempotency_key="req-1", pla_tst_id=None)] * 4)
+
+    assert len(set(ids)) == 1
+    assert count(store, invitations) == 1
+
+
+def test_a_second_invitation_for_the_same_test_is_refused(store: SqlStore) -> None:
+    invite(store, pla_tst_id=456)
+
+    with pytest.raises(PermanentError, match="conflicts"):
+        invite(store, pla_tst_id=456)
+
+
+def test_attaching_the_assessment_records_what_isograd_answered(store: SqlStore) -> None:
+    invitation_id = invite(store, pla_tst_id=None)
+
+    invitation = store.attach_assessment(
+        invitation_id, pla_tst_id=789, can_id=42, test_url="https://tosa.example/t"
+    )
+
+    assert (invitation.pla_tst_id, invitation.can_id, invitation.test_url) == (
+        789,
+        42,
+        "https://tosa.example/t",
+    )
+
+
+def test_attaching_a_test_that_belongs_to_another_invitation_is_refused(store: SqlStore) -> None:
+    invite(store, pla_tst_id=789)
+    invitation_id = invite(store, pla_tst_id=None)
+
+    with pytest.raises(PermanentError, match="already belongs"):
+        store.attach_assessment(invitation_id, pla_tst_id=789)
+
+
+def test_attaching_to_an_unknown_invitation_raises_lookup_error(store: SqlStore) -> None:
+    with pytest.raises(LookupError):
+        store.attach_assessment("inv_missing", pla_tst_id=789)
+
+
+def test_a_status_check_counts_and_reschedules(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    later = NOW + timedelta(hours=1)
+
+    store.record_status_check(invitation_id, 2, later, NOW)
+    invitation = store.record_status_check(invitation_id, 4, later + timedelta(hours=1))
+
+    assert (invitation.check_count, invitation.last_status) == (2, 4)
+    assert invitation.next_check_at == later + timedelta(hours=1)
+    assert invitation.last_checked_at == NOW
+
+
+def test_a_status_check_of_an_unknown_invitation_raises_lookup_error(store: SqlStore) -> None:
+    with pytest.raises(LookupError, match="inv_missing"):
+        store.record_status_check("inv_missing", 1, None, NOW)
+
+
+def test_completing_an_invitation_stops_its_checks(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    invitation = store.mark_invitation(invitation_id, InvitationStatus.COMPLETED, NOW)
+
+    assert invitation.status is InvitationStatus.COMPLETED
+    assert invitation.completed_at == NOW
+    assert invitation.next_check_at is None
+
+
+def test_completing_twice_keeps_the_first_completion_time(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    store.mark_invitation(invitation_id, InvitationStatus.COMPLETED, NOW)
+
+    invitation = store.mark_invitation(
+        invitation_id, InvitationStatus.COMPLETED, NOW + timedelta(hours=1)
+    )
+
+    assert invitation.completed_at == NOW
+
+
+def test_marking_an_invitation_pending_keeps_its_next_check(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    invitation = store.mark_invitation(invitation_id, InvitationStatus.PENDING, NOW)
+
+    assert invitation.next_check_at == NOW + timedelta(minutes=10)
+    assert invitation.completed_at is None
+
+
+def test_due_invitations_are_pending_ones_due_now_oldest_first(store: SqlStore) -> None:
+    late = invite(store, pla_tst_id=1, next_check_at=NOW - timedelta(minutes=1))
+    later = invite(store, pla_tst_id=2, next_check_at=NOW)
+    invite(store, pla_tst_id=3, next_check_at=NOW + timedelta(seconds=1))
+    invite(store, pla_tst_id=4, next_check_at=None)
+    earliest = invite(store, pla_tst_id=5, next_check_at=NOW - timedelta(hours=1))
+    done = invite(store, pla_tst_id=6, next_check_at=NOW - timedelta(hours=2))
+    store.mark_invitation(done, InvitationStatus.EXPIRED, NOW)
+
+    due = store.due_invitations(NOW, limit=10)
+
+    assert [invitation.id for invitation in due] == [earliest, late, later]
+
+
+def test_due_invitations_respect_the_limit(store: SqlStore) -> None:
+    for pla_tst_id in range(3):
+        invite(store, pla_tst_id=pla_tst_id, next_check_at=NOW)
+
+    assert len(store.due_invitations(limit=2)) == 2
+
+
+# -- callbacks ------------------------------------------------------------------------------------
+
+
+def test_a_recorded_callback_is_kept_as_received(store: SqlStore) -> None:
+    callback_id = store.record_callback(
+        "inv_1", "GET", {"utm": "x"}, "203.0.113.9", True, None, NOW - timedelta(minutes=5)
+    )
+
+    [receipt] = store.unprocessed_callbacks(older_than=NOW)
+
+    assert receipt.id == callback_id
+    assert (receipt.invitation_id, receipt.method, receipt.query, receipt.remote_addr) == (
+        "inv_1",
+        "GET",
+        {"utm": "x"},
+        "203.0.113.9",
+    )
+    assert (receipt.accepted, receipt.received_at, receipt.processed_at) == (
+        True,
+        NOW - timedelta(minutes=5),
+        None,
+    )
+
+
+def test_callback_ids_increase(store: SqlStore) -> None:
+    first = store.record_callback("inv_1", "GET", {}, None, True, None)
+    second = store.record_callback("inv_1", "HEAD", {}, None, True, None)
+
+    assert second > first
+
+
+def test_processing_marks_only_that_invitations_callbacks(store: SqlStore) -> None:
+    store.record_callback("inv_1", "GET", {}, None, True, None, NOW - timedelta(minutes=5))
+    store.record_callback("inv_1", "GET", {}, None, True, None, NOW - timedelta(minutes=4))
+    store.record_callback("inv_2", "GET", {}, None, True, None, NOW - timedelta(minutes=3))
+
+    marked = store.mark_callbacks_processed("inv_1", NOW)
+
+    assert marked == 2
+    assert [receipt.invitation_id for receipt in store.unprocessed_callbacks(NOW)] == ["inv_2"]
+
+
+def test_unprocessed_callbacks_skip_rejected_and_recent_ones_oldest_first(
+    store: SqlStore,
+) -> None:
+    store.record_callback(None, "GET", {}, None, False, "bad_token", NOW - timedelta(hours=1))
+    store.record_callback("inv_2", "GET", {}, None, True, None, NOW - timedelta(minutes=2))
+    store.record_callback("inv_1", "GET", {}, None, True, None, NOW - timedelta(minutes=3))
+    store.record_callback("inv_3", "GET", {}, None, True, None, NOW)
+
+    found = store.unprocessed_callbacks(older_than=NOW - timedelta(minutes=1), limit=10)
+
+    assert [receipt.invitation_id for receipt in found] == ["inv_1", "inv_2"]
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+def test_creating_an_event_creates_one_pending_delivery_per_subscription(
+    store: SqlStore,
+) -> None:
+    invitation_id = invite(store)
+
+    event, created_deliveries, created = store.create_event(
+        "evt_1", invitation_id, 456, "assessment.completed", payload(), ["slack", "hook"], NOW
+    )
+
+    assert created is True
+    assert (event.id, event.invitation_id, event.pla_tst_id, event.payload) == (
+        "evt_1",
+        invitation_id,
+        456,
+        payload(),
+    )
+    assert [delivery.subscription for delivery in created_deliveries] == ["hook", "slack"]
+    assert all(
+        (delivery.status, delivery.attempt_count, delivery.next_attempt_at, delivery.event_id)
+        == (DeliveryStatus.PENDING, 0, NOW, "evt_1")
+        for delivery in created_deliveries
+    )
+    assert all(delivery.id.startswith("dlv_") for delivery in created_deliveries)
+
+
+def test_a_second_event_for_the_same_test_returns_the_first(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    first, first_deliveries, _ = store.create_event(
+        "evt_1", invitation_id, 456, "assessment.completed", payload(), ["hook"], NOW
+    )
+
+    again, again_deliveries, created = store.create_event(
+        "evt_2", invitation_id, 456, "assessment.completed", payload(), ["hook", "new"], NOW
+    )
+
+    assert created is False
+    assert again == first
+    assert again_deliveries == first_deliveries
+    assert (count(store, events), count(store, deliveries)) == (1, 1)
+
+
+def test_concurrent_event_creations_for_one_test_store_one_event(store: SqlStore) -> None:
+    for pla_tst_id in range(1, 6):
+        invitation_id = invite(store, pla_tst_id=pla_tst_id)
+
+        results = race(
+            [
+                partial(
+                    store.create_event,
+                    f"evt_{pla_tst_id}_{index}",
+                    invitation_id,
+                    pla_tst_id,
+                    "assessment.completed",
+                    payload(pla_tst_id),
+                    ["hook", "slack"],
+                    NOW,
+                )
+                for index in range(2)
+            ]
+        )
+
+        assert sorted(created for _, _, created in results) == [False, True]
+        assert results[0][0] == results[1][0]
+        assert results[0][1] == results[1][1]
+    assert (count(store, events), count(store, deliveries)) == (5, 10)
+
+
+def test_subscription_names_are_deduplicated(store: SqlStore) -> None:
+    event_id = make_event(store, subscriptions=("hook", "hook"))
+
+    assert len(store.list_deliveries(event_id=event_id)) == 1
+
+
+def test_an_event_without_subscriptions_has_no_deliveries(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    _, created_deliveries, created = store.create_event(
+        "evt_1", invitation_id, 456, "assessment.completed", payload(), [], NOW
+    )
+
+    assert (created_deliveries, created) == ([], True)
+
+
+def test_an_event_for_an_unknown_invitation_is_refused(store: SqlStore) -> None:
+    with pytest.raises(PermanentError, match="conflicts"):
+        store.create_event("evt_1", "inv_missing", 456, "assessment.completed", {}, ["h"], NOW)
+
+
+def test_an_event_is_found_by_id_and_by_pla_tst_id(store: SqlStore) -> None:
+    event_id = make_event(store)
+
+    by_id = store.get_event(event_id)
+
+    assert by_id is not None
+    assert store.get_event_by_pla_tst_id(456) == by_id
+    assert store.get_event("evt_missing") is None
+    assert store.get_event_by_pla_tst_id(1) is None
+
+
+def test_events_are_listed_newest_first_in_pages(store: SqlStore) -> None:
+    ids = []
+    for minute in range(5):
+        invitation_id = invite(store, pla_tst_id=minute)
+        event, _, _ = store.create_event(
+            f"evt_{minute}",
+            invitation_id,
+            minute,
+            "assessment.completed",
+            {},
+            [],
+            NOW + timedelta(minutes=minute // 2),  # pairs share a timestamp
+        )
+        ids.append(event.id)
+
+    first_page = store.list_events(limit=2)
+    second_page = store.list_events(limit=2, before=first_page[-1].id)
+    third_page = store.list_events(limit=2, before=second_page[-1].id)
+
+    listed = [event.id for event in first_page + second_page + third_page]
+    assert listed == ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]
+
+
+def test_listing_events_before_an_unknown_event_is_empty(store: SqlStore) -> None:
+    make_event(store)
+
+    assert store.list_events(before="evt_missing") == []
+
+
+# -- deliveries -----------------------------------------------------------------------------------
+
+
+def test_claiming_a_due_delivery_marks_it_delivering(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    claimed = store.claim_delivery(delivery_id, NOW + timedelta(seconds=1))
+
+    assert claimed is not None
+    assert claimed.status is DeliveryStatus.DELIVERING
+    assert claimed.updated_at == NOW + timedelta(seconds=1)
+
+
+def test_a_delivery_being_delivered_cannot_be_claimed_again(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.claim_delivery(delivery_id, NOW)
+
+    assert store.claim_delivery(delivery_id, NOW + LEASE - timedelta(seconds=1)) is None
+
+
+def test_of_two_concurrent_claims_exactly_one_wins(store: SqlStore) -> None:
+    delivery_ids = [make_delivery(store, pla_tst_id=pla_tst_id) for pla_tst_id in range(5)]
+
+    for delivery_id in delivery_ids:
+        claims = race([partial(store.claim_delivery, delivery_id, NOW)] * 2)
+
+        assert sum(claim is not None for claim in claims) == 1
+
+
+def test_a_delivered_delivery_cannot_be_claimed(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.mark_delivered(delivery_id, NOW)
+
+    assert store.claim_delivery(delivery_id, NOW + timedelta(days=1)) is None
+
+
+def test_a_retry_cannot_be_claimed_before_it_is_due(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.schedule_retry(delivery_id, NOW + timedelta(minutes=5), "503", NOW)
+
+    early = store.claim_delivery(delivery_id, NOW + timedelta(minutes=4))
+    on_time = store.claim_delivery(delivery_id, NOW + timedelta(minutes=5))
+
+    assert early is None
+    assert on_time is not None
+
+
+def test_a_delivery_stranded_by_a_crashed_worker_is_claimed_after_the_lease(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    store.claim_delivery(delivery_id, NOW)
+
+    reclaimed = store.claim_delivery(delivery_id, NOW + LEASE)
+
+    assert reclaimed is not None
+    assert reclaimed.updated_at == NOW + LEASE
+
+
+def test_claiming_an_unknown_delivery_returns_none(store: SqlStore) -> None:
+    assert store.claim_delivery("dlv_missing", NOW) is None
+
+
+def test_attempts_are_numbered_and_counted(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    first = store.record_attempt(delivery_id, attempt())
+    second = store.record_attempt(delivery_id, attempt(AttemptOutcome.DELIVERED, status_code=200))
+
+    assert (first.number, second.number) == (1, 2)
+    assert store.list_attempts(delivery_id) == [first, second]
+    delivery = store.get_delivery(delivery_id)
+    assert delivery is not None
+    assert delivery.attempt_count == 2
+
+
+def test_an_attempt_is_stored_as_reported(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    stored = store.record_attempt(
+        delivery_id,
+        attempt(error="upstream down", response_body="busy", response_headers={"retry-after": "5"}),
+    )
+
+    assert (stored.delivery_id, stored.started_at, stored.duration_ms) == (delivery_id, NOW, 12)
+    assert (stored.outcome, stored.status_code, stored.error) == (
+        AttemptOutcome.RETRY,
+        503,
+        "upstream down",
+    )
+    assert (stored.response_body, stored.response_headers) == ("busy", {"retry-after": "5"})
+
+
+def test_long_response_bodies_are_truncated_to_20_kb(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    stored = store.record_attempt(delivery_id, attempt(response_body="é" * 20_000))
+
+    assert stored.response_body is not None
+    assert len(stored.response_body.encode()) <= MAX_RESPONSE_BODY_BYTES
+    assert stored.response_body == "é" * (MAX_RESPONSE_BODY_BYTES // 2)
+
+
+def test_nul_characters_in_a_response_are_dropped(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    stored = store.record_attempt(
+        delivery_id, attempt(response_body="a\x00b", error="e\x00", response_headers={"x": "\x00"})
+    )
+
+    assert (stored.response_body, stored.error, stored.response_headers) == ("ab", "e", {"x": ""})
+
+
+def test_an_attempt_for_an_unknown_delivery_raises_lookup_error(store: SqlStore) -> None:
+    with pytest.raises(LookupError):
+        store.record_attempt("dlv_missing", attempt())
+
+
+def test_a_delivered_delivery_records_when(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.schedule_retry(delivery_id, NOW + timedelta(seconds=5), "503", NOW)
+
+    delivered = store.mark_delivered(delivery_id, NOW + timedelta(seconds=6))
+
+    assert delivered.status is DeliveryStatus.DELIVERED
+    assert delivered.delivered_at == NOW + timedelta(seconds=6)
+    assert (delivered.next_attempt_at, delivered.last_error) == (None, None)
+
+
+def test_marking_delivered_twice_keeps_the_first_time(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.mark_delivered(delivery_id, NOW)
+
+    again = store.mark_delivered(delivery_id, NOW + timedelta(hours=1))
+
+    assert again.delivered_at == NOW
+
+
+def test_scheduling_a_retry_sets_when_and_why(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    retrying = store.schedule_retry(delivery_id, NOW + timedelta(minutes=5), "HTTP 503")
+
+    assert retrying.status is DeliveryStatus.RETRYING
+    assert (retrying.next_attempt_at, retrying.last_error, retrying.updated_at) == (
+        NOW + timedelta(minutes=5),
+        "HTTP 503",
+        NOW,
+    )
+
+
+def test_a_late_retry_does_not_reopen_a_delivered_delivery(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.mark_delivered(delivery_id, NOW)
+
+    after = store.schedule_retry(delivery_id, NOW + timedelta(minutes=5), "timeout", NOW)
+
+    assert after.status is DeliveryStatus.DELIVERED
+
+
+def test_a_failed_delivery_is_dead_lettered(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    failed = store.mark_failed(delivery_id, "HTTP 400", NOW)
+
+    assert failed.status is DeliveryStatus.FAILED
+    assert (failed.next_attempt_at, failed.last_error) == (None, "HTTP 400")
+
+
+def test_a_late_failure_does_not_undo_a_delivery(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.mark_delivered(delivery_id, NOW)
+
+    assert store.mark_failed(delivery_id, "HTTP 400", NOW).status is DeliveryStatus.DELIVERED
+
+
+def test_a_cancelled_delivery_is_no_longer_due(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    cancelled = store.cancel_delivery(delivery_id, "subscription disabled", NOW)
+
+    assert cancelled.status is DeliveryStatus.CANCELLED
+    assert store.claim_delivery(delivery_id, NOW) is None
+
+
+def test_changing_an_unknown_delivery_raises_lookup_error(store: SqlStore) -> None:
+    with pytest.raises(LookupError, match="dlv_missing"):
+        store.mark_delivered("dlv_missing", NOW)
+
+
+def test_deliveries_are_listed_newest_first_and_filtered(store: SqlStore) -> None:
+    first_event = make_event(store, subscriptions=("hook", "slack"), pla_tst_id=1)
+    second_event = make_event(store, subscriptions=("hook",), pla_tst_id=2)
+    failed = store.list_deliveries(event_id=second_event)[0]
+    store.mark_failed(failed.id, "HTTP 400", NOW)
+
+    assert [delivery.id for delivery in store.list_deliveries(status=DeliveryStatus.FAILED)] == [
+        failed.id
+    ]
+    assert {delivery.event_id for delivery in store.list_deliveries(subscription="hook")} == {
+        first_event,
+        second_event,
+    }
+    assert len(store.list_deliveries(event_id=first_event)) == 2
+    assert len(store.list_deliveries(limit=1)) == 1
+
+
+def test_the_sweeper_sees_deliveries_overdue_beyond_the_grace_period(store: SqlStore) -> None:
+    overdue = make_delivery(store, pla_tst_id=1)
+    store.schedule_retry(overdue, NOW - timedelta(minutes=10), "503", NOW)
+    within_grace = make_delivery(store, pla_tst_id=2)
+    store.schedule_retry(within_grace, NOW - timedelta(seconds=30), "503", NOW)
+    future = make_delivery(store, pla_tst_id=3)
+    store.schedule_retry(future, NOW + timedelta(minutes=1), "503", NOW)
+    delivered = make_delivery(store, pla_tst_id=4)
+    store.mark_delivered(delivered, NOW)
+
+    found = store.overdue_deliveries(NOW, grace=timedelta(minutes=1), limit=10)
+
+    assert [delivery.id for delivery in found] == [overdue]
+
+
+def test_the_sweeper_sees_deliveries_stranded_by_a_crashed_worker(store: SqlStore) -> None:
+    stranded = make_delivery(store, pla_tst_id=1)
+    store.claim_delivery(stranded, NOW)
+    in_flight = make_delivery(store, pla_tst_id=2)
+    store.claim_delivery(in_flight, NOW + timedelta(minutes=1))
+
+    found = store.overdue_deliveries(NOW + LEASE, grace=timedelta(hours=1))
+
+    assert [delivery.id for delivery in found] == [stranded]
+
+
+def test_replaying_a_failed_delivery_makes_it_due_now_with_a_fresh_budget(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    store.record_attempt(delivery_id, attempt())
+    store.mark_failed(delivery_id, "HTTP 400", NOW)
+
+    replayed = store.requeue_delivery(delivery_id, NOW + timedelta(days=1))
+
+    assert replayed is not None
+    assert (replayed.status, replayed.attempt_count, replayed.last_error) == (
+        DeliveryStatus.PENDING,
+        0,
+        None,
+    )
+    assert replayed.next_attempt_at == NOW + timedelta(days=1)
+    next_attempt = store.record_attempt(delivery_id, attempt())
+    assert next_attempt.number == 2
+
+
+def test_a_delivery_in_flight_cannot_be_replayed(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.claim_delivery(delivery_id, NOW)
+
+    assert store.requeue_delivery(delivery_id, NOW + timedelta(seconds=1)) is None
+
+
+def test_replaying_an_unknown_delivery_raises_lookup_error(store: SqlStore) -> None:
+    with pytest.raises(LookupError):
+        store.requeue_delivery("dlv_missing", NOW)
+
+
+# -- subscription state ---------------------------------------------------------------------------
+
+
+def test_a_subscription_never_seen_is_healthy(store: SqlStore) -> None:
+    assert store.subscription_state("hook") == SubscriptionState(name="hook")
+    assert store.subscription_state("hook").disabled is False
+
+
+def test_disabling_a_subscription_keeps_the_first_reason(store: SqlStore) -> None:
+    store.disable_subscription("hook", "410 Gone", NOW)
+
+    state = store.disable_subscription("hook", "failing for 5 days", NOW + timedelta(hours=1))
+
+    assert state.disabled is True
+    assert (state.disabled_at, state.disabled_reason) == (NOW, "410 Gone")
+
+
+def test_enabling_a_subscription_clears_the_disable_and_the_streak(store: SqlStore) -> None:
+    store.record_subscription_failure("hook", NOW)
+    store.disable_subscription("hook", "410 Gone", NOW)
+
+    state = store.enable_subscription("hook")
+
+    assert state == SubscriptionState(name="hook")
+
+
+def test_a_failure_streak_starts_at_the_first_failure(store: SqlStore) -> None:
+    store.record_subscription_failure("hook", NOW)
+
+    state = store.record_subscription_failure("hook", NOW + timedelta(hours=1))
+
+    assert state.failing_since == NOW
+
+
+def test_a_success_ends_the_failure_streak(store: SqlStore) -> None:
+    store.record_subscription_failure("hook", NOW)
+
+    state = store.record_subscription_success("hook", NOW + timedelta(hours=1))
+
+    assert (state.failing_since, state.last_success_at) == (None, NOW + timedelta(hours=1))
+
+
+def test_subscription_states_are_listed_by_name(store: SqlStore) -> None:
+    store.record_subscription_success("slack", NOW)
+    store.record_subscription_failure("hook", NOW)
+
+    assert [state.name for state in store.list_subscription_states()] == ["hook", "slack"]
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+
+def test_purging_blanks_old_finished_invitations_only(store: SqlStore) -> None:
+    old = invite(store, pla_tst_id=1)
+    store.mark_invitation(old, InvitationStatus.COMPLETED, NOW)
+    pending = invite(store, pla_tst_id=2)
+    cutoff = NOW + timedelta(days=1)
+    recent = store.create_invitation(
+        NewInvitation(tst_frm_id=1, email="new@example.com", pla_tst_id=3), cutoff
+    )
+    store.mark_invitation(recent.id, InvitationStatus.COMPLETED, cutoff)
+
+    counts = store.purge_pii(older_than=cutoff, now=cutoff)
+
+    purged = store.get_invitation(old)
+    assert purged is not None
+    assert (purged.email, purged.first_name, purged.last_name) == (None, None, None)
+    assert (purged.purged_at, purged.tst_frm_id) == (cutoff, 123)
+    kept = [store.get_invitation(invitation_id) for invitation_id in (pending, recent.id)]
+    assert [invitation.email if invitation else None for invitation in kept] == [
+        "ada@example.com",
+        "new@example.com",
+    ]
+    assert counts.invitations == 1
+
+
+def test_purging_blanks_the_candidate_in_old_event_payloads(store: SqlStore) -> None:
+    event_id = make_event(store)
+
+    counts = store.purge_pii(older_than=NOW + timedelta(days=1))
+
+    event = store.get_event(event_id)
+    assert event is not None
+    candidate = event.payload["data"]["candidate"]
+    assert (candidate["email"], candidate["first_name"], candidate["last_name"]) == (
+        None,
+        None,
+        None,
+    )
+    assert event.payload["data"]["grade"] == {"value": 550}
+    assert (counts.events, event.purged_at) == (1, NOW)
+
+
+def test_purging_twice_finds_nothing_new(store: SqlStore) -> None:
+    make_event(store)
+    store.record_callback("inv_1", "GET", {}, "203.0.113.9", True, None, NOW)
+    store.purge_pii(older_than=NOW + timedelta(days=1))
+
+    counts = store.purge_pii(older_than=NOW + timedelta(days=1))
+
+    assert (counts.invitations, counts.events, counts.callbacks) == (0, 0, 0)
+
+
+def test_purging_walks_every_batch_of_events(store: SqlStore) -> None:
+    for pla_tst_id in range(3):
+        make_event(store, pla_tst_id=pla_tst_id)
+
+    counts = store.purge_pii(older_than=NOW + timedelta(days=1), batch_size=2)
+
+    assert counts.events == 3
+    assert all(event.purged_at == NOW for event in store.list_events())
+
+
+def test_purging_keeps_payloads_without_a_candidate_as_they_are(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    store.create_event("evt_1", invitation_id, 456, "assessment.completed", {"data": 1}, [], NOW)
+
+    store.purge_pii(older_than=NOW + timedelta(days=1))
+
+    event = store.get_event("evt_1")
+    assert event is not None
+    assert event.payload == {"data": 1}
+
+
+def test_purging_forgets_old_callback_addresses(store: SqlStore) -> None:
+    store.record_callback("inv_1", "GET", {}, "203.0.113.9", True, None, NOW - timedelta(days=2))
+    store.record_callback("inv_2", "GET", {}, "203.0.113.10", True, None, NOW)
+
+    counts = store.purge_pii(older_than=NOW - timedelta(days=1))
+
+    addresses = {
+        receipt.invitation_id: receipt.remote_addr
+        for receipt in store.unprocessed_callbacks(older_than=NOW)
+    }
+    assert addresses == {"inv_1": None, "inv_2": "203.0.113.10"}
+    assert counts.callbacks == 1
