@@ -37,7 +37,12 @@ from urllib.parse import urlsplit
 
 from worker.errors import ConfigurationError
 from worker.isograd.environments import IsogradEnvironment, isograd_urls
-from worker.subscriptions import WEBHOOK_SECRET_PREFIX, Subscription, parse_subscriptions
+from worker.subscriptions import (
+    WEBHOOK_SECRET_PREFIX,
+    Subscription,
+    is_http_url,
+    parse_subscriptions,
+)
 from worker.tokens import CallbackKey, parse_callback_keys
 
 SIMULATOR_CLIENT_ID = "simulator-client"
@@ -229,7 +234,7 @@ class _Environment:
         value = self.text(name)
         if value is None:
             return default
-        if not _is_http_url(value):
+        if not is_http_url(value):
             self.problems.append(f"{name}: must be an http(s) URL")
             return default
         return value
@@ -319,14 +324,6 @@ def _development_key(var_dir: Path) -> CallbackKey:
         finally:
             draft.unlink()
     return CallbackKey(DEV_KID, path.read_text().strip().encode())
-
-
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
 
 
 def _url_password(url: str | None) -> str | None:

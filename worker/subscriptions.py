@@ -177,7 +177,7 @@ def _parse_one(
     if kind is not None and kind not in set(SubscriptionKind):
         problems.add("kind", f"unknown kind {kind!r} (known: {', '.join(SubscriptionKind)})")
     url = _text(table, "url", problems)
-    if url is not None and not _is_http_url(url):
+    if url is not None and not is_http_url(url):
         problems.add("url", "must be an http(s) URL")
     secrets = _secrets(table, environ, problems)
     event_types = _event_types(table, problems)
@@ -313,7 +313,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_http_url(url: str) -> bool:
+def is_http_url(url: str) -> bool:
+    """True for an absolute http:// or https:// URL with a host."""
     try:
         parts = urlsplit(url)
     except ValueError:
