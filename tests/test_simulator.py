@@ -21,7 +21,7 @@ from tests.simulator_fixtures import (
     simulator_app,
 )
 from worker.simulator import create_simulator_app
-from worker.simulator.catalogue import PROCTORING_CREDIT
+from worker.simulator.catalogue import PROCTORING_CREDIT, Catalogue, CatalogueTest, SkillSpec
 from worker.simulator.faults import SimulatorFaults
 from worker.simulator.state import ExistingCandidatePolicy
 
@@ -849,6 +849,28 @@ def test_result_details_fall_back_to_english(
     assert answer["result_details"]["46"]["des"].startswith(text)
 
 
+def test_result_details_of_a_test_without_skills_are_empty(api: IsogradCaller) -> None:
+    api.candidate()
+    complete(api, api.assessment(105))
+
+    answer = api.ok(5, tst_frm_id=105, ema=EMAIL, des_lan_id=7)
+
+    assert (answer["des_lan_id"], answer["result_details"]) == (2, [])
+
+
+def test_result_details_keyed_0_to_n_are_a_list_as_php_encodes_them() -> None:
+    skills = (SkillSpec("0", {2: "First"}), SkillSpec("1", {2: "Second"}))
+    catalogue = Catalogue(tests=(CatalogueTest(1, "Quiz", 3, skills=skills),))
+    with TestClient(create_simulator_app(make_config(catalogue=catalogue))) as client:
+        api = IsogradCaller(client)
+        api.candidate()
+        complete(api, api.assessment(1), value=500)
+
+        details = api.ok(5, tst_frm_id=1, ema=EMAIL)["result_details"]
+
+    assert details == [{"des": "First", "successrate": 0.5}, {"des": "Second", "successrate": 0.5}]
+
+
 # --- act 10: status -------------------------------------------------------------------------
 
 
@@ -926,6 +948,10 @@ def test_a_test_of_a_sub_account_is_not_visible_from_another(api: IsogradCaller)
     assert api.ok(10, pla_tst_id=pla_tst_id, sub_com_id=12)["sta_id"] == 1
     assert api.call(10, pla_tst_id=pla_tst_id)["error_code"] == 501
     assert api.call(10, pla_tst_id=pla_tst_id, sub_com_id=13)["error_code"] == 501
+
+
+def test_a_sub_com_id_that_is_not_an_integer_answers_105(api: IsogradCaller) -> None:
+    assert api.call(14, sub_com_id="acme") == error(105, 'Property "sub_com_id" is requested')
 
 
 def test_sub_accounts_have_their_own_credits(api: IsogradCaller) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.isograd.models import GradeType
+from worker.isograd.models import GradeType, Language
 from worker.simulator.catalogue import CatalogueTest
 
 NOT_TESTED = -1  # the reference's value for a skill the candidate was not tested on
@@ -124,10 +124,18 @@ def result_json(result: SimulatedResult) -> dict[str, Any]:
     }
 
 
+def _php_array(entries: dict[str, Any]) -> dict[str, Any] | list[Any]:
+    """How PHP's json_encode writes an array: a list when its keys are exactly 0..n-1 (so an empty
+    one is `[]`), an object otherwise."""
+    if list(entries) == [str(index) for index in range(len(entries))]:
+        return list(entries.values())
+    return entries
+
+
 def details_json(test: CatalogueTest, result: SimulatedResult, language: int) -> dict[str, Any]:
-    """Act 5's properties: `result_details` is a JSON object keyed by skill id (a PHP array)."""
+    """Act 5's properties: `result_details` is a PHP array keyed by skill id."""
     specs = {skill.id: skill for skill in test.skills}
-    used = language
+    used = language if language in test.languages else Language.ENGLISH
     details: dict[str, dict[str, Any]] = {}
     for outcome in result.skills:
         spec = specs.get(outcome.skill_id)
@@ -148,4 +156,4 @@ def details_json(test: CatalogueTest, result: SimulatedResult, language: int) ->
             }
         else:
             details[outcome.skill_id] = {"des": description, "successrate": score}
-    return {"des_lan_id": used, "result_details": details}
+    return {"des_lan_id": used, "result_details": _php_array(details)}
