@@ -42,10 +42,16 @@ class ApiStore(InvitationStore, Protocol):
     def list_attempts(self, delivery_id: str) -> Sequence[Attempt]: ...
 
     def list_deliveries(
-        self, *, status: DeliveryStatus | None = None, limit: int = DEFAULT_PAGE_SIZE
+        self,
+        status: DeliveryStatus | None = None,
+        subscription: str | None = None,
+        event_id: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
     ) -> Sequence[Delivery]: ...
 
-    def requeue_delivery(self, delivery_id: str, *, now: datetime) -> Delivery | None: ...
+    def requeue_delivery(
+        self, delivery_id: str, now: datetime | None = None
+    ) -> Delivery | None: ...
 
 
 class DeliveryEnqueuer(Protocol):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -12,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
-from webhooks.api import ApiStore, DeliveryEnqueuer, InvalidParameterError, api_routes
-from webhooks.callbacks import CallbackStore, CompletionEnqueuer, callback_routes
-from webhooks.health import health_routes
+from webhooks.api import InvalidParameterError, api_routes
+from webhooks.callbacks import callback_routes
+from webhooks.health import Probe, health_routes
+from worker.actors import DramatiqEnqueuer, declare_actors
+from worker.broker import make_broker
 from worker.errors import (
     CallbackRejectedError,
     ConfigurationError,
@@ -22,10 +25,10 @@ from worker.errors import (
     IsogradProtocolError,
     RetryableError,
 )
-from worker.invitations import InvalidInvitationError, InvitationClient
+from worker.invitations import InvalidInvitationError
 from worker.isograd.errors import IsogradAuthError
-from worker.runtime import Clock
-from worker.tokens import CallbackKey
+from worker.runtime import Runtime
+from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -118,62 +121,65 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
-class EdgeStore(ApiStore, CallbackStore, Protocol):
-    def ping(self) -> None: ...
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    broker_ping: Probe | None = None,
+) -> Starlette:
+    """The ASGI application of the `web` process.
 
-
-class EdgeEnqueuer(CompletionEnqueuer, DeliveryEnqueuer, Protocol): ...
-
-
-class EdgeRuntime(Protocol):
-    """What the web process needs from worker.runtime.Runtime."""
-
-    @property
-    def store(self) -> EdgeStore: ...
-
-    @property
-    def isograd(self) -> InvitationClient: ...
-
-    @property
-    def enqueuer(self) -> EdgeEnqueuer: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    def ping_broker(self) -> None: ...
-
-
-class EdgeSettings(Protocol):
-    @property
-    def callback_keys(self) -> Sequence[CallbackKey]: ...
-
-    @property
-    def admin_token(self) -> str | None: ...
-
-    @property
-    def public_url(self) -> str: ...
-
-
-def create_app(settings: EdgeSettings, *, runtime: EdgeRuntime) -> Starlette:
-    """The ASGI application of the `web` process."""
+    With no `runtime`, one is built from `settings` on a broker for BROKER_URL (actors declared,
+    messages sent through DramatiqEnqueuer) and closed at shutdown. `broker_ping` is the
+    readiness probe of the broker; omitted with a given runtime, /readyz checks the database only.
+    """
+    owned: list[Callable[[], object]] = []
+    if runtime is None:
+        broker = make_broker(settings.broker_url)
+        runtime = Runtime.from_settings(settings, DramatiqEnqueuer(declare_actors(broker)))
+        owned = [runtime.close, broker.close]
+        broker_ping = broker_ping or _broker_probe(broker)
+    probes: dict[str, Probe] = {"database": runtime.store.ping}
+    if broker_ping is not None:
+        probes["broker"] = broker_ping
     routes: list[BaseRoute] = [
-        *health_routes({"database": runtime.store.ping, "broker": runtime.ping_broker}),
+        *health_routes(probes),
         *callback_routes(
             keys=settings.callback_keys,
             store=runtime.store,
             enqueuer=runtime.enqueuer,
-            clock=runtime.clock.now,
+            clock=runtime.clock,
         ),
         *api_routes(
             admin_token=settings.admin_token,
             store=runtime.store,
-            client=runtime.isograd,
+            client=runtime.client,
             enqueuer=runtime.enqueuer,
             callback_keys=settings.callback_keys,
             public_url=settings.public_url,
-            clock=runtime.clock.now,
+            clock=runtime.clock,
         ),
     ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for close in owned:
+                close()
+
     return Starlette(
-        routes=routes, exception_handlers=EXCEPTION_HANDLERS, max_body_size=MAX_BODY_BYTES
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        max_body_size=MAX_BODY_BYTES,
+        lifespan=lifespan,
     )
+
+
+def _broker_probe(broker: Any) -> Probe | None:
+    # TODO(pipeline): replace with worker.broker.ping_broker once it exists; only broker.py
+    # should know the brokers' insides. Redis brokers expose their client; others: no probe.
+    client = getattr(broker, "client", None)
+    ping = getattr(client, "ping", None)
+    return ping if callable(ping) else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,21 +29,18 @@ class CallbackStore(Protocol):
 
     def record_callback(
         self,
-        *,
         invitation_id: str | None,
-        received_at: datetime,
         method: str,
-        query: dict[str, str],
+        query: Mapping[str, str],
         remote_addr: str | None,
         accepted: bool,
         reason: str | None,
-    ) -> object: ...
-
-    def last_accepted_callback_at(self, invitation_id: str) -> datetime | None: ...
+        now: datetime | None = None,
+    ) -> int: ...
 
 
 class CompletionEnqueuer(Protocol):
-    def completion(self, invitation_id: str, *, delay_seconds: float = 0.0) -> object: ...
+    def completion(self, invitation_id: str, *, delay_seconds: float = 0.0) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +53,39 @@ class CallbackOutcome:
     reason: str | None
 
 
-class _StripedLocks:
-    """A fixed set of locks picked by invitation id: callbacks for one invitation take turns."""
+class RecentCompletions:
+    """When each invitation's processing was last enqueued by this process, for `window`.
 
-    def __init__(self, size: int = 64) -> None:
-        self._locks = tuple(threading.Lock() for _ in range(size))
+    Thread-safe; `claim` checks and records in one step, so concurrent duplicate callbacks in one
+    process enqueue once. Entries older than the window are dropped as new ones come in.
+    """
 
-    def __call__(self, key: str) -> threading.Lock:
-        return self._locks[zlib.crc32(key.encode()) % len(self._locks)]
+    def __init__(self, window: timedelta = DUPLICATE_WINDOW) -> None:
+        self.window = window
+        self._lock = threading.Lock()
+        self._enqueued_at: dict[str, datetime] = {}
+
+    def claim(self, invitation_id: str, now: datetime) -> bool:
+        """True if no enqueue for `invitation_id` happened within the window (and note this one)."""
+        with self._lock:
+            last = self._enqueued_at.get(invitation_id)
+            if last is not None and now - last < self.window:
+                return False
+            self._forget_before(now - self.window)
+            self._enqueued_at[invitation_id] = now
+            return True
+
+    def release(self, invitation_id: str) -> None:
+        """Forget a claim whose enqueue failed, so the next callback tries again."""
+        with self._lock:
+            self._enqueued_at.pop(invitation_id, None)
+
+    def _forget_before(self, cutoff: datetime) -> None:
+        # Insertion order is claim order, so the stale entries are at the front.
+        for invitation_id, at in list(self._enqueued_at.items()):
+            if at >= cutoff:
+                break
+            del self._enqueued_at[invitation_id]
 
 
 def receive_callback(
@@ -76,68 +97,46 @@ def receive_callback(
     keys: Sequence[CallbackKey],
     store: CallbackStore,
     enqueuer: CompletionEnqueuer,
+    recent: RecentCompletions,
     now: datetime,
-    duplicate_window: timedelta = DUPLICATE_WINDOW,
-    lock_for: Callable[[str], threading.Lock] | None = None,
 ) -> CallbackOutcome:
     """Verify `token`, record the receipt and enqueue process_completion; blocking (SQL, broker).
 
-    Safe to run twice: a second accepted callback for the same invitation within
-    `duplicate_window` (measured from the last accepted receipt in the store) is recorded with
-    reason "duplicate" and enqueues nothing. Within one process the check and the record are
-    serialised per invitation by `lock_for`, so concurrent duplicates enqueue once too; across
-    processes two simultaneous callbacks may both enqueue, which process_completion tolerates
-    (it is idempotent per pla_tst_id).
+    Safe to run twice: a callback for an invitation whose processing this process enqueued
+    within `recent.window` is recorded as accepted with reason "duplicate" and enqueues nothing.
+    The window is per process (several web processes may each enqueue once), which is harmless
+    because process_completion is idempotent per invitation; the window only spares the queue.
     """
     try:
         invitation_id = verify_callback_token(keys, token)
     except CallbackRejectedError as exc:
         claimed = _claimed_invitation_id(token)
         if claimed is not None:
-            store.record_callback(
-                invitation_id=claimed,
-                received_at=now,
-                method=method,
-                query=dict(query),
-                remote_addr=remote_addr,
-                accepted=False,
-                reason=exc.reason,
-            )
+            store.record_callback(claimed, method, query, remote_addr, False, exc.reason, now)
         return CallbackOutcome(claimed, accepted=False, enqueued=False, reason=exc.reason)
 
-    with (lock_for or _LOCKS)(invitation_id):
-        invitation = store.get_invitation(invitation_id)
-        if invitation is None:
-            outcome = CallbackOutcome(invitation_id, False, False, "unknown_invitation")
-        elif invitation.status is InvitationStatus.COMPLETED:
-            outcome = CallbackOutcome(invitation_id, True, False, "already_completed")
-        else:
-            last = store.last_accepted_callback_at(invitation_id)
-            if last is not None and now - last < duplicate_window:
-                outcome = CallbackOutcome(invitation_id, True, False, "duplicate")
-            else:
-                outcome = CallbackOutcome(invitation_id, True, True, None)
-        store.record_callback(
-            invitation_id=invitation_id,
-            received_at=now,
-            method=method,
-            query=dict(query),
-            remote_addr=remote_addr,
-            accepted=outcome.accepted,
-            reason=outcome.reason,
-        )
+    invitation = store.get_invitation(invitation_id)
+    if invitation is None:
+        outcome = CallbackOutcome(invitation_id, False, False, "unknown_invitation")
+    elif invitation.status is InvitationStatus.COMPLETED:
+        outcome = CallbackOutcome(invitation_id, True, False, "already_completed")
+    elif not recent.claim(invitation_id, now):
+        outcome = CallbackOutcome(invitation_id, True, False, "duplicate")
+    else:
+        outcome = CallbackOutcome(invitation_id, True, True, None)
+    store.record_callback(
+        invitation_id, method, query, remote_addr, outcome.accepted, outcome.reason, now
+    )
     if outcome.enqueued:
-        # The receipt is stored first: if the broker is down the reconciler still finds the
-        # pending invitation, so Isograd (and the waiting candidate) get their 200 regardless.
+        # The receipt is stored first: if the broker is down, the sweeper still finds the
+        # unprocessed callback, so Isograd (and the waiting candidate) get their 200 regardless.
         try:
             enqueuer.completion(invitation_id)
         except Exception as exc:
+            recent.release(invitation_id)
             log.error("callback_enqueue_failed", invitation_id=invitation_id, error=repr(exc))
             return CallbackOutcome(invitation_id, True, False, "enqueue_failed")
     return outcome
-
-
-_LOCKS = _StripedLocks()
 
 
 def _claimed_invitation_id(token: str) -> str | None:
@@ -154,9 +153,10 @@ def callback_routes(
     store: CallbackStore,
     enqueuer: CompletionEnqueuer,
     clock: Callable[[], datetime],
-    duplicate_window: timedelta = DUPLICATE_WINDOW,
+    recent: RecentCompletions | None = None,
 ) -> list[BaseRoute]:
     """`GET`/`HEAD /callbacks/isograd/{token}` (DESIGN §3.1): 200 when accepted, else 404."""
+    recent_completions = recent if recent is not None else RecentCompletions()
 
     async def isograd_callback(request: Request) -> Response:
         started = time.perf_counter()
@@ -175,8 +175,8 @@ def callback_routes(
             keys=keys,
             store=store,
             enqueuer=enqueuer,
+            recent=recent_completions,
             now=clock(),
-            duplicate_window=duplicate_window,
         )
         log.info(
             "callback_received",
