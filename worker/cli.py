@@ -3,10 +3,73 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.processes import (
+    CONFIG_ERROR_EXIT,
+    check_config,
+    load_settings,
+    run_migrate,
+    run_worker,
+    start_logging,
+)
+from worker.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings | None:
+    return load_settings(os.environ, config_path=args.config)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return CONFIG_ERROR_EXIT
+    check_config(settings)
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return CONFIG_ERROR_EXIT
+    start_logging(settings)
+    run_migrate(settings)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
+        return CONFIG_ERROR_EXIT
+    start_logging(settings)
+    run_worker(settings, threads=args.threads)
+    return 0
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    # Validate first, so a bad configuration is reported once, before uvicorn starts.
+    settings = _settings(args)
+    if settings is None:
+        return CONFIG_ERROR_EXIT
+    if args.config:
+        os.environ["RELAY_CONFIG"] = args.config
+    import uvicorn
+
+    # By import string: the worker package never imports the web package (DESIGN §1).
+    # log_config=None keeps our redacting log configuration (worker.logs).
+    uvicorn.run(
+        "webhooks.asgi:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        proxy_headers=True,
+        server_header=False,
+    )
+    return 0
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -42,6 +105,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_cmd_version)
+
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config", metavar="PATH", help="relay.toml to load (default: $RELAY_CONFIG or relay.toml)"
+    )
+
+    check = commands.add_parser(
+        "check-config", parents=[config], help="validate the configuration and list every problem"
+    )
+    check.set_defaults(handler=_cmd_check_config)
+
+    migrate = commands.add_parser(
+        "migrate", parents=[config], help="apply database migrations (safe to run twice)"
+    )
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    web = commands.add_parser(
+        "web", parents=[config], help="run the HTTP edge (callbacks, admin API)"
+    )
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    web.set_defaults(handler=_cmd_web)
+
+    worker = commands.add_parser(
+        "worker", parents=[config], help="run the job worker (completions, deliveries)"
+    )
+    worker.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    worker.set_defaults(handler=_cmd_worker)
 
     simulator = commands.add_parser(
         "simulator", help="run the Isograd API simulator (no credits spent)"

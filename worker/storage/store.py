@@ -56,7 +56,8 @@ Clock = Callable[[], datetime]
 # DESIGN §3.4: response bodies are stored truncated to 20 kB.
 MAX_RESPONSE_BODY_BYTES = 20_000
 # A "delivering" row not finished within this time is taken to belong to a crashed worker.
-DEFAULT_LEASE = timedelta(minutes=5)
+# Longer than the deliver actor's time limit (6 min), so a live attempt is never re-claimed.
+DEFAULT_LEASE = timedelta(minutes=10)
 # Candidate fields blanked by purge_pii in invitations and in event payloads (DESIGN §3.8).
 PII_FIELDS = ("email", "first_name", "last_name")
 

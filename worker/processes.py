@@ -1,0 +1,109 @@
+"""The relay's processes: how `worker`, `migrate` and `check-config` start, run and stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from typing import TextIO
+
+import structlog
+
+from worker.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, start_worker
+from worker.broker import make_broker
+from worker.errors import ConfigurationError
+from worker.logs import configure_logging
+from worker.runtime import Runtime
+from worker.settings import Settings
+from worker.storage import migrate
+
+log = structlog.get_logger(__name__)
+
+CONFIG_ERROR_EXIT = 2
+
+
+def load_settings(
+    environ: Mapping[str, str], *, config_path: str | None = None, out: TextIO = sys.stderr
+) -> Settings | None:
+    """Settings from the environment, or None after printing every problem to `out`."""
+    try:
+        return Settings.from_env(environ, config_path=config_path)
+    except ConfigurationError as exc:
+        print(f"isograd-relay: invalid configuration ({len(exc.problems)} problem(s)):", file=out)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=out)
+        return None
+
+
+def start_logging(settings: Settings) -> None:
+    """Configure logging for a process and report the settings' notices once."""
+    configure_logging(
+        json=settings.log_json, level=settings.log_level, secrets=settings.redacted_secrets()
+    )
+    for notice in settings.notices:
+        log.warning("configuration_notice", notice=notice)
+
+
+def check_config(settings: Settings, *, out: TextIO = sys.stdout) -> None:
+    """Print a summary of valid settings (never a secret)."""
+    print("configuration OK", file=out)
+    print(f"  isograd:       {settings.isograd_env} ({settings.isograd_api_url})", file=out)
+    print(f"  public URL:    {settings.public_url}", file=out)
+    print(f"  callback keys: {', '.join(key.kid for key in settings.callback_keys)}", file=out)
+    print(
+        f"  admin API:     {'enabled' if settings.admin_token else 'closed (no ADMIN_TOKEN)'}",
+        file=out,
+    )
+    print(f"  database:      {_scheme(settings.database_url)}", file=out)
+    print(
+        f"  broker:        {_scheme(settings.broker_url) if settings.broker_url else 'embedded'}",
+        file=out,
+    )
+    print(f"  subscriptions: {len(settings.subscriptions)} from {settings.config_path}", file=out)
+    for subscription in settings.subscriptions:
+        state = "enabled" if subscription.enabled else "disabled"
+        print(f"    - {subscription.name} ({subscription.kind}, {state})", file=out)
+    for notice in settings.notices:
+        print(f"  notice: {notice}", file=out)
+
+
+def run_migrate(settings: Settings) -> None:
+    migrate(settings.database_url)
+    log.info("migrations_applied", database=_scheme(settings.database_url))
+
+
+def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None = None) -> None:
+    """Consume the relay's queues until SIGINT/SIGTERM (or `stop` is set), then drain and exit."""
+    stop = stop or _stop_on_signals()
+    broker = make_broker(settings.broker_url)
+    actors = declare_actors(broker)
+    runtime = Runtime.from_settings(settings, DramatiqEnqueuer(actors))
+    broker.add_middleware(RuntimeMiddleware(runtime))
+    worker = start_worker(broker, threads=threads)
+    log.info("worker_ready", threads=threads, broker=_scheme(settings.broker_url), pid=os.getpid())
+    try:
+        stop.wait()
+    finally:
+        log.info("worker_stopping")
+        worker.stop()
+        runtime.close()
+        broker.close()
+        log.info("worker_stopped")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def _scheme(url: str | None) -> str:
+    # Only the scheme: URLs may carry passwords.
+    return (url or "").split(":", 1)[0] or "none"
