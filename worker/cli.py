@@ -66,6 +66,9 @@ def _cmd_web(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_config=None,
+        # The access log would print callback tokens (their path); webhooks.callbacks writes one
+        # canonical line per callback instead.
+        access_log=False,
         proxy_headers=True,
         server_header=False,
     )

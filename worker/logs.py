@@ -64,6 +64,7 @@ class Redactor:
         return self._email.sub(EMAIL_REDACTED, text)
 
 
+_QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore")
 _HANDLER_NAME = "isograd-relay"
 # Loggers that uvicorn's default configuration gives handlers of their own (not propagating):
 # taken back so their lines are redacted and rendered like ours.
@@ -136,3 +137,7 @@ def configure_logging(
         adopted.handlers.clear()
         adopted.propagate = True
         adopted.setLevel(logging.NOTSET)
+    # The HTTP clients log every request URL at INFO; webhook URLs may carry credentials and our
+    # own canonical lines (isograd_request, delivery_attempt) already say what happened.
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
