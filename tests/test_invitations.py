@@ -5,14 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
+from tests.fakes import FakeClock
+from tests.pipeline_fixtures import EMAIL, EXCEL, Simulated, clock, simulated, store
+from worker.errors import IsogradUnavailableError, RetryableError
 from worker.invitations import (
     MAX_CONTEXT_BYTES,
     InvalidInvitationError,
+    InvitationClient,
     InvitationRequest,
+    InvitationStore,
+    Invited,
+    invite,
     validate_invitation_request,
 )
-from worker.isograd.models import Gender, Language
+from worker.isograd.errors import AssessmentNotAllowedError, NoCreditsError
+from worker.isograd.models import (
+    AssessmentCreated,
+    AssessmentOptions,
+    Gender,
+    Language,
+    NewCandidate,
+)
+from worker.storage.records import Invitation, InvitationStatus
+from worker.storage.store import SqlStore
+from worker.tokens import CallbackKey, verify_callback_token
+
+__all__ = ["clock", "simulated", "store"]
+
+KEYS = (CallbackKey("k1", b"s" * 32),)
+PUBLIC_URL = "https://relay.example"
+UNKNOWN_TEST = 999_999
 
 
 def valid_body(**overrides: Any) -> dict[str, Any]:
@@ -135,3 +159,276 @@ def test_error_message_does_not_contain_the_email() -> None:
 
     assert "ada@" not in str(caught.value)
     assert "ada@" not in repr(caught.value.errors)
+
+
+# -- invite: store first, then Isograd, then attach ------------------------------------------
+
+
+class ObservedClient:
+    """The simulator's client, with hooks around act 8: `on_create` sees the callback URL before
+    Isograd is asked; `lose_answers` act 8 answers are dropped after Isograd acted, as a timeout
+    on the way back would."""
+
+    def __init__(
+        self,
+        client: InvitationClient,
+        *,
+        on_create: Any = None,
+        lose_answers: int = 0,
+    ) -> None:
+        self._client = client
+        self._on_create = on_create
+        self._lose_answers = lose_answers
+        self.lost: list[AssessmentCreated] = []
+
+    def create_candidate_and_add_test(
+        self,
+        candidate: NewCandidate,
+        tst_frm_id: int,
+        options: AssessmentOptions | None = None,
+        *,
+        sub_com_id: int | None = None,
+    ) -> AssessmentCreated:
+        if self._on_create is not None:
+            self._on_create(options)
+        created = self._client.create_candidate_and_add_test(
+            candidate, tst_frm_id, options, sub_com_id=sub_com_id
+        )
+        if self._lose_answers > 0:
+            self._lose_answers -= 1
+            self.lost.append(created)
+            raise IsogradUnavailableError("read timeout", action=8)
+        return created
+
+    def add_test(
+        self,
+        email: str,
+        tst_frm_id: int,
+        options: AssessmentOptions | None = None,
+        *,
+        force_new: bool = False,
+        sub_com_id: int | None = None,
+    ) -> AssessmentCreated:
+        return self._client.add_test(
+            email, tst_frm_id, options, force_new=force_new, sub_com_id=sub_com_id
+        )
+
+
+class AttachFailingStore(SqlStore):
+    """A real store whose database goes away for the first `failures` attach_assessment calls."""
+
+    def __init__(self, engine: Engine, failures: int = 1) -> None:
+        super().__init__(engine)
+        self.failures = failures
+
+    def attach_assessment(
+        self,
+        invitation_id: str,
+        *,
+        pla_tst_id: int,
+        can_id: int | None = None,
+        test_url: str | None = None,
+    ) -> Invitation:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RetryableError("database unavailable: OperationalError")
+        return super().attach_assessment(
+            invitation_id, pla_tst_id=pla_tst_id, can_id=can_id, test_url=test_url
+        )
+
+
+def request(**overrides: Any) -> InvitationRequest:
+    return validate_invitation_request(
+        valid_body(**{"email": EMAIL, "tst_frm_id": EXCEL, **overrides})
+    )
+
+
+def invite_with(
+    client: InvitationClient,
+    store: InvitationStore,
+    clock: FakeClock,
+    key: str | None = None,
+    **overrides: Any,
+) -> Invited:
+    return invite(
+        request(**overrides),
+        client=client,
+        store=store,
+        callback_keys=KEYS,
+        public_url=PUBLIC_URL,
+        now=clock(),
+        idempotency_key=key,
+    )
+
+
+def simulator_tests(simulated: Simulated) -> list[dict[str, Any]]:
+    tests: list[dict[str, Any]] = simulated.control.get("/_simulator/state").json()["tests"]
+    return tests
+
+
+def set_credits(simulated: Simulated, credits: int) -> None:
+    simulated.control.put(
+        "/_simulator/credits", json={"sub_com_id": None, "credits": {"Assessment": credits}}
+    ).raise_for_status()
+
+
+def test_invitation_is_stored_before_isograd_is_asked_for_the_test(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    seen: list[Invitation | None] = []
+
+    def look_up(options: AssessmentOptions) -> None:
+        assert options.callback_url is not None
+        token = options.callback_url.rsplit("/", 1)[1]
+        seen.append(store.get_invitation(verify_callback_token(KEYS, token)))
+
+    invited = invite_with(ObservedClient(simulated.client, on_create=look_up), store, clock)
+
+    assert len(seen) == 1
+    assert seen[0] is not None
+    assert seen[0].id == invited.invitation.id
+    assert seen[0].pla_tst_id is None
+    assert seen[0].status is InvitationStatus.PENDING
+
+
+def test_new_invitation_is_created_with_isograds_test_attached(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    invited = invite_with(simulated.client, store, clock)
+
+    assert invited.created is True
+    stored = store.get_invitation(invited.invitation.id)
+    assert stored is not None
+    assert stored.pla_tst_id == simulator_tests(simulated)[0]["pla_tst_id"]
+    assert stored.can_id is not None
+    assert stored.test_url
+    assert stored.status is InvitationStatus.PENDING
+
+
+def test_permanent_isograd_error_leaves_the_invitation_failed_and_visible(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    with pytest.raises(AssessmentNotAllowedError):
+        invite_with(simulated.client, store, clock, key="k-106", tst_frm_id=UNKNOWN_TEST)
+
+    stored = store.get_invitation_by_idempotency_key("k-106")
+    assert stored is not None
+    assert stored.status is InvitationStatus.FAILED
+    assert stored.pla_tst_id is None
+    assert stored.next_check_at is None
+
+
+def test_transient_isograd_error_leaves_the_invitation_pending_without_a_test(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    simulated.faults(error_rate=1.0)
+
+    with pytest.raises(IsogradUnavailableError):
+        invite_with(simulated.client, store, clock, key="k-503")
+
+    stored = store.get_invitation_by_idempotency_key("k-503")
+    assert stored is not None
+    assert stored.status is InvitationStatus.PENDING
+    assert stored.pla_tst_id is None
+
+
+def test_retry_after_a_transient_error_resumes_the_same_invitation(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    simulated.faults(error_rate=1.0)
+    with pytest.raises(IsogradUnavailableError):
+        invite_with(simulated.client, store, clock, key="k-retry")
+    first = store.get_invitation_by_idempotency_key("k-retry")
+    simulated.faults(error_rate=0.0)
+
+    invited = invite_with(simulated.client, store, clock, key="k-retry")
+
+    assert first is not None
+    assert invited.created is True
+    assert invited.invitation.id == first.id
+    assert invited.invitation.pla_tst_id is not None
+
+
+def test_retry_after_a_lost_act_8_answer_reuses_the_test_isograd_created(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    losing = ObservedClient(simulated.client, lose_answers=1)
+    with pytest.raises(IsogradUnavailableError):
+        invite_with(losing, store, clock, key="k-lost")
+
+    invited = invite_with(losing, store, clock, key="k-lost")
+
+    assert invited.invitation.pla_tst_id == losing.lost[0].pla_tst_id
+    assert len(simulator_tests(simulated)) == 1
+    assert simulated.calls(2) == 1
+
+
+def test_test_reused_after_a_lost_answer_keeps_calling_back_the_same_invitation(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    losing = ObservedClient(simulated.client, lose_answers=1)
+    with pytest.raises(IsogradUnavailableError):
+        invite_with(losing, store, clock, key="k-lost")
+
+    invited = invite_with(losing, store, clock, key="k-lost")
+
+    callback = simulator_tests(simulated)[0]["options"]["cal_bac_pag"]
+    assert verify_callback_token(KEYS, callback.rsplit("/", 1)[1]) == invited.invitation.id
+
+
+def test_retry_after_the_database_failed_attaches_the_test_isograd_created(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    flaky = AttachFailingStore(store.engine)
+    with pytest.raises(RetryableError):
+        invite_with(simulated.client, flaky, clock, key="k-db")
+    orphan = store.get_invitation_by_idempotency_key("k-db")
+
+    invited = invite_with(simulated.client, flaky, clock, key="k-db")
+
+    assert orphan is not None
+    assert orphan.pla_tst_id is None
+    assert invited.invitation.id == orphan.id
+    assert [test["pla_tst_id"] for test in simulator_tests(simulated)] == [
+        invited.invitation.pla_tst_id
+    ]
+
+
+def test_retry_after_a_permanent_error_revives_the_invitation_once_isograd_accepts(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    set_credits(simulated, 0)
+    with pytest.raises(NoCreditsError):
+        invite_with(simulated.client, store, clock, key="k-301")
+    set_credits(simulated, 5)
+
+    invited = invite_with(simulated.client, store, clock, key="k-301")
+
+    assert invited.created is True
+    assert invited.invitation.status is InvitationStatus.PENDING
+    assert invited.invitation.pla_tst_id is not None
+    assert invited.invitation.idempotency_key == "k-301"
+
+
+def test_replay_with_the_same_key_returns_the_invitation_without_asking_isograd(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    first = invite_with(simulated.client, store, clock, key="k-once")
+
+    again = invite_with(simulated.client, store, clock, key="k-once")
+
+    assert again == Invited(first.invitation, created=False)
+    assert simulated.calls(8) == 1
+
+
+def test_unfinished_test_held_by_another_invitation_supersedes_the_new_one(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    first = invite_with(simulated.client, store, clock, key="k-first")
+
+    second = invite_with(simulated.client, store, clock, key="k-second")
+
+    assert second == Invited(first.invitation, created=False)
+    superseded = store.get_invitation_by_idempotency_key("k-second")
+    assert superseded is not None
+    assert superseded.status is InvitationStatus.FAILED
