@@ -1,0 +1,1 @@
+"""Development mode: the whole relay in one process on embedded defaults (`isograd-relay dev`)."""
