@@ -27,6 +27,7 @@ from worker.invitations import (
 )
 from worker.storage.records import Attempt, Delivery, DeliveryStatus, Event, Invitation
 from worker.tokens import CallbackKey
+from worker.watch import validate_watch_request, watch_assessment
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +133,21 @@ def api_routes(
             201,
         )
 
+    async def post_watch(request: Request) -> JSONResponse:
+        watch_request = validate_watch_request(await _json_body(request))
+        invitation, created = await run_in_threadpool(
+            watch_assessment, watch_request, store=store, now=clock()
+        )
+        return JSONResponse(
+            {
+                "invitation_id": invitation.id,
+                "pla_tst_id": invitation.pla_tst_id,
+                "source": invitation.source.value,
+                "created": created,
+            },
+            201 if created else 200,
+        )
+
     async def get_invitation(request: Request) -> JSONResponse:
         invitation: Invitation | None = await run_in_threadpool(
             store.get_invitation, request.path_params["invitation_id"]
@@ -185,6 +201,7 @@ def api_routes(
     routes = [
         Route("/invitations", post_invitation, methods=["POST"]),
         Route("/invitations/{invitation_id}", get_invitation, methods=["GET"]),
+        Route("/watch", post_watch, methods=["POST"]),
         Route("/events/{event_id}", get_event, methods=["GET"]),
         Route("/deliveries", list_deliveries, methods=["GET"]),
         Route("/deliveries/{delivery_id}", get_delivery, methods=["GET"]),

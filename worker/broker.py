@@ -17,6 +17,19 @@ from dramatiq.middleware import Middleware
 from worker.errors import ConfigurationError
 
 STUB_URL = "stub"
+# Crash recovery (Redis). A worker's unacked messages are requeued by "maintenance", which runs
+# inside dramatiq's dispatch script on a random `maintenance_chance` per million calls for the
+# queue named in that call, and only for workers silent for `heartbeat_timeout` (dramatiq
+# brokers/redis/dispatch.lua). Dramatiq's defaults (60 s, 1 000 per million) leave a SIGKILLed
+# worker's message waiting ~17 min on average on a quiet queue, where each idle consumer calls
+# fetch about once a second. Live workers call the script at least that often (the delay-queue
+# consumers always fetch), so 15 s is a wide margin; at 25 % an idle queue runs maintenance
+# within seconds (P(none in 30 fetches) = 0.75^30 < 0.02 %). The re-run delay after a SIGKILL
+# is measured by tests/test_crash_recovery.py.
+# Maintenance is two ZRANGEBYSCOREs, plus a KEYS scan per dead worker found: keep the broker's
+# Redis database to itself.
+HEARTBEAT_TIMEOUT_MS = 15_000
+MAINTENANCE_CHANCE = 250_000
 DEFAULT_NAMESPACE = "isograd-relay"
 CORRELATION_KEY = "correlation_id"
 
@@ -82,9 +95,9 @@ def make_broker(
     socket_timeout: float = 10.0,
     socket_connect_timeout: float = 5.0,
     health_check_interval: int = 30,
-    heartbeat_timeout_ms: int = 60_000,
+    heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
     dead_message_ttl_ms: int = 7 * 24 * 3600 * 1000,
-    maintenance_chance: int = 1000,
+    maintenance_chance: int = MAINTENANCE_CHANCE,
 ) -> dramatiq.Broker:
     """Build the broker `url` names and make it Dramatiq's global broker (the one place that does).
 

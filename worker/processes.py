@@ -1,4 +1,4 @@
-"""The relay's processes: how `worker`, `migrate` and `check-config` start, run and stop."""
+"""The relay's processes: how `worker`, `scheduler`, `migrate`, `check-config` start and stop."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TextIO
 
 import structlog
@@ -15,9 +16,13 @@ from worker.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, s
 from worker.broker import make_broker
 from worker.errors import ConfigurationError
 from worker.logs import configure_logging
+from worker.reconciler import ReconcileReport, ReconcileSchedule, TokenBucket, reconcile
 from worker.runtime import Runtime
+from worker.scheduler import DEFAULT_LOCK_TTL, PeriodicJob, Scheduler, make_scheduler_lock
 from worker.settings import Settings
 from worker.storage import migrate
+from worker.storage.records import PurgeCounts
+from worker.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +96,78 @@ def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None
         runtime.close()
         broker.close()
         log.info("worker_stopped")
+
+
+# Periodic jobs of the scheduler (seconds between runs). The reconciler's own schedule decides
+# which invitations are due; running it every minute just keeps the backoff's granularity.
+RECONCILE_EVERY = 60.0
+SWEEP_EVERY = 60.0
+PURGE_EVERY = 6 * 3600.0
+
+
+def scheduler_jobs(settings: Settings, runtime: Runtime) -> list[PeriodicJob]:
+    """The jobs of the scheduler process, run in it directly (see README "Reliability").
+
+    They are cheap SQL scans plus, for the reconciler, rate-limited act 10 calls: running them in
+    the one scheduler process is what keeps the rate limit global. Work they find is enqueued
+    for the workers (process_completion, deliver), never done here.
+    """
+    limiter = TokenBucket(settings.reconcile_rate, burst=max(1.0, settings.reconcile_rate))
+    schedule = ReconcileSchedule(horizon=timedelta(days=settings.reconcile_horizon_days))
+    # As many checks per run as the rate allows in one interval: a run ends before the next.
+    reconcile_limit = max(1, int(settings.reconcile_rate * RECONCILE_EVERY))
+    sweeper = Sweeper(store=runtime.store, enqueuer=runtime.enqueuer, clock=runtime.clock)
+
+    def run_reconcile(halt: threading.Event) -> ReconcileReport:
+        return reconcile(
+            store=runtime.store,
+            client=runtime.client,
+            enqueuer=runtime.enqueuer,
+            clock=runtime.clock,
+            limiter=limiter,
+            wait=halt.wait,
+            schedule=schedule,
+            limit=reconcile_limit,
+        )
+
+    jobs = [
+        PeriodicJob("reconcile", RECONCILE_EVERY, run_reconcile),
+        PeriodicJob("sweep", SWEEP_EVERY, sweeper.sweep),
+    ]
+    retention_days = settings.pii_retention_days
+    if retention_days is not None:
+
+        def run_purge(halt: threading.Event) -> PurgeCounts:
+            cutoff = runtime.clock() - timedelta(days=retention_days)
+            return runtime.store.purge_pii(cutoff)
+
+        jobs.append(PeriodicJob("purge_pii", PURGE_EVERY, run_purge))
+    return jobs
+
+
+def run_scheduler(
+    settings: Settings, *, lock_ttl: float = DEFAULT_LOCK_TTL, scheduler_name: str | None = None
+) -> None:
+    """Run the periodic jobs while holding the scheduler lock, until SIGINT/SIGTERM."""
+    broker = make_broker(settings.broker_url)
+    runtime = Runtime.from_settings(settings, DramatiqEnqueuer(declare_actors(broker)))
+    scheduler = Scheduler(
+        make_scheduler_lock(settings, ttl=lock_ttl),
+        scheduler_jobs(settings, runtime),
+        ttl=lock_ttl,
+        name=scheduler_name,
+    )
+
+    def handle(signum: int, frame: object) -> None:
+        scheduler.stop()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    try:
+        scheduler.run()
+    finally:
+        runtime.close()
+        broker.close()
 
 
 def _stop_on_signals() -> threading.Event:

@@ -20,6 +20,9 @@ Environment variables (an empty value counts as unset):
     LOG_LEVEL              DEBUG | INFO | WARNING | ERROR | CRITICAL (default INFO)
     LOG_FORMAT             json | console | auto (default auto: console on a TTY, else JSON)
     VAR_DIR                local state (default var)
+    RECONCILE_RATE         Isograd status calls per second the reconciler may make (default 2)
+    RECONCILE_HORIZON_DAYS days a pending invitation is polled before it expires (default 30)
+    PII_RETENTION_DAYS     days before candidate PII is blanked by the scheduler (unset = keep)
     RELAY_CONFIG           path of relay.toml (default relay.toml; see `Settings.from_env`)
 """
 
@@ -56,6 +59,8 @@ MIN_ADMIN_TOKEN_LENGTH = 16
 # Shorter strings are not redacted from logs: they would blank out ordinary words.
 MIN_REDACTED_LENGTH = 6
 BROKER_SCHEMES = frozenset({"redis", "rediss", "unix", "amqp", "amqps"})
+DEFAULT_RECONCILE_RATE = 2.0
+DEFAULT_RECONCILE_HORIZON_DAYS = 30
 
 
 class LogFormat(StrEnum):
@@ -88,6 +93,9 @@ class Settings:
     var_dir: str = "var"
     config_path: str = DEFAULT_CONFIG_PATH
     config_found: bool = False
+    reconcile_rate: float = DEFAULT_RECONCILE_RATE
+    reconcile_horizon_days: int = DEFAULT_RECONCILE_HORIZON_DAYS
+    pii_retention_days: int | None = None
     # Facts worth a warning at start (no relay.toml, a development callback key, ...).
     notices: tuple[str, ...] = ()
 
@@ -168,6 +176,10 @@ class Settings:
             config_path=path,
             config_found=config_found,
             notices=tuple(notices),
+            reconcile_rate=env.positive_float("RECONCILE_RATE", DEFAULT_RECONCILE_RATE),
+            reconcile_horizon_days=env.positive_int("RECONCILE_HORIZON_DAYS")
+            or DEFAULT_RECONCILE_HORIZON_DAYS,
+            pii_retention_days=env.positive_int("PII_RETENTION_DAYS"),
         )
         if problems:
             raise ConfigurationError(problems)
@@ -247,6 +259,19 @@ class _Environment:
             self.problems.append(f"{name}: must be a positive integer")
             return None
         return int(value)
+
+    def positive_float(self, name: str, default: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 < number < float("inf"):
+            self.problems.append(f"{name}: must be a number > 0")
+            return default
+        return number
 
     def seconds(self, name: str, default: float) -> float:
         value = self.text(name)

@@ -661,6 +661,82 @@ class SqlStore:
             invitations=invitation_count, events=event_count, callbacks=callback_count
         )
 
+    # -- scheduler: reconciler and sweeper ---------------------------------------------------
+
+    def postpone_status_check(
+        self, invitation_id: str, next_check_at: datetime | None
+    ) -> Invitation:
+        """Move the next reconciler check without recording an answer (no act 10 was made)."""
+        with self._write() as connection:
+            self._update_one(
+                connection, invitations, invitation_id, {"next_check_at": next_check_at}
+            )
+            return self._invitation(connection, invitation_id)
+
+    def expire_invitation(self, invitation_id: str, now: datetime | None = None) -> bool:
+        """Pending → expired (the reconciler stops); False if it was no longer pending.
+
+        Conditional, so a completion stored concurrently is never overwritten.
+        """
+        query = (
+            update(invitations)
+            .where(
+                invitations.c.id == invitation_id,
+                invitations.c.status == InvitationStatus.PENDING.value,
+            )
+            .values(status=InvitationStatus.EXPIRED.value, next_check_at=None)
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount == 1
+
+    def mark_callback_receipts_processed(
+        self, callback_ids: Sequence[int], now: datetime | None = None
+    ) -> int:
+        """Mark exactly these callback receipts processed (if not already); returns how many."""
+        if not callback_ids:
+            return 0
+        query = (
+            update(callbacks)
+            .where(callbacks.c.id.in_(list(callback_ids)), callbacks.c.processed_at.is_(None))
+            .values(processed_at=self._now(now))
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount
+
+    def reset_overdue_delivery(
+        self, delivery_id: str, grace: timedelta, now: datetime | None = None
+    ) -> Delivery | None:
+        """For the sweeper: make an overdue delivery due `now`, so it is swept once per grace.
+
+        A pending/retrying row due more than `grace` ago gets `next_attempt_at = now`; a
+        `delivering` row whose lease expired (its worker crashed) goes back to `retrying`, due
+        now. Returns the row, or None (nothing changed) when it is no longer overdue: claimed,
+        finished, or already reset by a concurrent sweep.
+        """
+        now = self._now(now)
+        overdue = and_(
+            deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
+            deliveries.c.next_attempt_at <= now - grace,
+        )
+        with self._write() as connection:
+            changed = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, overdue)
+                .values(next_attempt_at=now, updated_at=now)
+            ).rowcount
+            if not changed:
+                changed = connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == delivery_id, self._lease_expired(now))
+                    .values(
+                        status=DeliveryStatus.RETRYING.value,
+                        next_attempt_at=now,
+                        last_error="worker lost during the attempt (lease expired)",
+                        updated_at=now,
+                    )
+                ).rowcount
+            return self._delivery_or_none(connection, delivery_id) if changed else None
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _now(self, now: datetime | None) -> datetime:

@@ -1,0 +1,130 @@
+"""The sweeper: re-enqueue work whose broker message was lost, from what SQL says is unfinished.
+
+Nothing waits only in Redis (DESIGN §2). A message can be lost: Redis restarted without the
+data, an enqueue failed after the row was written, or Dramatiq acked a message whose retry it
+could not enqueue while Redis was down (https://github.com/Bogdanp/dramatiq/pull/545). The
+sweeper runs in the scheduler and finds that work in SQL:
+
+- deliveries due more than `grace` ago and never claimed, or stranded `delivering` by a worker
+  that died mid-attempt (its lease expired): reset to due now and enqueued, so each is swept at
+  most once per grace period (a long queue backlog gets one extra message, not one per sweep);
+- accepted callbacks never processed: their invitation's completion is enqueued again, unless a
+  status check has happened since the callback arrived (then the callback has done its job and
+  is marked processed; the re-checks and the reconciler take over from there).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from worker.runtime import Clock, Enqueuer
+from worker.storage.records import CallbackReceipt, InvitationStatus
+from worker.storage.store import SqlStore
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_GRACE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    deliveries: int = 0  # deliveries re-enqueued
+    completions: int = 0  # completions re-enqueued for unprocessed callbacks
+    callbacks_closed: int = 0  # unprocessed callbacks found handled, marked processed
+
+
+class Sweeper:
+    """Sweeps with `sweep()`; keeps, per invitation, when it last re-enqueued a completion.
+
+    That memory is only an optimisation (one sweep per grace period per invitation): a fresh
+    scheduler sweeps once more, which costs one idempotent job.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: SqlStore,
+        enqueuer: Enqueuer,
+        clock: Clock,
+        grace: timedelta = DEFAULT_GRACE,
+        limit: int = 500,
+    ) -> None:
+        self._store = store
+        self._enqueuer = enqueuer
+        self._clock = clock
+        self._grace = grace
+        self._limit = limit
+        self._swept_completions: dict[str, datetime] = {}
+
+    def sweep(self, halt: threading.Event | None = None) -> SweepReport:
+        """One pass over overdue deliveries, then over unprocessed callbacks; safe to run twice."""
+        halt = halt or threading.Event()
+        deliveries = self._sweep_deliveries(halt)
+        completions, closed = self._sweep_callbacks(halt)
+        return SweepReport(deliveries=deliveries, completions=completions, callbacks_closed=closed)
+
+    def _sweep_deliveries(self, halt: threading.Event) -> int:
+        now = self._clock()
+        swept = 0
+        for overdue in self._store.overdue_deliveries(now, self._grace, self._limit):
+            if halt.is_set():
+                break
+            delivery = self._store.reset_overdue_delivery(overdue.id, self._grace, now)
+            if delivery is None:
+                continue  # claimed or finished since the query
+            self._enqueuer.delivery(delivery.id)
+            swept += 1
+            log.info(
+                "delivery_swept",
+                delivery_id=delivery.id,
+                subscription=delivery.subscription,
+                was=overdue.status.value,
+                overdue_seconds=round((now - (overdue.next_attempt_at or now)).total_seconds()),
+            )
+        return swept
+
+    def _sweep_callbacks(self, halt: threading.Event) -> tuple[int, int]:
+        now = self._clock()
+        receipts = self._store.unprocessed_callbacks(now - self._grace, self._limit)
+        by_invitation: dict[str, list[CallbackReceipt]] = defaultdict(list)
+        for receipt in receipts:
+            if receipt.invitation_id is not None:
+                by_invitation[receipt.invitation_id].append(receipt)
+        self._forget_before(now - self._grace)
+        enqueued = closed = 0
+        for invitation_id, pending in by_invitation.items():
+            if halt.is_set():
+                break
+            handled = self._handled(invitation_id, pending)
+            if handled:
+                closed += self._store.mark_callback_receipts_processed(
+                    [receipt.id for receipt in handled], now
+                )
+            if len(handled) == len(pending) or invitation_id in self._swept_completions:
+                continue
+            self._enqueuer.completion(invitation_id)
+            self._swept_completions[invitation_id] = now
+            enqueued += 1
+            log.info("callback_swept", invitation_id=invitation_id, callbacks=len(pending))
+        return enqueued, closed
+
+    def _handled(
+        self, invitation_id: str, receipts: list[CallbackReceipt]
+    ) -> list[CallbackReceipt]:
+        """The receipts nothing more can come of: their invitation is finished or unknown, or
+        Isograd was asked about it after they arrived."""
+        invitation = self._store.get_invitation(invitation_id)
+        if invitation is None or invitation.status is not InvitationStatus.PENDING:
+            return receipts
+        checked = invitation.last_checked_at
+        return [receipt for receipt in receipts if checked and checked >= receipt.received_at]
+
+    def _forget_before(self, cutoff: datetime) -> None:
+        for invitation_id, swept_at in list(self._swept_completions.items()):
+            if swept_at <= cutoff:
+                del self._swept_completions[invitation_id]
