@@ -4,7 +4,9 @@ every action and error code against the simulator, in-process and over real HTTP
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -13,6 +15,9 @@ from urllib.parse import parse_qsl
 
 import httpx2
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from worker.errors import (
@@ -53,6 +58,9 @@ from worker.isograd.models import (
     ResultDetails,
     SkillResult,
 )
+from worker.simulator.app import create_simulator_app
+from worker.simulator.catalogue import ASSESSMENT_CREDIT, PROCTORING_CREDIT
+from worker.simulator.state import SimulatorConfig
 
 API_URL = "https://isograd.example.test/api/usage"
 AUTH_URL = "https://isograd.example.test/oauth2/token"
@@ -1250,3 +1258,477 @@ def test_isograd_urls_per_environment(
 def test_isograd_urls_rejects_an_unknown_environment() -> None:
     with pytest.raises(ValueError, match="staging"):
         isograd_urls("staging")
+
+
+# Against the simulator, in-process (Starlette TestClient as the transport) and over real HTTP
+# (uvicorn on a free port in a thread).
+
+SIM_CLIENT_ID = "sim-client"
+SIM_SECRET = "sim-secret"
+EXCEL = 101  # simulator catalogue: TOSA Excel, IRT score on 1000, skills 45-48
+TYPING = 105  # simulator catalogue: correct answers, no skills
+CERTIFICATION = 107  # simulator catalogue: not an assessment
+
+
+def simulator_app(public_url: str) -> Starlette:
+    return create_simulator_app(
+        SimulatorConfig(client_id=SIM_CLIENT_ID, client_secret=SIM_SECRET, public_url=public_url)
+    )
+
+
+@dataclass
+class SimulatorServer:
+    base_url: str
+    transport: httpx2.BaseTransport | None  # None: the network
+    control: httpx2.Client
+
+
+@contextlib.contextmanager
+def serving(make_app: Callable[[str], Starlette]) -> Iterator[str]:
+    """Serve the app with uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says TCP; with proto 0 every keep-alive request waits ~40 ms (Nagle vs
+    # delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections queue from now on, so the first request waits, not fails
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(
+        uvicorn.Config(make_app(base_url), log_level="warning", ws="none", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+            thread.join(0.01)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def in_process_simulator() -> Iterator[SimulatorServer]:
+    base_url = "http://testserver"
+    with TestClient(simulator_app(base_url), base_url=base_url) as control:
+        yield SimulatorServer(base_url, control._transport, control)
+
+
+@pytest.fixture(scope="module")
+def http_simulator() -> Iterator[SimulatorServer]:
+    with serving(simulator_app) as base_url, httpx2.Client(base_url=base_url) as control:
+        yield SimulatorServer(base_url, None, control)
+
+
+@dataclass
+class Simulated:
+    client: IsogradClient
+    server: SimulatorServer
+
+    def control(self, method: str, path: str, body: object = None) -> Any:
+        response = self.server.control.request(method, f"/_simulator{path}", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def counters(self) -> dict[str, Any]:
+        counters: dict[str, Any] = self.control("GET", "/counters")
+        return counters
+
+
+@pytest.fixture(params=["in_process", "http"])
+def sim(request: pytest.FixtureRequest, sleeps: list[float]) -> Iterator[Simulated]:
+    server: SimulatorServer = request.getfixturevalue(f"{request.param}_simulator")
+    server.control.post("/_simulator/reset").raise_for_status()
+    api_url, auth_url = isograd_urls(IsogradEnvironment.SIMULATOR, server.base_url)
+    client = IsogradClient(
+        api_url=api_url,
+        auth_url=auth_url,
+        client_id=SIM_CLIENT_ID,
+        client_secret=SIM_SECRET,
+        transport=server.transport,
+        sleep=sleeps.append,
+    )
+    yield Simulated(client, server)
+    client.close()
+
+
+def invite(sim: Simulated, tst_frm_id: int = EXCEL, **options: Any) -> AssessmentCreated:
+    return sim.client.create_candidate_and_add_test(
+        CANDIDATE, tst_frm_id, AssessmentOptions(**options)
+    )
+
+
+def test_sim_create_candidate_and_find_it_again_by_its_error(sim: Simulated) -> None:
+    created = sim.client.create_candidate(CANDIDATE)
+
+    with pytest.raises(CandidateExistsError) as caught:
+        sim.client.create_candidate(CANDIDATE)
+
+    assert created.login_url
+    assert caught.value.can_id == created.can_id
+
+
+def test_sim_completed_test_gives_status_result_details_and_report(sim: Simulated) -> None:
+    created = invite(sim)
+    grading = {
+        "value": 550,
+        "max_value": 1000,
+        "elapsed_seconds": 1834,
+        "skills": {"45": 3.5, "46": None},
+    }
+
+    sim.control("POST", f"/tests/{created.pla_tst_id}/complete", grading)
+
+    assert sim.client.get_test_status(created.pla_tst_id) is AssessmentStatus.COMPLETED
+    result = sim.client.get_result(EXCEL, EMAIL, created.pla_tst_id)
+    assert (result.grade_type, result.value, result.max_value) == (2, 550.0, 1000.0)
+    assert result.elapsed_seconds == 1834
+    details = sim.client.get_result_details(EXCEL, EMAIL, created.pla_tst_id)
+    skills = {skill.id: skill for skill in details.skills}
+    assert skills["45"].level == 3.5
+    assert skills["46"].level is None  # not tested: -1 in the answer
+    assert sim.client.get_pdf_url(EXCEL, EMAIL, created.pla_tst_id).startswith("http")
+    assert sim.client.get_pdf_redirect_url(EXCEL, EMAIL).startswith(sim.server.base_url)
+
+
+def test_sim_status_follows_the_test_life(sim: Simulated) -> None:
+    created = invite(sim)
+    seen = [sim.client.get_test_status(created.pla_tst_id)]
+
+    sim.control("POST", f"/tests/{created.pla_tst_id}/start")
+    seen.append(sim.client.get_test_status(created.pla_tst_id))
+    sim.control("POST", f"/tests/{created.pla_tst_id}/pending")
+    seen.append(sim.client.get_test_status(created.pla_tst_id))
+
+    assert seen == [
+        AssessmentStatus.NOT_STARTED,
+        AssessmentStatus.STARTED,
+        AssessmentStatus.MARKING_PENDING,
+    ]
+
+
+def test_sim_add_test_returns_the_unfinished_test_unless_forced(sim: Simulated) -> None:
+    sim.client.create_candidate(CANDIDATE)
+
+    first = sim.client.add_test(EMAIL, EXCEL)
+    again = sim.client.add_test(EMAIL, EXCEL)
+    forced = sim.client.add_test(EMAIL, EXCEL, force_new=True)
+
+    assert again.pla_tst_id == first.pla_tst_id
+    assert forced.pla_tst_id != first.pla_tst_id
+
+
+def test_sim_start_urls_by_redirect_and_html(sim: Simulated) -> None:
+    sim.client.create_candidate(CANDIDATE)
+
+    by_redirect = sim.client.add_test_redirect_url(EMAIL, EXCEL)
+    html = sim.client.add_test_html(EMAIL, EXCEL)
+    other = NewCandidate(email="grace@example.org", first_name="Grace", last_name="Hopper")
+    by_act8 = sim.client.create_candidate_and_add_test_redirect_url(other, EXCEL)
+
+    assert by_redirect.startswith(sim.server.base_url)
+    assert 'class="isograd_start_test_button"' in html
+    assert by_act8.startswith(sim.server.base_url)
+
+
+def test_sim_callback_url_and_options_reach_the_platform(sim: Simulated) -> None:
+    created = invite(sim, callback_url="https://relay.test/cb/k1.x.mac", max_tests=3)
+
+    test = sim.control("GET", f"/tests/{created.pla_tst_id}")
+
+    assert test["options"]["cal_bac_pag"] == "https://relay.test/cb/k1.x.mac"
+    assert test["options"]["max_num_tst"] == "3"
+
+
+def test_sim_proctoring_added_and_removed(sim: Simulated) -> None:
+    created = invite(sim)
+
+    sim.client.add_proctoring(created.pla_tst_id)
+    proctored = sim.control("GET", f"/tests/{created.pla_tst_id}")["proctored"]
+    sim.client.remove_proctoring(created.pla_tst_id)
+
+    assert (proctored, sim.control("GET", f"/tests/{created.pla_tst_id}")["proctored"]) == (
+        True,
+        False,
+    )
+
+
+def test_sim_deleted_test_is_gone(sim: Simulated) -> None:
+    created = invite(sim)
+
+    sim.client.delete_test(created.pla_tst_id)
+
+    with pytest.raises(AssessmentNotFoundError):
+        sim.client.get_test_status(created.pla_tst_id)
+
+
+def test_sim_confirmation_test_of_a_completed_test(sim: Simulated) -> None:
+    created = invite(sim)
+    sim.control("POST", f"/tests/{created.pla_tst_id}/complete")
+
+    url = sim.client.add_confirmation_test(created.pla_tst_id)
+    redirected = sim.client.add_confirmation_test_redirect_url(created.pla_tst_id)
+
+    assert url.startswith(sim.server.base_url)
+    assert redirected.startswith(sim.server.base_url)
+
+
+def test_sim_candidate_updated_then_deleted(sim: Simulated) -> None:
+    created = sim.client.create_candidate(CANDIDATE)
+
+    sim.client.update_candidate(created.can_id, last_name="King", language=Language.FRENCH)
+    stored = sim.control("GET", "/state")["candidates"]
+    sim.client.delete_candidate(can_id=created.can_id)
+
+    assert [(c["lst_nam"], c["lan_id"]) for c in stored] == [("King", 1)]
+    with pytest.raises(CandidateNotFoundError):
+        sim.client.add_test(EMAIL, EXCEL)
+
+
+def test_sim_registration_email_is_recorded(sim: Simulated) -> None:
+    created = invite(sim)
+
+    sim.client.send_registration_email(
+        3, pla_tst_ids=[created.pla_tst_id], send_on=date(2026, 12, 1)
+    )
+
+    emails = sim.control("GET", "/emails")
+    assert [(e["pla_tst_ids"], e["sen_dat"]) for e in emails] == [
+        ([created.pla_tst_id], "2026-12-01")
+    ]
+
+
+def test_sim_administration_actions(sim: Simulated) -> None:
+    sim.client.create_candidate(CANDIDATE)
+
+    session = sim.client.create_session(
+        "June", datetime(2026, 6, 1, 9, 0), datetime(2026, 6, 1, 17, 0)
+    )
+    admin = sim.client.admin_login_url()
+    login = sim.client.candidate_login_url(EMAIL)
+    tests = sim.client.list_available_tests()
+    credits = sim.client.get_credits()
+    sim.client.anonymize_candidate(EMAIL)
+
+    assert session > 0
+    assert admin.startswith(sim.server.base_url)
+    assert login.startswith(sim.server.base_url)
+    assert EXCEL in tests
+    assert any(credit.amount > 0 for credit in credits)
+    assert [c["anonymized"] for c in sim.control("GET", "/state")["candidates"]] == [True]
+
+
+def test_sim_sub_accounts_are_separate(sim: Simulated) -> None:
+    sim.client.create_candidate(CANDIDATE, sub_com_id=5)
+
+    sub = sim.client.add_test(EMAIL, EXCEL, sub_com_id=5)
+
+    assert sub.pla_tst_id > 0
+    with pytest.raises(CandidateNotFoundError):
+        sim.client.add_test(EMAIL, EXCEL)
+
+
+def _set_credits(sim: Simulated, description: str, amount: int) -> None:
+    sim.control("PUT", "/credits", {"sub_com_id": None, "credits": {description: amount}})
+
+
+def _invalid_act(sim: Simulated) -> object:
+    # No public method sends an unknown act_id; this exercises 103's mapping end to end.
+    return sim.client._call_json(99, {}, None)
+
+
+def _not_finished(sim: Simulated) -> object:
+    created = invite(sim)
+    return sim.client.get_result(EXCEL, EMAIL, created.pla_tst_id)
+
+
+def _max_attempts(sim: Simulated) -> object:
+    created = invite(sim, max_tests=1)
+    sim.control("POST", f"/tests/{created.pla_tst_id}/complete")
+    return sim.client.add_test(EMAIL, EXCEL, AssessmentOptions(max_tests=1))
+
+
+def _no_credits(sim: Simulated) -> object:
+    _set_credits(sim, ASSESSMENT_CREDIT, 0)
+    return invite(sim)
+
+
+def _no_proctoring_credits(sim: Simulated) -> object:
+    created = invite(sim)
+    _set_credits(sim, PROCTORING_CREDIT, 0)
+    return sim.client.add_proctoring(created.pla_tst_id)
+
+
+def _started_test_deleted(sim: Simulated) -> object:
+    created = invite(sim)
+    sim.control("POST", f"/tests/{created.pla_tst_id}/start")
+    return sim.client.delete_test(created.pla_tst_id)
+
+
+def _certification_report(sim: Simulated) -> object:
+    created = invite(sim, tst_frm_id=CERTIFICATION)
+    sim.control("POST", f"/tests/{created.pla_tst_id}/complete")
+    return sim.client.get_pdf_url(CERTIFICATION, EMAIL, created.pla_tst_id)
+
+
+SIMULATED_ERRORS: list[tuple[str, Callable[[Simulated], object], type[IsogradApiError]]] = [
+    ("103", _invalid_act, InvalidActionError),
+    (
+        "105",
+        lambda s: s.client.create_candidate(NewCandidate(EMAIL, "", "Lovelace")),
+        MissingParameterError,
+    ),
+    ("106", lambda s: invite(s, tst_frm_id=999), AssessmentNotAllowedError),
+    ("107", lambda s: s.client.add_test(EMAIL, EXCEL), CandidateNotFoundError),
+    (
+        "201",
+        lambda s: s.client.create_candidate(NewCandidate("not-an-email", "A", "B")),
+        CandidateNotCreatedError,
+    ),
+    (
+        "202",
+        lambda s: [s.client.create_candidate(CANDIDATE) for _ in range(2)],
+        CandidateExistsError,
+    ),
+    (
+        "203",
+        lambda s: s.client.create_candidate(NewCandidate(EMAIL, "A", "B", dep_id=404)),
+        GroupNotFoundError,
+    ),
+    ("301", _no_credits, NoCreditsError),
+    ("303", _no_proctoring_credits, NoProctoringCreditsError),
+    ("304", _started_test_deleted, AssessmentNotDeletableError),
+    ("402", _max_attempts, MaxAttemptsReachedError),
+    ("501-status", lambda s: s.client.get_test_status(424242), AssessmentNotFoundError),
+    (
+        "501-result",
+        lambda s: [s.client.create_candidate(CANDIDATE), s.client.get_result(EXCEL, EMAIL)],
+        AssessmentNotFoundError,
+    ),
+    ("502", _not_finished, AssessmentNotFinishedError),
+    ("601", _certification_report, NotAnAssessmentError),
+]
+
+
+@pytest.mark.parametrize(
+    ("provoke", "error_class"),
+    [(provoke, error_class) for _, provoke, error_class in SIMULATED_ERRORS],
+    ids=[name for name, _, _ in SIMULATED_ERRORS],
+)
+def test_sim_every_error_code_raises_its_class(
+    sim: Simulated, provoke: Callable[[Simulated], object], error_class: type[IsogradApiError]
+) -> None:
+    with pytest.raises(error_class) as caught:
+        provoke(sim)
+
+    assert type(caught.value) is error_class
+    assert caught.value.error_message
+
+
+def test_sim_one_token_request_serves_many_calls(sim: Simulated) -> None:
+    created = invite(sim)
+
+    for _ in range(25):
+        sim.client.get_test_status(created.pla_tst_id)
+
+    counters = sim.counters()
+    assert (counters["token_requests"], counters["api_calls"]) == (1, 26)
+
+
+def test_sim_expired_token_is_refreshed_once(sim: Simulated) -> None:
+    created = invite(sim)
+    sim.control("POST", "/tokens/expire")
+
+    status = sim.client.get_test_status(created.pla_tst_id)
+
+    counters = sim.counters()
+    assert status is AssessmentStatus.NOT_STARTED
+    assert (counters["token_requests"], counters["unauthorized"]) == (2, 1)
+
+
+def test_sim_threads_share_one_token(sim: Simulated) -> None:
+    created = invite(sim)
+    sim.client.tokens.invalidate(sim.client.tokens.token())
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                sim.client.get_test_status(created.pla_tst_id)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert (errors, sim.counters()["token_requests"]) == ([], 2)
+
+
+def test_sim_bad_credentials_raise_an_auth_error(sim: Simulated) -> None:
+    api_url, auth_url = isograd_urls("simulator", sim.server.base_url)
+    with (
+        IsogradClient(
+            api_url=api_url,
+            auth_url=auth_url,
+            client_id=SIM_CLIENT_ID,
+            client_secret="wrong",
+            transport=sim.server.transport,
+        ) as client,
+        pytest.raises(IsogradAuthError, match="invalid_client") as caught,
+    ):
+        client.get_credits()
+
+    assert "wrong" not in str(caught.value)
+
+
+def test_sim_read_action_survives_transient_5xx(sim: Simulated, sleeps: list[float]) -> None:
+    created = invite(sim)
+    sim.control("POST", "/faults", {"fail_next": 2})
+
+    status = sim.client.get_test_status(created.pla_tst_id)
+
+    assert (status, sleeps) == (AssessmentStatus.NOT_STARTED, [0.5, 1.0])
+
+
+def test_sim_write_action_is_not_retried_on_5xx(sim: Simulated, sleeps: list[float]) -> None:
+    sim.client.get_credits()  # token first, so the fault hits the API call
+    sim.control("POST", "/faults", {"fail_next": 1})
+
+    with pytest.raises(IsogradUnavailableError) as caught:
+        sim.client.create_candidate(CANDIDATE)
+
+    assert (caught.value.status_code, sleeps) == (503, [])
+    assert sim.control("GET", "/state")["candidates"] == []
+
+
+def test_sim_token_endpoint_5xx_is_retryable(sim: Simulated) -> None:
+    sim.control("POST", "/faults", {"fail_next": 3})
+
+    with pytest.raises(IsogradUnavailableError):
+        sim.client.get_credits()
+
+
+def test_sim_unreachable_server_is_retryable(sleeps: list[float]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening
+        api_url, auth_url = isograd_urls("simulator", base_url)
+        with (
+            IsogradClient(
+                api_url=api_url,
+                auth_url=auth_url,
+                client_id="c",
+                client_secret="s",
+                timeout=2.0,
+                sleep=sleeps.append,
+            ) as client,
+            pytest.raises(IsogradUnavailableError),
+        ):
+            client.get_credits()

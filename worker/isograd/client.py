@@ -400,19 +400,20 @@ class IsogradClient:
     ) -> T:
         form = _encode_form(act, fields, self._sub_com_id if sub_com_id is None else sub_com_id)
         attempts = self._read_attempts if act in READ_ACTIONS else 1
-        for attempt in range(1, attempts + 1):
+        attempt = 1
+        while True:
             started = time.perf_counter()
             try:
                 result = read(act, self._post(act, form))
             except RelayError as exc:
                 _log_request(act, attempt, started, exc)
-                if not isinstance(exc, IsogradUnavailableError) or attempt == attempts:
+                if not isinstance(exc, IsogradUnavailableError) or attempt >= attempts:
                     raise
                 self._sleep(self._delay(attempt, exc.retry_after))
+                attempt += 1
             else:
                 _log_request(act, attempt, started, None)
                 return result
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         delay: float = max(self._backoff * 2.0 ** (attempt - 1), retry_after or 0.0)

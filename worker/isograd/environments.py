@@ -24,11 +24,10 @@ def isograd_urls(
 
     Raises ValueError for an unknown environment name.
     """
-    match IsogradEnvironment(env):
-        case IsogradEnvironment.TESTING:
-            return TESTING_API_URL, ISOGRAD_AUTH_URL
-        case IsogradEnvironment.PRODUCTION:
-            return PRODUCTION_API_URL, ISOGRAD_AUTH_URL
-        case IsogradEnvironment.SIMULATOR:
-            base = (simulator_base or SIMULATOR_BASE_URL).rstrip("/")
-            return f"{base}/api/usage", f"{base}/oauth2/token"
+    environment = IsogradEnvironment(env)
+    if environment is IsogradEnvironment.SIMULATOR:
+        base = (simulator_base or SIMULATOR_BASE_URL).rstrip("/")
+        return f"{base}/api/usage", f"{base}/oauth2/token"
+    if environment is IsogradEnvironment.TESTING:
+        return TESTING_API_URL, ISOGRAD_AUTH_URL
+    return PRODUCTION_API_URL, ISOGRAD_AUTH_URL
