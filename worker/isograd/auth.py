@@ -51,7 +51,6 @@ class TokenProvider:
         self._default_lifetime = default_lifetime
         self._lock = threading.Lock()
         self._cached: tuple[str, float] | None = None  # (token, monotonic time it expires)
-        self.requests_made = 0
 
     def __repr__(self) -> str:
         return f"TokenProvider(auth_url={self._auth_url!r})"
@@ -80,7 +79,6 @@ class TokenProvider:
                 self._cached = None
 
     def _fetch(self) -> tuple[str, float]:
-        self.requests_made += 1
         started = time.perf_counter()
         outcome = "error"
         status_code: int | None = None
