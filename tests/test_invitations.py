@@ -92,6 +92,7 @@ def test_every_optional_field_is_read() -> None:
     ("value", "expected"),
     [
         (1, Language.FRENCH),
+        ("2", Language.ENGLISH),
         ("french", Language.FRENCH),
         ("German", Language.GERMAN),
         ("ar", Language.ARABIC),

@@ -23,7 +23,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +72,7 @@ RESULT_COLUMNS = (
 # The admin API accepts Idempotency-Key headers of the same length.
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 DEFAULT_CONCURRENCY = 4
+USAGE_ERROR_EXIT = 2
 
 InviteFunction = Callable[[InvitationRequest, str | None], Invited]
 
@@ -329,3 +330,111 @@ class Inviter:
     def close(self) -> None:
         self.client.close()
         self.store.close()
+
+
+def invite_file(
+    csv_path: Path,
+    invite_one: InviteFunction,
+    *,
+    result_path: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    out: TextIO,
+    err: TextIO,
+) -> BulkSummary:
+    """Invite every row of `csv_path`: progress on `err`, the summary on `out`, one result row
+    per input row in `result_path` (default: `default_result_path`).
+
+    Raises InvalidCsvError if the file cannot be read as invitations (nothing is invited then).
+    """
+    try:
+        with csv_path.open(encoding="utf-8-sig", newline="") as stream:
+            rows = read_rows(stream)
+    except UnicodeDecodeError as exc:
+        raise InvalidCsvError(["the file is not UTF-8 text"]) from exc
+    progress = Progress(len(rows), stream=err, label="rows")
+    summary = invite_rows(rows, invite_one, concurrency=concurrency, progress=progress)
+    progress.finish()
+    result_path = result_path or default_result_path(csv_path)
+    with result_path.open("w", encoding="utf-8", newline="") as stream:
+        write_results(stream, summary.results)
+    print_summary(summary, result_path, out)
+    return summary
+
+
+def print_summary(summary: BulkSummary, result_path: Path, out: TextIO) -> None:
+    # Line numbers, not emails: terminals and CI logs are not the place for candidate PII.
+    print(
+        f"{len(summary.results)} rows: {summary.count(RowStatus.CREATED)} created, "
+        f"{summary.count(RowStatus.EXISTING)} already existing, "
+        f"{summary.count(RowStatus.FAILED)} failed",
+        file=out,
+    )
+    for failure in summary.failures:
+        print(f"  line {failure.line}: {failure.error}", file=out)
+    print(f"results: {result_path}", file=out)
+
+
+def run_invite_command(
+    settings: Settings,
+    *,
+    fields: Mapping[str, object] | None = None,
+    idempotency_key: str | None = None,
+    csv_path: Path | None = None,
+    result_path: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """`isograd-relay invite`: one candidate from `fields`, or every row of `csv_path`.
+
+    Exit status: 0 all done, 1 some invitation failed, 2 the input is unusable.
+    """
+    inviter = Inviter.from_settings(settings)
+    try:
+        if csv_path is not None:
+            try:
+                summary = invite_file(
+                    csv_path,
+                    inviter,
+                    result_path=result_path,
+                    concurrency=concurrency,
+                    out=out,
+                    err=err,
+                )
+            except (InvalidCsvError, OSError) as exc:
+                print(f"isograd-relay invite: {csv_path}: {exc}", file=err)
+                return USAGE_ERROR_EXIT
+            return 1 if summary.failures else 0
+        return _invite_one(inviter, fields or {}, idempotency_key, out=out, err=err)
+    finally:
+        inviter.close()
+
+
+def _invite_one(
+    inviter: Inviter,
+    fields: Mapping[str, object],
+    idempotency_key: str | None,
+    *,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    try:
+        request = validate_invitation_request(fields)
+    except InvalidInvitationError as exc:
+        for name, message in sorted(exc.errors.items()):
+            print(f"isograd-relay invite: {name}: {message}", file=err)
+        return USAGE_ERROR_EXIT
+    try:
+        invited = inviter(request, idempotency_key)
+    except IsogradApiError as exc:
+        print(f"isograd-relay invite: isograd error {exc.code}: {exc.error_message}", file=err)
+        return 1
+    except RelayError as exc:
+        print(f"isograd-relay invite: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    invitation = invited.invitation
+    print(f"invitation_id: {invitation.id}", file=out)
+    print(f"pla_tst_id:    {invitation.pla_tst_id}", file=out)
+    print(f"test_url:      {invitation.test_url or '-'}", file=out)
+    print(f"status:        {'created' if invited.created else 'existing'}", file=out)
+    return 0

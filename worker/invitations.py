@@ -184,6 +184,9 @@ def _gender(value: object) -> Gender:
 
 
 def _language(value: object) -> Language:
+    if isinstance(value, str) and value.strip().isdigit():
+        # Spreadsheets and command lines send Isograd's numeric codes as text.
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if value in Language._value2member_map_:
             return Language(value)
