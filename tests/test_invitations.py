@@ -11,6 +11,7 @@ from tests.fakes import FakeClock
 from tests.pipeline_fixtures import EMAIL, EXCEL, Simulated, clock, simulated, store
 from worker.errors import IsogradUnavailableError, RetryableError
 from worker.invitations import (
+    FIRST_CHECK_AFTER,
     MAX_CONTEXT_BYTES,
     InvalidInvitationError,
     InvitationClient,
@@ -409,6 +410,7 @@ def test_retry_after_a_permanent_error_revives_the_invitation_once_isograd_accep
     assert invited.invitation.status is InvitationStatus.PENDING
     assert invited.invitation.pla_tst_id is not None
     assert invited.invitation.idempotency_key == "k-301"
+    assert invited.invitation.next_check_at == clock() + FIRST_CHECK_AFTER
 
 
 def test_replay_with_the_same_key_returns_the_invitation_without_asking_isograd(

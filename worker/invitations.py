@@ -258,6 +258,10 @@ class InvitationStore(Protocol):
         self, invitation_id: str, status: InvitationStatus, now: datetime | None = None
     ) -> Invitation: ...
 
+    def postpone_status_check(
+        self, invitation_id: str, next_check_at: datetime | None
+    ) -> Invitation: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Invited:
@@ -342,8 +346,10 @@ def invite(
         stored.id, pla_tst_id=created.pla_tst_id, can_id=can_id, test_url=created.test_url
     )
     if invitation.status is not InvitationStatus.PENDING:
-        # A retry after a permanent failure that Isograd now accepts (credits bought, say).
-        invitation = store.mark_invitation(stored.id, InvitationStatus.PENDING, now=now)
+        # A retry after a permanent failure that Isograd now accepts (credits bought, say):
+        # pending again, and due for the reconciler again (marking it failed cleared that).
+        store.mark_invitation(stored.id, InvitationStatus.PENDING, now=now)
+        invitation = store.postpone_status_check(stored.id, now + first_check_after)
     log.info(
         "invitation_created",
         invitation_id=invitation.id,
