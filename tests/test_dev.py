@@ -281,6 +281,10 @@ def test_dev_prints_its_urls_token_and_the_demo_command(dev: RunningDev) -> None
     assert "isograd-relay demo" in printed
 
 
+def test_dev_runs_web_worker_simulator_and_scheduler(dev: RunningDev) -> None:
+    assert "running:      worker, web, simulator, scheduler" in dev.out.getvalue()
+
+
 def test_dev_migrates_its_sqlite_database_under_var(dev: RunningDev) -> None:
     assert (dev.site.var_dir / "relay.db").is_file()
 

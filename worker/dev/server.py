@@ -8,7 +8,8 @@
 - the web server on --port: the relay's app at /, the development inbox at /inbox;
 - the Isograd simulator on SIMULATOR_URL's port (default 8100), unless ISOGRAD_ENV names a real
   Isograd environment;
-- the components `extra_components` adds (the scheduler's place).
+- the scheduler (reconciler, sweeper, retention) on its lock, as `isograd-relay scheduler` runs;
+- the components `extra_components` adds.
 
 Each part is a `Component` (start returns once it is ready; stop is safe to call twice). The web
 app is imported by name (`webhooks.app`): the worker package never imports the web package.
@@ -44,8 +45,9 @@ from worker.dev.embedded_redis import EmbeddedRedis
 from worker.errors import RelayError
 from worker.inbox import INBOX_PATH, WEBHOOK_PATH, Inbox, create_inbox_app, inbox_secrets
 from worker.isograd.environments import IsogradEnvironment
-from worker.processes import CONFIG_ERROR_EXIT, load_settings, start_logging
+from worker.processes import CONFIG_ERROR_EXIT, load_settings, scheduler_jobs, start_logging
 from worker.runtime import Runtime
+from worker.scheduler import Scheduler, make_scheduler_lock
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -123,7 +125,7 @@ def run_dev(
             components=[component.name for component in components],
             seconds=round(time.monotonic() - started_at, 3),
         )
-        _print_banner(settings, options, admin_token_given, embedded_broker, out)
+        _print_banner(settings, options, components, admin_token_given, embedded_broker, out)
         stop.wait()
         log.info("dev_stopping")
     log.info("dev_stopped")
@@ -163,6 +165,7 @@ def _start_core(
     ]
     if settings.isograd_env is IsogradEnvironment.SIMULATOR:
         components.append(_simulator_component(settings))
+    components.append(SchedulerComponent(settings, runtime))
     if extra_components is not None:
         components.extend(extra_components(settings, broker, runtime))
     for component in components:
@@ -231,6 +234,25 @@ class WorkerComponent:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop()
+
+
+class SchedulerComponent:
+    """The scheduler in a thread; it runs its jobs once it holds the lock (at once, unless another
+    scheduler on the same broker or database holds it)."""
+
+    name = "scheduler"
+
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.scheduler = Scheduler(make_scheduler_lock(settings), scheduler_jobs(settings, runtime))
+        self._thread = threading.Thread(target=self.scheduler.run, name="dev-scheduler")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 class ServerComponent:
@@ -306,6 +328,7 @@ def _reachable_host(host: str) -> str:
 def _print_banner(
     settings: Settings,
     options: DevOptions,
+    components: Sequence[Component],
     admin_token_given: bool,
     embedded_broker: bool,
     out: TextIO,
@@ -314,6 +337,7 @@ def _print_banner(
     lines = [
         "",
         "isograd-relay dev is running (Ctrl-C stops everything)",
+        f"  running:      {', '.join(component.name for component in components)}",
         f"  relay:        {base}   (health {base}/healthz, readiness {base}/readyz)",
         f"  admin API:    {base}/api   (Authorization: Bearer <ADMIN_TOKEN>)",
     ]
