@@ -1081,3 +1081,83 @@ def test_purging_forgets_old_callback_addresses(store: SqlStore) -> None:
     }
     assert addresses == {"inv_1": None, "inv_2": "203.0.113.10"}
     assert counts.callbacks == 1
+
+
+# -- scheduler methods (helper "scheduler") -----------------------------------------------------
+
+
+def test_postponing_a_status_check_moves_it_without_counting_a_check(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    postponed = store.postpone_status_check(invitation_id, NOW + timedelta(hours=1))
+
+    assert postponed.next_check_at == NOW + timedelta(hours=1)
+    assert (postponed.check_count, postponed.last_checked_at) == (0, None)
+
+
+def test_expiring_a_pending_invitation_stops_its_checks(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    expired = store.expire_invitation(invitation_id, NOW)
+
+    stored = store.get_invitation(invitation_id)
+    assert expired is True
+    assert stored is not None
+    assert (stored.status, stored.next_check_at) == (InvitationStatus.EXPIRED, None)
+
+
+def test_expiring_a_completed_invitation_changes_nothing(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    store.mark_invitation(invitation_id, InvitationStatus.COMPLETED, NOW)
+
+    expired = store.expire_invitation(invitation_id, NOW)
+
+    stored = store.get_invitation(invitation_id)
+    assert expired is False
+    assert stored is not None
+    assert stored.status is InvitationStatus.COMPLETED
+
+
+def test_marking_callback_receipts_processed_touches_only_those_receipts(store: SqlStore) -> None:
+    first = store.record_callback("inv_1", "GET", {}, None, True, None, NOW)
+    second = store.record_callback("inv_1", "GET", {}, None, True, None, NOW)
+
+    marked = store.mark_callback_receipts_processed([first], NOW)
+
+    remaining = store.unprocessed_callbacks(NOW)
+    assert marked == 1
+    assert [receipt.id for receipt in remaining] == [second]
+
+
+def test_an_overdue_delivery_reset_is_due_now_and_not_overdue_again(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    later = NOW + timedelta(minutes=10)
+
+    reset = store.reset_overdue_delivery(delivery_id, timedelta(minutes=5), later)
+
+    assert reset is not None
+    assert reset.next_attempt_at == later
+    assert store.overdue_deliveries(later, timedelta(minutes=5)) == []
+
+
+def test_a_delivery_due_within_the_grace_is_not_reset(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    reset = store.reset_overdue_delivery(delivery_id, timedelta(minutes=5), NOW)
+
+    assert reset is None
+
+
+def test_a_delivery_stranded_by_a_crashed_worker_is_reset_to_retrying_after_its_lease(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    store.claim_delivery(delivery_id, NOW)
+
+    within_lease = store.reset_overdue_delivery(delivery_id, timedelta(0), NOW + LEASE / 2)
+    after_lease = store.reset_overdue_delivery(delivery_id, timedelta(0), NOW + LEASE)
+
+    assert within_lease is None
+    assert after_lease is not None
+    assert after_lease.status is DeliveryStatus.RETRYING
+    assert after_lease.next_attempt_at == NOW + LEASE
