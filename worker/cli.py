@@ -108,8 +108,15 @@ def _cmd_web(args: argparse.Namespace) -> int:
         return CONFIG_ERROR_EXIT
     if args.config:
         os.environ["RELAY_CONFIG"] = args.config
+    import signal
+
     import uvicorn
 
+    # uvicorn re-raises the SIGINT/SIGTERM it stopped on once it has shut down gracefully; with
+    # the default handlers underneath, that ends the process as killed (-15, or a traceback).
+    # No-op handlers underneath make a graceful stop exit 0, as process managers expect.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda signum, frame: None)
     # By import string: the worker package never imports the web package (DESIGN §1).
     # log_config=None keeps our redacting log configuration (worker.logs).
     uvicorn.run(
