@@ -16,6 +16,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine
 
+from tests.fakes import RecordingEnqueuer
+from worker.processes import scheduler_jobs
+from worker.runtime import Runtime
 from worker.scheduler import (
     FileLock,
     PeriodicJob,
@@ -374,3 +377,20 @@ def test_a_sigkilled_scheduler_process_is_replaced_by_the_waiting_one(
                 if process.poll() is None:
                     process.kill()
                 process.wait()
+
+
+def test_the_scheduler_runs_reconcile_and_sweep_and_purges_only_with_a_retention(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'relay.db'}", var_dir=str(tmp_path))
+    runtime = Runtime.from_settings(settings, RecordingEnqueuer())
+    try:
+        default = [job.name for job in scheduler_jobs(settings, runtime)]
+        with_retention = scheduler_jobs(
+            Settings(database_url=settings.database_url, pii_retention_days=90), runtime
+        )
+    finally:
+        runtime.close()
+
+    assert default == ["reconcile", "sweep"]
+    assert [job.name for job in with_retention] == ["reconcile", "sweep", "purge_pii"]
