@@ -30,9 +30,10 @@ CONFIG_ERROR_EXIT = 2
 
 
 def load_settings(
-    environ: Mapping[str, str], *, config_path: str | None = None, out: TextIO = sys.stderr
+    environ: Mapping[str, str], *, config_path: str | None = None, out: TextIO | None = None
 ) -> Settings | None:
-    """Settings from the environment, or None after printing every problem to `out`."""
+    """Settings from the environment, or None after printing every problem to `out` (stderr)."""
+    out = out or sys.stderr
     try:
         return Settings.from_env(environ, config_path=config_path)
     except ConfigurationError as exc:
@@ -51,8 +52,9 @@ def start_logging(settings: Settings) -> None:
         log.warning("configuration_notice", notice=notice)
 
 
-def check_config(settings: Settings, *, out: TextIO = sys.stdout) -> None:
-    """Print a summary of valid settings (never a secret)."""
+def check_config(settings: Settings, *, out: TextIO | None = None) -> None:
+    """Print a summary of valid settings to `out` (stdout), never a secret."""
+    out = out or sys.stdout
     print("configuration OK", file=out)
     print(f"  isograd:       {settings.isograd_env} ({settings.isograd_api_url})", file=out)
     print(f"  public URL:    {settings.public_url}", file=out)
