@@ -397,6 +397,7 @@ def test_a_signal_stops_the_dev_process_cleanly_with_nothing_left_running(
 
 
 @pytest.mark.e2e
+@pytest.mark.skipif(sys.platform != "linux", reason="uses Linux's parent-death signal")
 def test_a_killed_dev_process_takes_its_embedded_redis_with_it(site: DevSite) -> None:
     process = start_dev_process(site)
     [embedded] = redis_children(process.pid)
