@@ -1,0 +1,338 @@
+"""Benchmark: the Isograd callback endpoint's requests/s and latency, next to a bare endpoint.
+
+Run from the repository root (needs Redis on REDIS_URL, default redis://127.0.0.1:6379/0, and
+`wrk`: `apt-get install wrk`):
+
+    .venv/bin/python -m bench.callback_edge [--duration 10] [--connections 32] [--tokens 20000]
+
+One uvicorn server (started as `isograd-relay web` starts it: h11, no access log, the relay's
+logging at LOG_LEVEL) serves the relay app and, on the same server, `GET /bare`: a bare Starlette
+route answering "OK". Invitations are seeded in SQLite through SqlStore and their callback tokens
+signed with worker.tokens. The enqueues go to a real Redis broker; no worker consumes them, so
+the edge is measured alone. Three runs of `--duration` seconds each, loopback only, with wrk
+(closed loop, `--connections` connections over 2 threads; wrk shares the machine's cores):
+
+    bare        GET /bare
+    unique      GET /callbacks/isograd/{token}, each request a different invitation: verify,
+                read the invitation, insert the receipt, enqueue process_completion
+    repeated    the same token every time: verify, read, insert the receipt, no enqueue (the
+                duplicate window)
+
+It prints req/s, p50 and p99 for each, their ratio to bare, and checks that every callback
+answered 200 and that the unique run enqueued one message per request; `load1` is the machine's
+1-minute load average after the run (other work on the machine skews the numbers).
+
+BENCH_EXPERIMENT=lock-writes serialises the server's SQL writes behind one in-process lock
+(monkeypatched, bench only), to show what SQLite's busy-wait costs under concurrent writers.
+`--serve PORT` is the server side (used internally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import redis
+
+from tests.e2e_fixtures import (
+    RELAY_NAMESPACE,
+    RelayProcess,
+    claim_redis_db,
+    free_port,
+    wait_until,
+)
+from worker.storage.records import NewInvitation
+from worker.storage.store import SqlStore
+from worker.tokens import parse_callback_keys, sign_callback_token
+
+CALLBACK_KEYS = "bench:" + "b" * 40
+WRK_THREADS = 2
+
+# wrk's Lua hooks (https://github.com/wg/wrk/blob/master/SCRIPTING): each thread walks the paths
+# file from its own offset with a stride of the thread count, so no two requests share a path
+# until the list wraps; `done` prints one JSON line for this script to parse.
+WRK_SCRIPT = """
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  paths = {}
+  for line in io.lines(os.getenv("PATHS_FILE")) do paths[#paths + 1] = line end
+  stride = tonumber(os.getenv("WRK_THREADS"))
+  index = id
+end
+function request()
+  local path = paths[(index % #paths) + 1]
+  index = index + stride
+  return wrk.format("GET", path)
+end
+function done(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d,'
+    .. ' "p50_us": %d, "p99_us": %d, "max_us": %d}\\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def bench_app_from_env() -> Any:
+    """The relay's web app with `GET /bare` routed, on the same server, to a bare Starlette app."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from webhooks.asgi import app_from_env
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    bare = Starlette(routes=[Route("/bare", ok)])
+    experiment = os.environ.get("BENCH_EXPERIMENT", "")
+    if experiment == "lock-writes":
+        import threading
+        from contextlib import contextmanager
+
+        from worker.storage.store import SqlStore
+
+        lock = threading.Lock()
+        original = SqlStore._write
+
+        @contextmanager
+        def locked(self: Any) -> Any:
+            with lock, original(self) as connection:
+                yield connection
+
+        SqlStore._write = locked  # type: ignore[method-assign]
+
+    relay = app_from_env()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/bare":
+            await bare(scope, receive, send)
+        else:
+            await relay(scope, receive, send)  # lifespan included
+
+    return app
+
+
+def serve(port: int) -> None:
+    import uvicorn
+
+    # The same options as `isograd-relay web` (worker/cli.py).
+    uvicorn.run(
+        "bench.callback_edge:bench_app_from_env",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def seed(database_url: str, count: int) -> list[str]:
+    """`count` pending invitations; their callback paths."""
+    keys = parse_callback_keys(CALLBACK_KEYS)
+    store = SqlStore.from_url(database_url)
+    try:
+        store.migrate()
+        paths = []
+        for number in range(count):
+            invitation = store.create_invitation(
+                NewInvitation(
+                    tst_frm_id=101,
+                    email=f"bench-{number}@example.org",
+                    pla_tst_id=7_000_000 + number,
+                )
+            )
+            paths.append(f"/callbacks/isograd/{sign_callback_token(keys, invitation.id)}")
+        return paths
+    finally:
+        store.close()
+
+
+def run_wrk(
+    url: str, paths: Sequence[str], *, duration: int, connections: int, directory: Path
+) -> dict[str, Any]:
+    script = directory / "paths.lua"
+    script.write_text(WRK_SCRIPT, encoding="utf-8")
+    paths_file = directory / "paths.txt"
+    paths_file.write_text("\n".join(paths) + "\n", encoding="utf-8")
+    completed = subprocess.run(
+        [
+            "wrk",
+            f"-t{WRK_THREADS}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        env={**os.environ, "PATHS_FILE": str(paths_file), "WRK_THREADS": str(WRK_THREADS)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    )
+    line = next(x for x in completed.stdout.splitlines() if x.startswith("WRKJSON "))
+    result: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def queued_completions(redis_url: str) -> int:
+    # Dramatiq's Redis broker keeps each queue's messages in the hash "<ns>:<queue>.msgs".
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.hlen(f"{RELAY_NAMESPACE}:completions.msgs"))
+    finally:
+        client.close()
+
+
+def settled_count(redis_url: str) -> int:
+    """The queued completions once requests still in the server's thread pool have finished."""
+    last = -1
+    count = queued_completions(redis_url)
+    while count != last:
+        time.sleep(0.5)  # wrk has stopped; wait for the server's backlog to drain
+        last, count = count, queued_completions(redis_url)
+    return count
+
+
+def measure_sends(redis_url: str, count: int = 2000) -> float:
+    """Microseconds per process_completion send, one thread, no HTTP: the enqueue's own cost."""
+    from worker.actors import DramatiqEnqueuer, declare_actors
+    from worker.broker import make_broker
+
+    broker = make_broker(redis_url)
+    try:
+        enqueuer = DramatiqEnqueuer(declare_actors(broker))
+        started = time.perf_counter()
+        for number in range(count):
+            enqueuer.completion(f"inv_send_{number}")
+        return (time.perf_counter() - started) / count * 1e6
+    finally:
+        broker.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=20_000, help="invitations to seed")
+    parser.add_argument("--log-level", default="INFO", help="the server's LOG_LEVEL")
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    experiment = os.environ.get("BENCH_EXPERIMENT", "")
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp, claim_redis_db(redis_url) as url:
+        directory = Path(tmp)
+        database_url = f"sqlite:///{directory / 'relay.db'}"
+        started = time.perf_counter()
+        paths = seed(database_url, args.tokens)
+        print(f"seeded {len(paths)} invitations in {time.perf_counter() - started:.1f} s")
+        (directory / "relay.toml").write_text("", encoding="utf-8")
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/"),
+            "ISOGRAD_ENV": "simulator",
+            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "CALLBACK_KEYS": CALLBACK_KEYS,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": url,
+            "RELAY_CONFIG": str(directory / "relay.toml"),
+            "VAR_DIR": str(directory / "var"),
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": args.log_level,
+            "BENCH_EXPERIMENT": experiment,
+        }
+        server = RelayProcess(
+            "web",
+            [sys.executable, "-m", "bench.callback_edge", "--serve", str(port)],
+            {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            directory,
+        ).start()
+        try:
+            base = f"http://127.0.0.1:{port}"
+            with httpx2.Client() as http:
+
+                def ready() -> bool:
+                    try:
+                        return http.get(f"{base}/readyz").status_code == 200
+                    except httpx2.TransportError:
+                        return False
+
+                wait_until(ready, timeout=20, what="the web server", watch=[server])
+            runs = {
+                "bare": ["/bare"],
+                "unique": paths,
+                "repeated": [paths[-1]],
+            }
+            results = {}
+            for name, run_paths in runs.items():
+                before = queued_completions(url)
+                results[name] = run_wrk(
+                    base,
+                    run_paths,
+                    duration=args.duration,
+                    connections=args.connections,
+                    directory=directory,
+                )
+                results[name]["enqueued"] = settled_count(url) - before
+                results[name]["load"] = os.getloadavg()[0]
+        finally:
+            server.stop()
+        send_us = measure_sends(url)
+
+    print(
+        f"callback edge benchmark: {args.duration} s per run, wrk -t{WRK_THREADS} "
+        f"-c{args.connections}, uvicorn (h11, asyncio), 1 process, LOG_LEVEL={args.log_level}, "
+        f"SQLite, Redis broker, {os.cpu_count()} CPUs"
+        + (f", experiment {experiment}" if experiment else "")
+    )
+    print(
+        f"{'run':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'vs bare':>8} "
+        f"{'non-2xx':>8} {'enqueued':>9} {'load1':>6}"
+    )
+    bare_rps = results["bare"]["rps"]
+    for name, result in results.items():
+        print(
+            f"{name:<10} {result['rps']:>9.0f} {result['p50_us'] / 1000:>8.2f} "
+            f"{result['p99_us'] / 1000:>8.2f} {result['max_us'] / 1000:>8.2f} "
+            f"{result['rps'] / bare_rps:>8.1%} {result['status_errors']:>8} "
+            f"{result['enqueued']:>9} {result['load']:>6.2f}"
+        )
+    unique = results["unique"]
+    if unique["requests"] > len(paths):
+        print(f"warning: {unique['requests']} requests for {len(paths)} tokens: raise --tokens")
+    print(f"one process_completion send (1 thread, no HTTP): {send_us:.0f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
