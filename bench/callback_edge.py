@@ -19,7 +19,8 @@ the edge is measured alone. Three runs of `--duration` seconds each, loopback on
                 duplicate window)
 
 It prints req/s, p50 and p99 for each, their ratio to bare, and checks that every callback
-answered 200 and that the unique run enqueued one message per request; `load1` is the machine's
+answered 200 and that the unique run enqueued one message per request (plus the
+requests in flight when wrk stopped); `load1` is the machine's
 1-minute load average after the run (other work on the machine skews the numbers).
 
 BENCH_EXPERIMENT=lock-writes serialises the server's SQL writes behind one in-process lock
