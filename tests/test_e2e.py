@@ -436,11 +436,6 @@ def test_no_secret_or_candidate_email_appears_in_the_relay_logs(e2e: E2E) -> Non
     assert leaked_emails == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.logs.configure_logging re-adopts the uvicorn.access logger that "
-    "`isograd-relay web` disables (access_log=False), so every callback path is logged",
-)
 def test_no_callback_token_appears_in_the_relay_logs(e2e: E2E) -> None:
     # A token's MAC is a bearer credential for its invitation's callback.
     logs = e2e.stack.logs()

@@ -138,18 +138,29 @@ def test_standard_library_records_go_through_the_same_redaction(stream: _Stream)
 
 @pytest.mark.usefixtures("restore_logging")
 def test_uvicorns_own_handlers_are_replaced_by_ours() -> None:
-    access = logging.getLogger("uvicorn.access")
+    error_log = logging.getLogger("uvicorn.error")
     foreign = logging.StreamHandler(_Stream())
-    access.addHandler(foreign)
-    access.propagate = False
-    access.setLevel(logging.WARNING)
+    error_log.addHandler(foreign)
+    error_log.propagate = False
     buffer = _Stream()
 
     configure_logging(json=True, stream=buffer)
-    access.info("%s GET /callbacks/isograd/x", EMAIL)
+    error_log.warning("%s could not bind", EMAIL)
 
-    assert (foreign not in access.handlers, access.propagate) == (True, True)
-    assert _lines(buffer)[0]["event"] == "[email] GET /callbacks/isograd/x"
+    assert (foreign not in error_log.handlers, error_log.propagate) == (True, True)
+    assert _lines(buffer)[0]["event"] == "[email] could not bind"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_uvicorns_access_log_is_never_written_because_paths_hold_callback_tokens() -> None:
+    access = logging.getLogger("uvicorn.access")
+    access.propagate = True  # as a uvicorn started without access_log=False leaves it
+    buffer = _Stream()
+
+    configure_logging(json=True, stream=buffer)
+    access.info('127.0.0.1 - "GET /callbacks/isograd/k1.inv_1.mac HTTP/1.1" 200')
+
+    assert buffer.getvalue() == ""
 
 
 def test_standard_library_exceptions_are_redacted(stream: _Stream) -> None:

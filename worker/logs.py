@@ -68,7 +68,10 @@ _QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore")
 _HANDLER_NAME = "isograd-relay"
 # Loggers that uvicorn's default configuration gives handlers of their own (not propagating):
 # taken back so their lines are redacted and rendered like ours.
-_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn's access log is never adopted: its lines quote request paths, and a callback path holds
+# the callback token (a credential). webhooks.callbacks writes one canonical line per callback.
+_SILENCED_LOGGERS = ("uvicorn.access",)
 
 
 def configure_logging(
@@ -137,6 +140,11 @@ def configure_logging(
         adopted.handlers.clear()
         adopted.propagate = True
         adopted.setLevel(logging.NOTSET)
+    for name in _SILENCED_LOGGERS:
+        silenced = logging.getLogger(name)
+        silenced.handlers.clear()
+        silenced.propagate = False
+        silenced.disabled = True
     # The HTTP clients log every request URL at INFO; webhook URLs may carry credentials and our
     # own canonical lines (isograd_request, delivery_attempt) already say what happened.
     for name in _QUIET_LOGGERS:
