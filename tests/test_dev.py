@@ -53,6 +53,11 @@ def answers_ready(url: str) -> bool:
         return False
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def redis_children(pid: int) -> list[psutil.Process]:
     return [
         child
@@ -315,6 +320,27 @@ def test_dev_with_redis_url_uses_that_redis_and_starts_none(
     assert embedded == []
     assert "BROKER_URL/REDIS_URL" in running.out.getvalue()
     assert code == 0
+
+
+def test_dev_with_real_isograd_credentials_uses_them_says_so_and_runs_no_simulator(
+    site: DevSite, restore_logging: None
+) -> None:
+    real = {
+        "ISOGRAD_ENV": "testing",
+        "ISOGRAD_CLIENT_ID": "our-client",
+        "ISOGRAD_CLIENT_SECRET": "our-client-secret",
+        "CALLBACK_KEYS": "k1:" + "s" * 32,
+    }
+    running = start_dev(site, {**site.environ, **real})
+    try:
+        simulator_listens = listening(site.simulator_port)
+    finally:
+        stop_dev(running)
+
+    printed = running.out.getvalue()
+    assert "REAL testing API" in printed
+    assert "running:      worker, web, scheduler" in printed
+    assert not simulator_listens
 
 
 def test_dev_that_cannot_listen_fails_and_leaves_no_redis_running(
