@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from webhooks.auth import BearerAuthMiddleware
 from worker.invitations import (
+    FIRST_CHECK_AFTER,
     InvalidInvitationError,
     InvitationClient,
     InvitationStore,
@@ -103,8 +104,13 @@ def api_routes(
     callback_keys: Sequence[CallbackKey],
     public_url: str,
     clock: Callable[[], datetime],
+    first_check_after: timedelta = FIRST_CHECK_AFTER,
 ) -> list[BaseRoute]:
-    """The `/api` mount; every route needs `Authorization: Bearer <ADMIN_TOKEN>`."""
+    """The `/api` mount; every route needs `Authorization: Bearer <ADMIN_TOKEN>`.
+
+    `first_check_after`: when the reconciler first checks a new invitation
+    (RECONCILE_FIRST_CHECK_SECONDS).
+    """
 
     async def post_invitation(request: Request) -> JSONResponse:
         key = request.headers.get("idempotency-key")
@@ -122,6 +128,7 @@ def api_routes(
             public_url=public_url,
             now=clock(),
             idempotency_key=key,
+            first_check_after=first_check_after,
         )
         return JSONResponse(
             {

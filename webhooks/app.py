@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -158,6 +159,7 @@ def create_app(
             callback_keys=settings.callback_keys,
             public_url=settings.public_url,
             clock=runtime.clock,
+            first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
         ),
     ]
 

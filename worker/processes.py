@@ -100,10 +100,9 @@ def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None
         log.info("worker_stopped")
 
 
-# Periodic jobs of the scheduler (seconds between runs). The reconciler's own schedule decides
-# which invitations are due; running it every minute just keeps the backoff's granularity.
-RECONCILE_EVERY = 60.0
-SWEEP_EVERY = 60.0
+# Periodic jobs of the scheduler: seconds between runs come from the settings
+# (RECONCILE_INTERVAL_SECONDS, SWEEP_INTERVAL_SECONDS, default 60). The reconciler's own schedule
+# decides which invitations are due; running it every minute just keeps the backoff's granularity.
 PURGE_EVERY = 6 * 3600.0
 
 
@@ -115,10 +114,20 @@ def scheduler_jobs(settings: Settings, runtime: Runtime) -> list[PeriodicJob]:
     for the workers (process_completion, deliver), never done here.
     """
     limiter = TokenBucket(settings.reconcile_rate, burst=max(1.0, settings.reconcile_rate))
-    schedule = ReconcileSchedule(horizon=timedelta(days=settings.reconcile_horizon_days))
+    schedule = ReconcileSchedule.with_first_interval(
+        timedelta(seconds=settings.reconcile_check_interval_seconds),
+        horizon=timedelta(days=settings.reconcile_horizon_days),
+        completed_recheck=timedelta(seconds=settings.reconcile_completed_recheck_seconds),
+    )
+    reconcile_every = settings.reconcile_interval_seconds
     # As many checks per run as the rate allows in one interval: a run ends before the next.
-    reconcile_limit = max(1, int(settings.reconcile_rate * RECONCILE_EVERY))
-    sweeper = Sweeper(store=runtime.store, enqueuer=runtime.enqueuer, clock=runtime.clock)
+    reconcile_limit = max(1, int(settings.reconcile_rate * reconcile_every))
+    sweeper = Sweeper(
+        store=runtime.store,
+        enqueuer=runtime.enqueuer,
+        clock=runtime.clock,
+        grace=timedelta(seconds=settings.sweep_grace_seconds),
+    )
 
     def run_reconcile(halt: threading.Event) -> ReconcileReport:
         return reconcile(
@@ -133,8 +142,8 @@ def scheduler_jobs(settings: Settings, runtime: Runtime) -> list[PeriodicJob]:
         )
 
     jobs = [
-        PeriodicJob("reconcile", RECONCILE_EVERY, run_reconcile),
-        PeriodicJob("sweep", SWEEP_EVERY, sweeper.sweep),
+        PeriodicJob("reconcile", reconcile_every, run_reconcile),
+        PeriodicJob("sweep", settings.sweep_interval_seconds, sweeper.sweep),
     ]
     retention_days = settings.pii_retention_days
     if retention_days is not None:

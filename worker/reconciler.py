@@ -53,6 +53,19 @@ class ReconcileSchedule:
     horizon: timedelta = timedelta(days=30)
     steps: tuple[tuple[timedelta, timedelta], ...] = DEFAULT_STEPS
     last_step: timedelta = DEFAULT_LAST_STEP
+    completed_recheck: timedelta = COMPLETED_RECHECK
+
+    @classmethod
+    def with_first_interval(
+        cls, first_interval: timedelta, *, horizon: timedelta, completed_recheck: timedelta
+    ) -> ReconcileSchedule:
+        """The default backoff with another first interval (RECONCILE_CHECK_INTERVAL_SECONDS)."""
+        (below, _every), *rest = DEFAULT_STEPS
+        return cls(
+            horizon=horizon,
+            steps=((below, first_interval), *rest),
+            completed_recheck=completed_recheck,
+        )
 
     def interval(self, age: timedelta) -> timedelta:
         for below, every in self.steps:
@@ -186,7 +199,9 @@ def _check(
         return _postpone_or_expire(store, schedule, clock, invitation)
     now = clock()
     if status is AssessmentStatus.COMPLETED:
-        store.record_status_check(invitation.id, status.value, now + COMPLETED_RECHECK, now)
+        store.record_status_check(
+            invitation.id, status.value, now + schedule.completed_recheck, now
+        )
         enqueuer.completion(invitation.id)
         log.info(
             "reconcile_found_completion",

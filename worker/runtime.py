@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import httpx2
@@ -86,7 +86,11 @@ class Runtime:
         sink_transport: httpx2.BaseTransport | None = None,
     ) -> Runtime:
         """Build everything from settings; the transports are the test seams."""
-        store = SqlStore.from_url(settings.database_url, clock=clock)
+        store = SqlStore.from_url(
+            settings.database_url,
+            clock=clock,
+            lease=timedelta(seconds=settings.delivery_lease_seconds),
+        )
         client = IsogradClient(
             api_url=settings.isograd_api_url,
             auth_url=settings.isograd_auth_url,

@@ -23,6 +23,23 @@ Environment variables (an empty value counts as unset):
     RECONCILE_RATE         Isograd status calls per second the reconciler may make (default 2)
     RECONCILE_HORIZON_DAYS days a pending invitation is polled before it expires (default 30)
     PII_RETENTION_DAYS     days before candidate PII is blanked by the scheduler (unset = keep)
+
+  Recovery timings, in seconds (> 0; the defaults suit production, tests shorten them):
+
+    RECONCILE_FIRST_CHECK_SECONDS      first act 10 check of a new invitation (default 3600)
+    RECONCILE_CHECK_INTERVAL_SECONDS   between checks of an invitation younger than 6 h
+                                       (default 300; then hourly, then daily)
+    RECONCILE_COMPLETED_RECHECK_SECONDS  after a check found the test completed, when it is due
+                                       again if its completion job was lost (default 600)
+    RECONCILE_INTERVAL_SECONDS         between reconciler runs in the scheduler (default 60)
+    SWEEP_INTERVAL_SECONDS             between sweeper runs in the scheduler (default 60)
+    SWEEP_GRACE_SECONDS                how overdue a delivery or how old an unprocessed callback
+                                       must be before the sweeper re-enqueues it (default 300)
+    DELIVERY_LEASE_SECONDS             how long a delivery being attempted is left to its worker
+                                       before it counts as stranded (default 600). Must exceed
+                                       every subscription's timeout_seconds (an error otherwise);
+                                       below the deliver actor's time limit (360) a notice warns
+                                       that an attempt outliving its lease may be sent twice.
     RELAY_CONFIG           path of relay.toml (default relay.toml; see `Settings.from_env`)
 """
 
@@ -61,6 +78,16 @@ MIN_REDACTED_LENGTH = 6
 BROKER_SCHEMES = frozenset({"redis", "rediss", "unix", "amqp", "amqps"})
 DEFAULT_RECONCILE_RATE = 2.0
 DEFAULT_RECONCILE_HORIZON_DAYS = 30
+DEFAULT_RECONCILE_FIRST_CHECK_SECONDS = 3600.0
+DEFAULT_RECONCILE_CHECK_INTERVAL_SECONDS = 300.0
+DEFAULT_RECONCILE_COMPLETED_RECHECK_SECONDS = 600.0
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 60.0
+DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
+DEFAULT_SWEEP_GRACE_SECONDS = 300.0
+DEFAULT_DELIVERY_LEASE_SECONDS = 600.0
+# worker.actors.DELIVERY_TIME_LIMIT_MS in seconds (tests/test_settings.py keeps them equal): a
+# lease shorter than that lets a stuck attempt's delivery be claimed again while it runs.
+DELIVER_TIME_LIMIT_SECONDS = 360.0
 
 
 class LogFormat(StrEnum):
@@ -96,6 +123,13 @@ class Settings:
     reconcile_rate: float = DEFAULT_RECONCILE_RATE
     reconcile_horizon_days: int = DEFAULT_RECONCILE_HORIZON_DAYS
     pii_retention_days: int | None = None
+    reconcile_first_check_seconds: float = DEFAULT_RECONCILE_FIRST_CHECK_SECONDS
+    reconcile_check_interval_seconds: float = DEFAULT_RECONCILE_CHECK_INTERVAL_SECONDS
+    reconcile_completed_recheck_seconds: float = DEFAULT_RECONCILE_COMPLETED_RECHECK_SECONDS
+    reconcile_interval_seconds: float = DEFAULT_RECONCILE_INTERVAL_SECONDS
+    sweep_interval_seconds: float = DEFAULT_SWEEP_INTERVAL_SECONDS
+    sweep_grace_seconds: float = DEFAULT_SWEEP_GRACE_SECONDS
+    delivery_lease_seconds: float = DEFAULT_DELIVERY_LEASE_SECONDS
     # Facts worth a warning at start (no relay.toml, a development callback key, ...).
     notices: tuple[str, ...] = ()
 
@@ -155,6 +189,9 @@ class Settings:
         if not config_found and not explicit:
             notices.append(f"{path} not found: no subscriptions, events are stored only")
 
+        lease = env.positive_float("DELIVERY_LEASE_SECONDS", DEFAULT_DELIVERY_LEASE_SECONDS)
+        _check_lease(lease, subscriptions, problems, notices)
+
         settings = cls(
             isograd_env=isograd_env,
             isograd_client_id=client_id,
@@ -180,6 +217,25 @@ class Settings:
             reconcile_horizon_days=env.positive_int("RECONCILE_HORIZON_DAYS")
             or DEFAULT_RECONCILE_HORIZON_DAYS,
             pii_retention_days=env.positive_int("PII_RETENTION_DAYS"),
+            reconcile_first_check_seconds=env.positive_float(
+                "RECONCILE_FIRST_CHECK_SECONDS", DEFAULT_RECONCILE_FIRST_CHECK_SECONDS
+            ),
+            reconcile_check_interval_seconds=env.positive_float(
+                "RECONCILE_CHECK_INTERVAL_SECONDS", DEFAULT_RECONCILE_CHECK_INTERVAL_SECONDS
+            ),
+            reconcile_completed_recheck_seconds=env.positive_float(
+                "RECONCILE_COMPLETED_RECHECK_SECONDS", DEFAULT_RECONCILE_COMPLETED_RECHECK_SECONDS
+            ),
+            reconcile_interval_seconds=env.positive_float(
+                "RECONCILE_INTERVAL_SECONDS", DEFAULT_RECONCILE_INTERVAL_SECONDS
+            ),
+            sweep_interval_seconds=env.positive_float(
+                "SWEEP_INTERVAL_SECONDS", DEFAULT_SWEEP_INTERVAL_SECONDS
+            ),
+            sweep_grace_seconds=env.positive_float(
+                "SWEEP_GRACE_SECONDS", DEFAULT_SWEEP_GRACE_SECONDS
+            ),
+            delivery_lease_seconds=lease,
         )
         if problems:
             raise ConfigurationError(problems)
@@ -307,6 +363,27 @@ def _broker_url(env: _Environment, problems: list[str]) -> str | None:
     if value is not None and urlsplit(value).scheme.lower() not in BROKER_SCHEMES:
         problems.append(f"{name}: must be a {', '.join(sorted(BROKER_SCHEMES))} URL")
     return value
+
+
+def _check_lease(
+    lease: float,
+    subscriptions: tuple[Subscription, ...],
+    problems: list[str],
+    notices: list[str],
+) -> None:
+    """An attempt lasts up to its subscription's timeout: a lease shorter than that would let a
+    second worker claim a delivery still being sent."""
+    longest = max((s.timeout_seconds for s in subscriptions), default=0.0)
+    if lease <= longest:
+        problems.append(
+            "DELIVERY_LEASE_SECONDS: must exceed every subscription's timeout_seconds "
+            f"({longest:g})"
+        )
+    elif lease < DELIVER_TIME_LIMIT_SECONDS:
+        notices.append(
+            f"DELIVERY_LEASE_SECONDS={lease:g} is below the deliver time limit "
+            f"({DELIVER_TIME_LIMIT_SECONDS:g} s): an attempt outliving its lease may be sent twice"
+        )
 
 
 def _load_subscriptions(
