@@ -133,6 +133,12 @@ class RelayProcess:
                 file.close()
             self._files = []
 
+    def kill(self) -> None:
+        """SIGKILL (no chance to clean up, as in a crash) and reap; `stop` still closes files."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(STOP_TIMEOUT)
+
     def output(self) -> str:
         """Everything the process wrote so far, stdout then stderr."""
         parts = []
@@ -217,6 +223,8 @@ class RelayStack:
     callback_secret: str
     targets: tuple[WebhookTarget, ...]
     processes: dict[str, RelayProcess] = field(default_factory=dict)
+    # Starts one more relay process (name, then `isograd-relay` arguments), stopped on exit.
+    spawn: Callable[..., RelayProcess] | None = None
 
     @property
     def relay_processes(self) -> list[RelayProcess]:
@@ -269,6 +277,10 @@ def _base_env() -> dict[str, str]:
     return {name: os.environ[name] for name in keep if name in os.environ}
 
 
+def _logged(process: RelayProcess, event: str) -> Callable[[], bool]:
+    return lambda: event in process.output()
+
+
 def _answers_200(http: httpx2.Client, url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -289,9 +301,15 @@ def relay_stack(
     database_url: str | None = None,
     worker_threads: int = 8,
     log_level: str = "INFO",
+    workers: int = 1,
+    scheduler: bool = False,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[RelayStack]:
     """Start simulator, web and worker on free ports (SQLite in `directory` unless
-    `database_url`); yield once all are ready; stop them all on exit, even after a failure."""
+    `database_url`); yield once all are ready; stop them all on exit, even after a failure.
+
+    `workers` > 1 starts more worker processes ("worker", "worker-2", ...); `scheduler` starts
+    `isograd-relay scheduler` too; `extra_env` is added to every process's environment."""
     directory.mkdir(parents=True, exist_ok=True)
     command = relay_command()
     with ExitStack() as cleanup:
@@ -323,6 +341,7 @@ def relay_stack(
             "LOG_FORMAT": "json",
             "LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",  # so the logs can be read while the processes run
+            **(extra_env or {}),
         }
 
         def start(name: str, *args: str) -> RelayProcess:
@@ -331,13 +350,19 @@ def relay_stack(
             stack.processes[name] = process
             return process.start()
 
+        stack.spawn = start
         simulator = start("simulator", "simulator", "--port", str(simulator_port))
         migrate = start("migrate", "migrate")
         wait_until(migrate.exited, timeout=STARTUP_TIMEOUT, what="migrate")
         assert migrate.returncode == 0, migrate.output()
         web = start("web", "web", "--port", str(web_port))
         worker = start("worker", "worker", "--threads", str(worker_threads))
-        processes = (simulator, web, worker)
+        more_workers = [
+            start(f"worker-{number}", "worker", "--threads", str(worker_threads))
+            for number in range(2, workers + 1)
+        ]
+        extra = [start("scheduler", "scheduler")] if scheduler else []
+        processes = (simulator, web, worker, *more_workers, *extra)
         with httpx2.Client() as http:
             wait_until(
                 _answers_200(http, f"{stack.simulator_url}/_simulator/"),
@@ -352,10 +377,18 @@ def relay_stack(
                     what=f"web {probe}",
                     watch=processes,
                 )
-        wait_until(
-            lambda: "worker_ready" in worker.output(),
-            timeout=STARTUP_TIMEOUT,
-            what="the worker",
-            watch=processes,
-        )
+        for each in (worker, *more_workers):
+            wait_until(
+                _logged(each, "worker_ready"),
+                timeout=STARTUP_TIMEOUT,
+                what=f"the {each.name}",
+                watch=processes,
+            )
+        for each in extra:
+            wait_until(
+                _logged(each, "scheduler_ready"),
+                timeout=STARTUP_TIMEOUT,
+                what="the scheduler",
+                watch=processes,
+            )
         yield stack
