@@ -1161,3 +1161,55 @@ def test_a_delivery_stranded_by_a_crashed_worker_is_reset_to_retrying_after_its_
     assert after_lease is not None
     assert after_lease.status is DeliveryStatus.RETRYING
     assert after_lease.next_attempt_at == NOW + LEASE
+
+
+# -- dashboard reads ----------------------------------------------------------------------------
+
+
+def test_invitations_are_counted_by_status_with_zeros(store: SqlStore) -> None:
+    invite(store, pla_tst_id=1)
+    invite(store, pla_tst_id=2)
+    completed = invite(store, pla_tst_id=3)
+    store.mark_invitation(completed, InvitationStatus.COMPLETED, NOW)
+
+    counts = store.count_invitations()
+
+    assert counts == {
+        InvitationStatus.PENDING: 2,
+        InvitationStatus.COMPLETED: 1,
+        InvitationStatus.EXPIRED: 0,
+        InvitationStatus.FAILED: 0,
+    }
+
+
+def test_events_are_counted(store: SqlStore) -> None:
+    make_event(store, pla_tst_id=1)
+    make_event(store, pla_tst_id=2)
+
+    assert store.count_events() == 2
+
+
+def test_deliveries_are_counted_by_status_with_zeros(store: SqlStore) -> None:
+    make_event(store, ("a", "b"), pla_tst_id=1)
+    failed = make_delivery(store, pla_tst_id=2)
+    store.mark_failed(failed, "HTTP 410", NOW)
+
+    counts = store.count_deliveries()
+
+    assert counts[DeliveryStatus.PENDING] == 2
+    assert counts[DeliveryStatus.FAILED] == 1
+    assert set(counts) == set(DeliveryStatus)
+    assert sum(counts.values()) == 3
+
+
+def test_deliveries_of_a_page_of_events_are_read_at_once(store: SqlStore) -> None:
+    first = make_event(store, ("b", "a"), pla_tst_id=1)
+    second = make_event(store, ("a",), pla_tst_id=2)
+    make_event(store, ("a",), pla_tst_id=3)
+
+    found = store.list_deliveries_of_events([first, second])
+
+    assert sorted((d.event_id, d.subscription) for d in found) == sorted(
+        [(first, "a"), (first, "b"), (second, "a")]
+    )
+    assert store.list_deliveries_of_events([]) == []

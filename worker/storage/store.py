@@ -744,6 +744,38 @@ class SqlStore:
                 ).rowcount
             return self._delivery_or_none(connection, delivery_id) if changed else None
 
+    # -- dashboard reads ---------------------------------------------------------------------
+
+    def count_invitations(self) -> dict[InvitationStatus, int]:
+        """How many invitations are in each status; every status is a key (0 when none)."""
+        query = select(invitations.c.status, func.count()).group_by(invitations.c.status)
+        with self._read() as connection:
+            found = {str(status): int(n) for status, n in connection.execute(query)}
+        return {status: found.get(status.value, 0) for status in InvitationStatus}
+
+    def count_events(self) -> int:
+        with self._read() as connection:
+            return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
+
+    def count_deliveries(self) -> dict[DeliveryStatus, int]:
+        """How many deliveries are in each status; every status is a key (0 when none)."""
+        query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        with self._read() as connection:
+            found = {str(status): int(n) for status, n in connection.execute(query)}
+        return {status: found.get(status.value, 0) for status in DeliveryStatus}
+
+    def list_deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:
+        """Every delivery of these events (one query for a page of events), by subscription."""
+        if not event_ids:
+            return []
+        query = (
+            select(deliveries)
+            .where(deliveries.c.event_id.in_(list(event_ids)))
+            .order_by(deliveries.c.event_id, deliveries.c.subscription)
+        )
+        with self._read() as connection:
+            return [_delivery(row) for row in connection.execute(query)]
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _now(self, now: datetime | None) -> datetime:
