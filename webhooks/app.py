@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -17,8 +18,9 @@ from starlette.routing import BaseRoute
 from webhooks.api import InvalidParameterError, api_routes
 from webhooks.callbacks import callback_routes
 from webhooks.health import Probe, health_routes
+from webhooks.metrics import metrics_routes
 from worker.actors import DramatiqEnqueuer, declare_actors
-from worker.broker import make_broker
+from worker.broker import make_broker, queue_depths
 from worker.errors import (
     CallbackRejectedError,
     ConfigurationError,
@@ -28,6 +30,7 @@ from worker.errors import (
 )
 from worker.invitations import InvalidInvitationError
 from worker.isograd.errors import IsogradAuthError
+from worker.metrics import RelayMetrics
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -127,19 +130,26 @@ def create_app(
     *,
     runtime: Runtime | None = None,
     broker_ping: Probe | None = None,
+    metrics: RelayMetrics | None = None,
 ) -> Starlette:
     """The ASGI application of the `web` process.
 
     With no `runtime`, one is built from `settings` on a broker for BROKER_URL (actors declared,
     messages sent through DramatiqEnqueuer) and closed at shutdown. `broker_ping` is the
     readiness probe of the broker; omitted with a given runtime, /readyz checks the database only.
+    `metrics` (one per process; a new one if omitted) is served on /metrics, with the database's
+    gauges and, when the broker is built here, its queue depths.
     """
     owned: list[Callable[[], object]] = []
+    metrics = metrics if metrics is not None else RelayMetrics()
+    depths: Callable[[], Mapping[str, int]] | None = None
     if runtime is None:
         broker = make_broker(settings.broker_url)
         runtime = Runtime.from_settings(settings, DramatiqEnqueuer(declare_actors(broker)))
         owned = [runtime.close, broker.close]
         broker_ping = broker_ping or _broker_probe(broker)
+        depths = partial(queue_depths, broker)
+    metrics.watch_state(runtime.store, queue_depths=depths)
     probes: dict[str, Probe] = {"database": runtime.store.ping}
     if broker_ping is not None:
         probes["broker"] = broker_ping
@@ -150,6 +160,7 @@ def create_app(
             store=runtime.store,
             enqueuer=runtime.enqueuer,
             clock=runtime.clock,
+            metrics=metrics,
         ),
         *api_routes(
             admin_token=settings.admin_token,
@@ -161,6 +172,7 @@ def create_app(
             clock=runtime.clock,
             first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
         ),
+        *metrics_routes(metrics, token=settings.metrics_token),
     ]
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from worker.errors import CallbackRejectedError
+from worker.metrics import RelayMetrics
 from worker.storage.records import Invitation, InvitationStatus
 from worker.tokens import CallbackKey, verify_callback_token
 
@@ -154,8 +155,12 @@ def callback_routes(
     enqueuer: CompletionEnqueuer,
     clock: Callable[[], datetime],
     recent: RecentCompletions | None = None,
+    metrics: RelayMetrics | None = None,
 ) -> list[BaseRoute]:
-    """`GET`/`HEAD /callbacks/isograd/{token}` (DESIGN §3.1): 200 when accepted, else 404."""
+    """`GET`/`HEAD /callbacks/isograd/{token}` (DESIGN §3.1): 200 when accepted, else 404.
+
+    `metrics` counts callbacks by result and reason and times them (no invitation id label).
+    """
     recent_completions = recent if recent is not None else RecentCompletions()
 
     async def isograd_callback(request: Request) -> Response:
@@ -178,6 +183,7 @@ def callback_routes(
             recent=recent_completions,
             now=clock(),
         )
+        duration = time.perf_counter() - started
         log.info(
             "callback_received",
             invitation_id=outcome.invitation_id,
@@ -185,8 +191,15 @@ def callback_routes(
             accepted=outcome.accepted,
             enqueued=outcome.enqueued,
             reason=outcome.reason,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(duration * 1000, 2),
         )
+        if metrics is not None:
+            metrics.record_callback(
+                accepted=outcome.accepted,
+                enqueued=outcome.enqueued,
+                reason=outcome.reason,
+                seconds=duration,
+            )
         if not outcome.accepted:
             log.warning(
                 "callback_rejected", invitation_id=outcome.invitation_id, reason=outcome.reason

@@ -14,7 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, RetryableError
 
 STUB_URL = "stub"
 # Crash recovery (Redis). A worker's unacked messages are requeued by "maintenance", which runs
@@ -144,3 +144,32 @@ def make_broker(
         broker.add_middleware(extra)
     dramatiq.set_broker(broker)
     return broker
+
+
+def queue_depths(broker: dramatiq.Broker) -> dict[str, int]:
+    """Messages waiting in each declared queue, by Dramatiq queue name; one Redis round trip.
+
+    Redis: `"{queue}"` counts ready messages no worker has fetched yet (LLEN of the queue's
+    list); `"{queue}.DQ"` counts delayed messages not yet due (HLEN of the delay queue's message
+    hash: workers prefetch delayed messages and hold them until due, so the list alone would
+    miss them). Key layout from Dramatiq's brokers/redis/dispatch.lua. StubBroker: its in-memory
+    queues' sizes. RabbitMQ: {} (RabbitMQ exposes queue depths itself). Raises RetryableError
+    when Redis does not answer.
+    """
+    if isinstance(broker, RedisBroker):
+        names = sorted(broker.queues | broker.delay_queues)
+        pipe = broker.client.pipeline(transaction=False)
+        for name in names:
+            key = f"{broker.namespace}:{name}"
+            if name.endswith(".DQ"):
+                pipe.hlen(f"{key}.msgs")
+            else:
+                pipe.llen(key)
+        try:
+            sizes = pipe.execute()
+        except redis.RedisError as exc:
+            raise RetryableError(f"broker unavailable: {type(exc).__name__}") from exc
+        return {name: int(size) for name, size in zip(names, sizes, strict=True)}
+    if isinstance(broker, StubBroker):
+        return {name: queue.qsize() for name, queue in sorted(broker.queues.items())}
+    return {}

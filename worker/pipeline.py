@@ -6,6 +6,7 @@ Dramatiq actors. Both are keyed by a row id and safe to run twice (DESIGN §2).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from worker.isograd.models import (
     AssessmentStatus,
     ResultDetails,
 )
+from worker.metrics import RelayMetrics
 from worker.retries import RandomSource, RetrySchedule
 from worker.runtime import Clock, Enqueuer
 from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
@@ -130,14 +132,43 @@ def process_completion(
     enqueuer: Enqueuer,
     clock: Clock,
     recheck: int = 0,
+    metrics: RelayMetrics | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
     Safe to run twice: an invitation already completed costs nothing, and the event is unique per
     `pla_tst_id`, so a second run creates no event and enqueues nothing. Raises RetryableError
     (IsogradUnavailableError) when Isograd cannot answer now; other Isograd errors are permanent.
-    `recheck` is how many re-checks came before this run (it picks the next wait).
+    `recheck` is how many re-checks came before this run (it picks the next wait). `metrics`
+    counts runs that return, by result, and new events.
     """
+    started = time.perf_counter()
+    outcome = _confirm_completion(
+        invitation_id,
+        store=store,
+        client=client,
+        subscriptions=subscriptions,
+        enqueuer=enqueuer,
+        clock=clock,
+        recheck=recheck,
+        metrics=metrics,
+    )
+    if metrics is not None:
+        metrics.record_completion(outcome.result, time.perf_counter() - started)
+    return outcome
+
+
+def _confirm_completion(
+    invitation_id: str,
+    *,
+    store: SqlStore,
+    client: AssessmentSource,
+    subscriptions: Sequence[Subscription],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    recheck: int,
+    metrics: RelayMetrics | None,
+) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
     if invitation is None:
         log.warning("completion_unknown_invitation", invitation_id=invitation_id)
@@ -244,6 +275,8 @@ def process_completion(
     store.mark_invitation(invitation.id, InvitationStatus.COMPLETED, now)
     store.mark_callbacks_processed(invitation.id, now)
     enqueued: list[str] = []
+    if created and metrics is not None:
+        metrics.record_event_created(ASSESSMENT_COMPLETED)
     if created:
         # A run that found the event already stored enqueues nothing: the first run did, and
         # the sweeper re-enqueues whatever a crash left pending.
@@ -355,6 +388,7 @@ def deliver(
     clock: Clock,
     rng: RandomSource,
     schedule_for: Callable[[Subscription], RetrySchedule] | None = None,
+    metrics: RelayMetrics | None = None,
 ) -> DeliveryOutcome:
     """Make one attempt at one delivery and record what happened.
 
@@ -362,8 +396,37 @@ def deliver(
     yet due or in-flight delivery is left alone and nothing is sent. A retry is written to SQL
     (`next_attempt_at`) and enqueued with its delay; if that message is lost the sweeper finds
     the row. Retries follow the subscription's schedule; Dramatiq's own retries are only for
-    unexpected errors (a database outage, a bug).
+    unexpected errors (a database outage, a bug). `metrics` counts runs that return, by result,
+    and times the attempt.
     """
+    outcome = _attempt_delivery(
+        delivery_id,
+        store=store,
+        subscriptions=subscriptions,
+        sink_for=sink_for,
+        enqueuer=enqueuer,
+        clock=clock,
+        rng=rng,
+        schedule_for=schedule_for,
+        metrics=metrics,
+    )
+    if metrics is not None:
+        metrics.record_delivery(outcome.result)
+    return outcome
+
+
+def _attempt_delivery(
+    delivery_id: str,
+    *,
+    store: SqlStore,
+    subscriptions: Mapping[str, Subscription],
+    sink_for: Callable[[Subscription], Sink],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    rng: RandomSource,
+    schedule_for: Callable[[Subscription], RetrySchedule] | None,
+    metrics: RelayMetrics | None,
+) -> DeliveryOutcome:
     now = clock()
     delivery = store.claim_delivery(delivery_id, now)
     if delivery is None:
@@ -382,6 +445,8 @@ def deliver(
     sink = sink_for(subscription)
     attempt_at = clock()
     result = sink.send(envelope, attempt_at=attempt_at)
+    if metrics is not None:
+        metrics.record_attempt(subscription.name, result.outcome, result.duration_ms / 1000)
     attempt = store.record_attempt(delivery.id, _attempt_record(result, attempt_at))
     done_at = clock()
 

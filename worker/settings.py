@@ -23,6 +23,10 @@ Environment variables (an empty value counts as unset):
     RECONCILE_RATE         Isograd status calls per second the reconciler may make (default 2)
     RECONCILE_HORIZON_DAYS days a pending invitation is polled before it expires (default 30)
     PII_RETENTION_DAYS     days before candidate PII is blanked by the scheduler (unset = keep)
+    METRICS_TOKEN          bearer token the web process's /metrics requires (>= 16 characters;
+                           unset = /metrics open: it holds no personal data)
+    METRICS_PORT           port where `worker` serves its Prometheus metrics (unset = not served)
+    METRICS_HOST           address METRICS_PORT binds (default 127.0.0.1)
 
   Recovery timings, in seconds (> 0; the defaults suit production, tests shorten them):
 
@@ -73,6 +77,7 @@ DEFAULT_CONFIG_PATH = "relay.toml"
 DEV_KEY_FILE = "callback.key"
 DEV_KID = "dev"
 MIN_ADMIN_TOKEN_LENGTH = 16
+DEFAULT_METRICS_HOST = "127.0.0.1"
 # Shorter strings are not redacted from logs: they would blank out ordinary words.
 MIN_REDACTED_LENGTH = 6
 BROKER_SCHEMES = frozenset({"redis", "rediss", "unix", "amqp", "amqps"})
@@ -130,6 +135,9 @@ class Settings:
     sweep_interval_seconds: float = DEFAULT_SWEEP_INTERVAL_SECONDS
     sweep_grace_seconds: float = DEFAULT_SWEEP_GRACE_SECONDS
     delivery_lease_seconds: float = DEFAULT_DELIVERY_LEASE_SECONDS
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
     # Facts worth a warning at start (no relay.toml, a development callback key, ...).
     notices: tuple[str, ...] = ()
 
@@ -179,6 +187,13 @@ class Settings:
         admin_token = env.text("ADMIN_TOKEN")
         if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
             problems.append(f"ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+
+        metrics_token = env.text("METRICS_TOKEN")
+        if metrics_token is not None and len(metrics_token) < MIN_ADMIN_TOKEN_LENGTH:
+            problems.append(f"METRICS_TOKEN: must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+        metrics_port = env.positive_int("METRICS_PORT")
+        if metrics_port is not None and metrics_port > 65535:
+            problems.append("METRICS_PORT: must be a port number (1-65535)")
 
         database_url = _database_url(env.text("DATABASE_URL"), var_dir, problems)
         broker_url = _broker_url(env, problems)
@@ -236,6 +251,9 @@ class Settings:
                 "SWEEP_GRACE_SECONDS", DEFAULT_SWEEP_GRACE_SECONDS
             ),
             delivery_lease_seconds=lease,
+            metrics_token=metrics_token,
+            metrics_port=metrics_port,
+            metrics_host=env.text("METRICS_HOST") or DEFAULT_METRICS_HOST,
         )
         if problems:
             raise ConfigurationError(problems)
@@ -248,7 +266,7 @@ class Settings:
 
     def redacted_secrets(self) -> tuple[str, ...]:
         """Every secret value the logs must never show (for worker.logs' redactor)."""
-        candidates = [self.isograd_client_secret, self.admin_token]
+        candidates = [self.isograd_client_secret, self.admin_token, self.metrics_token]
         candidates += [key.secret.decode(errors="replace") for key in self.callback_keys]
         for subscription in self.subscriptions:
             for secret in subscription.secrets:
