@@ -16,6 +16,7 @@ from worker.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, s
 from worker.broker import make_broker
 from worker.errors import ConfigurationError
 from worker.logs import configure_logging
+from worker.metrics import MetricsServer, RelayMetrics
 from worker.reconciler import ReconcileReport, ReconcileSchedule, TokenBucket, reconcile
 from worker.runtime import Runtime
 from worker.scheduler import DEFAULT_LOCK_TTL, PeriodicJob, Scheduler, make_scheduler_lock
@@ -81,22 +82,42 @@ def run_migrate(settings: Settings) -> None:
     log.info("migrations_applied", database=_scheme(settings.database_url))
 
 
-def run_worker(settings: Settings, *, threads: int, stop: threading.Event | None = None) -> None:
-    """Consume the relay's queues until SIGINT/SIGTERM (or `stop` is set), then drain and exit."""
+def run_worker(
+    settings: Settings,
+    *,
+    threads: int,
+    stop: threading.Event | None = None,
+    metrics: RelayMetrics | None = None,
+) -> None:
+    """Consume the relay's queues until SIGINT/SIGTERM (or `stop` is set), then drain and exit.
+
+    With METRICS_PORT set, `metrics` (a new registry if omitted) is served on
+    http://METRICS_HOST:METRICS_PORT/ for Prometheus while the worker runs.
+    """
     stop = stop or _stop_on_signals()
+    metrics = metrics if metrics is not None else RelayMetrics()
+    server: MetricsServer | None = None
     broker = make_broker(settings.broker_url)
     actors = declare_actors(broker)
+    # TODO(pipeline): hand `metrics` to the Runtime (Runtime.metrics) and have the actors pass
+    # `metrics=runtime.metrics` to pipeline.process_completion/deliver, so jobs are counted here.
     runtime = Runtime.from_settings(settings, DramatiqEnqueuer(actors))
     broker.add_middleware(RuntimeMiddleware(runtime))
     worker = start_worker(broker, threads=threads)
-    log.info("worker_ready", threads=threads, broker=_scheme(settings.broker_url), pid=os.getpid())
     try:
+        if settings.metrics_port is not None:
+            server = metrics.serve(settings.metrics_port, settings.metrics_host)
+        log.info(
+            "worker_ready", threads=threads, broker=_scheme(settings.broker_url), pid=os.getpid()
+        )
         stop.wait()
     finally:
         log.info("worker_stopping")
         worker.stop()
         runtime.close()
         broker.close()
+        if server is not None:
+            server.close()
         log.info("worker_stopped")
 
 
