@@ -17,8 +17,10 @@ from starlette.routing import BaseRoute
 
 from webhooks.api import InvalidParameterError, api_routes
 from webhooks.callbacks import callback_routes
+from webhooks.dashboard import dashboard_routes
 from webhooks.health import Probe, health_routes
 from webhooks.metrics import metrics_routes
+from webhooks.openapi import openapi_routes
 from worker.actors import DramatiqEnqueuer, declare_actors
 from worker.broker import make_broker, queue_depths
 from worker.errors import (
@@ -162,6 +164,8 @@ def create_app(
             clock=runtime.clock,
             metrics=metrics,
         ),
+        # Before the /api mount, whose bearer check would otherwise refuse it.
+        *openapi_routes(),
         *api_routes(
             admin_token=settings.admin_token,
             store=runtime.store,
@@ -171,6 +175,13 @@ def create_app(
             public_url=settings.public_url,
             clock=runtime.clock,
             first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
+        ),
+        *dashboard_routes(
+            admin_token=settings.admin_token,
+            store=runtime.store,
+            enqueuer=runtime.enqueuer,
+            subscriptions=runtime.subscriptions,
+            clock=runtime.clock,
         ),
         *metrics_routes(metrics, token=settings.metrics_token),
     ]

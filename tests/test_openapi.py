@@ -1,0 +1,247 @@
+"""Tests of the admin API's OpenAPI description: its structure, its coverage of the app's /api
+routes, and real answers of the API validated against the schemas it documents."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx2
+import pytest
+from jsonschema import Draft202012Validator
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.testclient import TestClient
+
+from tests.dashboard_fixtures import fail_delivery, store_event
+from tests.edge_fixtures import admin, runtime, web
+from tests.pipeline_fixtures import EMAIL, EXCEL, clock, enqueuer, simulated, store
+from webhooks.openapi import OPENAPI_PATH, openapi_document
+from worker.events import ASSESSMENT_COMPLETED, event_schema
+from worker.storage.store import SqlStore
+
+__all__ = ["admin", "clock", "enqueuer", "runtime", "simulated", "store", "web"]
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+@pytest.fixture
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def api_operations(routes: Sequence[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
+    """(path template, method) of every route under /api, as the app routes them."""
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        if isinstance(route, Mount):
+            found |= api_operations(route.routes, prefix + route.path)
+        elif isinstance(route, Route) and (prefix + route.path).startswith("/api/"):
+            # `{id:int}` in Starlette is `{id}` in OpenAPI.
+            template = re.sub(r"\{(\w+):\w+\}", r"{\1}", prefix + route.path)
+            methods = (route.methods or set()) - {"HEAD"}
+            found |= {(template, method.lower()) for method in methods}
+    return found
+
+
+def documented_operations(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def refs(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def assert_documented(
+    document: dict[str, Any], template: str, method: str, response: httpx2.Response
+) -> None:
+    """The answer's status is documented for this operation and its body fits the schema."""
+    responses = document["paths"][template][method]["responses"]
+    assert str(response.status_code) in responses, (template, method, response.status_code)
+    documented = responses[str(response.status_code)]
+    if "content" not in documented:
+        return
+    assert response.headers["content-type"] == "application/json"
+    schema = documented["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    errors = [error.message for error in validator.iter_errors(response.json())]
+    assert errors == [], (template, method, errors)
+
+
+# -- the document -------------------------------------------------------------------------------
+
+
+def test_the_description_is_served_as_json_without_a_token(web: TestClient) -> None:
+    response = web.get(OPENAPI_PATH)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == openapi_document()
+
+
+def test_the_document_has_the_required_openapi_3_1_fields(document: dict[str, Any]) -> None:
+    assert re.fullmatch(r"3\.1\.\d+", document["openapi"])
+    assert {"title", "version"} <= set(document["info"])
+    assert all(path.startswith("/") for path in document["paths"])
+
+
+def test_every_api_route_of_the_app_is_documented_and_nothing_else(
+    web: TestClient, document: dict[str, Any]
+) -> None:
+    app_operations = api_operations(web.app.routes)  # type: ignore[attr-defined]
+
+    assert app_operations == documented_operations(document)
+
+
+def test_the_api_requires_the_bearer_scheme_except_for_the_description(
+    document: dict[str, Any],
+) -> None:
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    public = {
+        (path, method)
+        for path, method in documented_operations(document)
+        if document["paths"][path][method].get("security") == []
+    }
+
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert document["security"] == [{"bearerAuth": []}]
+    assert public == {(OPENAPI_PATH, "get")}
+
+
+def test_every_protected_operation_documents_401(document: dict[str, Any]) -> None:
+    missing = [
+        (path, method)
+        for path, method in documented_operations(document)
+        if document["paths"][path][method].get("security") != []
+        and "401" not in document["paths"][path][method]["responses"]
+    ]
+
+    assert missing == []
+
+
+def test_operation_ids_are_unique(document: dict[str, Any]) -> None:
+    ids = [document["paths"][p][m]["operationId"] for p, m in documented_operations(document)]
+
+    assert len(ids) == len(set(ids))
+
+
+def test_path_parameters_are_declared_for_every_template_variable(
+    document: dict[str, Any],
+) -> None:
+    for path, method in documented_operations(document):
+        variables = set(re.findall(r"\{(\w+)\}", path))
+        declared = {
+            parameter["name"]
+            for parameter in document["paths"][path][method].get("parameters", [])
+            if parameter["in"] == "path"
+        }
+        assert declared == variables, (path, method)
+
+
+def test_every_schema_is_a_valid_json_schema_2020_12(document: dict[str, Any]) -> None:
+    for schema in document["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)  # raises SchemaError naming the problem
+
+
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    for ref in refs(document):
+        assert resolve(document, ref) is not None
+
+
+def test_the_event_payload_is_the_shipped_schema(document: dict[str, Any]) -> None:
+    shipped = event_schema(ASSESSMENT_COMPLETED)
+
+    documented = document["components"]["schemas"]["AssessmentCompleted"]
+
+    assert documented["properties"] == shipped["properties"]
+    assert documented["required"] == shipped["required"]
+
+
+# -- real answers fit the documented schemas -------------------------------------------------------
+
+
+def invitation_body() -> dict[str, Any]:
+    return {"email": EMAIL, "first_name": "Ada", "last_name": "Lovelace", "tst_frm_id": EXCEL}
+
+
+def test_a_created_invitation_and_its_reading_fit_their_schemas(
+    admin: TestClient, document: dict[str, Any]
+) -> None:
+    created = admin.post("/api/invitations", json=invitation_body())
+    read = admin.get(f"/api/invitations/{created.json()['invitation_id']}")
+
+    assert_documented(document, "/api/invitations", "post", created)
+    assert_documented(document, "/api/invitations/{invitation_id}", "get", read)
+
+
+def test_an_invalid_invitation_fits_the_validation_error_schema(
+    admin: TestClient, document: dict[str, Any]
+) -> None:
+    response = admin.post("/api/invitations", json={"email": "nope"})
+
+    assert_documented(document, "/api/invitations", "post", response)
+
+
+def test_a_watched_test_fits_its_schema(admin: TestClient, document: dict[str, Any]) -> None:
+    response = admin.post(
+        "/api/watch", json={"pla_tst_id": 77, "tst_frm_id": EXCEL, "email": EMAIL}
+    )
+
+    assert_documented(document, "/api/watch", "post", response)
+
+
+def test_a_stored_event_fits_its_schema_payload_included(
+    admin: TestClient, store: SqlStore, document: dict[str, Any]
+) -> None:
+    event, _ = store_event(store)
+
+    response = admin.get(f"/api/events/{event.id}")
+
+    assert_documented(document, "/api/events/{event_id}", "get", response)
+
+
+def test_deliveries_with_attempts_and_a_replay_fit_their_schemas(
+    admin: TestClient, store: SqlStore, document: dict[str, Any]
+) -> None:
+    _, deliveries = store_event(store)
+    delivery_id = fail_delivery(store, deliveries[0].id).id
+
+    listed = admin.get("/api/deliveries", params={"status": "failed"})
+    read = admin.get(f"/api/deliveries/{delivery_id}")
+    replayed = admin.post(f"/api/deliveries/{delivery_id}/replay")
+
+    assert len(read.json()["attempts"]) == 1
+    assert_documented(document, "/api/deliveries", "get", listed)
+    assert_documented(document, "/api/deliveries/{delivery_id}", "get", read)
+    assert_documented(document, "/api/deliveries/{delivery_id}/replay", "post", replayed)
+
+
+def test_unknown_ids_and_wrong_tokens_fit_the_error_schema(
+    admin: TestClient, document: dict[str, Any]
+) -> None:
+    missing = admin.get("/api/events/evt_nope")
+    unauthorized = admin.get("/api/deliveries", headers={"Authorization": "Bearer wrong"})
+
+    assert_documented(document, "/api/events/{event_id}", "get", missing)
+    assert_documented(document, "/api/deliveries", "get", unauthorized)

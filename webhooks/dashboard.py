@@ -1,0 +1,362 @@
+"""The operator dashboard: server-rendered pages of events, deliveries and failures, with replay.
+
+    GET  /dashboard/                              overview: counts, subscriptions, recent failures
+    GET  /dashboard/events?before=<event id>      events, newest first, 50 a page
+    GET  /dashboard/events/{event_id}             payload, deliveries and their attempts
+    GET  /dashboard/deliveries?status=&subscription=
+    POST /dashboard/deliveries/{delivery_id}/replay
+    POST /dashboard/subscriptions/{name}/enable
+    GET  /dashboard/login, POST /dashboard/login, POST /dashboard/logout
+
+Sign-in is a form asking for ADMIN_TOKEN; it sets an HttpOnly, SameSite=Strict cookie (Secure
+over https) holding a MAC derived from the token, never the token (webhooks/sessions.py). Every
+POST needs the session's CSRF token. Without ADMIN_TOKEN the dashboard is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from webhooks import pages
+from webhooks.pages import Form, Overview, SubscriptionRow
+from webhooks.sessions import (
+    COOKIE_NAME,
+    SESSION_LIFETIME,
+    Session,
+    csrf_matches,
+    new_session_cookie,
+    read_session,
+    token_matches,
+)
+from worker.admin import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
+from worker.storage.records import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Invitation,
+    InvitationStatus,
+    SubscriptionState,
+)
+from worker.subscriptions import Subscription
+
+log = structlog.get_logger(__name__)
+
+EVENTS_PAGE_SIZE = 50
+DELIVERIES_PAGE_SIZE = 100
+RECENT_FAILURES = 10
+# Scripts are never needed; the inline <style> is the only thing a page loads.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Pages show candidates' names and emails: keep them out of shared caches and history.
+    "Cache-Control": "no-store",
+}
+NOTICES = {
+    ReplayOutcome.REQUEUED.value: "Delivery replayed: it is being sent again now.",
+    ReplayOutcome.REQUEUED_ONLY.value: (
+        "Delivery requeued in the database; the scheduler will send it shortly."
+    ),
+    ReplayOutcome.UNKNOWN.value: "No such delivery.",
+    ReplayOutcome.BUSY.value: "The delivery is being sent right now; try again in a moment.",
+    ReplayOutcome.DELIVERED.value: "The delivery was already delivered; nothing replayed.",
+    "enabled": "Subscription enabled: new deliveries go to it again.",
+}
+
+
+class DashboardStore(DeliveryStore, Protocol):
+    def count_invitations(self) -> dict[InvitationStatus, int]: ...
+
+    def count_events(self) -> int: ...
+
+    def count_deliveries(self) -> dict[DeliveryStatus, int]: ...
+
+    def list_subscription_states(self) -> list[SubscriptionState]: ...
+
+    def list_events(self, limit: int = 50, before: str | None = None) -> list[Event]: ...
+
+    def get_event(self, event_id: str) -> Event | None: ...
+
+    def get_invitation(self, invitation_id: str) -> Invitation | None: ...
+
+    def list_deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]: ...
+
+    def list_attempts(self, delivery_id: str) -> list[Attempt]: ...
+
+    def enable_subscription(self, name: str) -> SubscriptionState: ...
+
+
+Page = Callable[[Request, Session], Awaitable[Response]]
+
+
+def dashboard_routes(
+    *,
+    admin_token: str | None,
+    store: DashboardStore,
+    enqueuer: DeliveryEnqueuer | None,
+    subscriptions: Sequence[Subscription],
+    clock: Callable[[], datetime],
+) -> list[BaseRoute]:
+    """The `/dashboard` mount. `enqueuer` sends replayed deliveries (None: the sweeper will)."""
+
+    def session_of(request: Request) -> Session | None:
+        return read_session(request.cookies.get(COOKIE_NAME), admin_token, clock())
+
+    def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            session = session_of(request)
+            if session is None:
+                if request.method in ("GET", "HEAD"):
+                    here = _here(request)
+                    return _redirect(pages.with_query(pages.path("login"), next=here))
+                return _html(
+                    pages.login_page(next_path=pages.path(""), error=None, closed=False), 401
+                )
+            return await page(request, session)
+
+        return endpoint
+
+    def posted(page: Callable[[Request, Session, dict[str, str]], Awaitable[Response]]) -> Page:
+        async def checked(request: Request, session: Session) -> Response:
+            fields = await _form(request)
+            if not csrf_matches(session, fields.get("csrf_token")):
+                log.warning("dashboard_csrf_rejected", path=request.url.path)
+                return _html(_forbidden_page(), 403)
+            return await page(request, session, fields)
+
+        return checked
+
+    def form_of(request: Request, session: Session) -> Form:
+        return Form(csrf_token=session.csrf_token, here=_here(request))
+
+    async def login_form(request: Request) -> Response:
+        next_path = _safe_next(request.query_params.get("next"))
+        closed = not admin_token
+        return _html(pages.login_page(next_path=next_path, error=None, closed=closed))
+
+    async def login(request: Request) -> Response:
+        fields = await _form(request)
+        next_path = _safe_next(fields.get("next"))
+        if not admin_token or not token_matches(fields.get("token", ""), admin_token):
+            log.warning("dashboard_login_failed")
+            page = pages.login_page(
+                next_path=next_path, error="Wrong token.", closed=not admin_token
+            )
+            return _html(page, 401)
+        log.info("dashboard_login")
+        response = _redirect(next_path)
+        response.set_cookie(
+            COOKIE_NAME,
+            new_session_cookie(admin_token, clock()),
+            max_age=int(SESSION_LIFETIME.total_seconds()),
+            path=pages.ROOT,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def logout(request: Request, session: Session, fields: dict[str, str]) -> Response:
+        response = _redirect(pages.path("login"))
+        response.delete_cookie(COOKIE_NAME, path=pages.ROOT, httponly=True, samesite="strict")
+        return response
+
+    def gather_overview() -> Overview:
+        failed = store.list_deliveries(status=DeliveryStatus.FAILED, limit=RECENT_FAILURES)
+        return Overview(
+            invitations=store.count_invitations(),
+            events=store.count_events(),
+            deliveries=store.count_deliveries(),
+            subscriptions=_subscription_rows(subscriptions, store.list_subscription_states()),
+            recent_failures=failed,
+        )
+
+    async def overview(request: Request, session: Session) -> Response:
+        view = await run_in_threadpool(gather_overview)
+        return _html(pages.overview_page(view, form_of(request, session), _notice(request)))
+
+    def gather_events(before: str | None) -> tuple[list[Event], dict[str, list[Delivery]]]:
+        events = store.list_events(limit=EVENTS_PAGE_SIZE, before=before)
+        by_event: dict[str, list[Delivery]] = {}
+        for delivery in store.list_deliveries_of_events([event.id for event in events]):
+            by_event.setdefault(delivery.event_id, []).append(delivery)
+        return events, by_event
+
+    async def events(request: Request, session: Session) -> Response:
+        found, by_event = await run_in_threadpool(
+            gather_events, request.query_params.get("before") or None
+        )
+        older = found[-1].id if len(found) == EVENTS_PAGE_SIZE else None
+        page = pages.events_page(found, by_event, older=older, form=form_of(request, session))
+        return _html(page)
+
+    def gather_event(
+        event_id: str,
+    ) -> tuple[Event, Invitation | None, list[tuple[Delivery, list[Attempt]]]] | None:
+        event = store.get_event(event_id)
+        if event is None:
+            return None
+        invitation = store.get_invitation(event.invitation_id) if event.invitation_id else None
+        deliveries = store.list_deliveries_of_events([event.id])
+        return event, invitation, [(d, store.list_attempts(d.id)) for d in deliveries]
+
+    async def event(request: Request, session: Session) -> Response:
+        found = await run_in_threadpool(gather_event, request.path_params["event_id"])
+        form = form_of(request, session)
+        if found is None:
+            return _html(pages.not_found_page("event", form), 404)
+        event, invitation, deliveries = found
+        page = pages.event_page(event, invitation, deliveries, form=form, notice=_notice(request))
+        return _html(page)
+
+    def gather_deliveries(
+        status: DeliveryStatus | None, subscription: str | None
+    ) -> list[Delivery]:
+        if status is not None:
+            return store.list_deliveries(
+                status=status, subscription=subscription, limit=DELIVERIES_PAGE_SIZE
+            )
+        failed = store.list_deliveries(
+            status=DeliveryStatus.FAILED, subscription=subscription, limit=DELIVERIES_PAGE_SIZE
+        )
+        others = [
+            delivery
+            for delivery in store.list_deliveries(
+                subscription=subscription, limit=DELIVERIES_PAGE_SIZE + len(failed)
+            )
+            if delivery.status is not DeliveryStatus.FAILED
+        ]
+        return [*failed, *others][:DELIVERIES_PAGE_SIZE]
+
+    async def deliveries(request: Request, session: Session) -> Response:
+        status = _status(request.query_params.get("status"))
+        subscription = request.query_params.get("subscription") or None
+        found = await run_in_threadpool(gather_deliveries, status, subscription)
+        page = pages.deliveries_page(
+            found,
+            status=status,
+            subscription=subscription,
+            subscriptions=sorted({s.name for s in subscriptions} | {d.subscription for d in found}),
+            limit=DELIVERIES_PAGE_SIZE,
+            form=form_of(request, session),
+            notice=_notice(request),
+        )
+        return _html(page)
+
+    async def replay(request: Request, session: Session, fields: dict[str, str]) -> Response:
+        # The same operator code path as `isograd-relay replay` (worker/admin.py).
+        outcome = await run_in_threadpool(
+            lambda: replay_delivery(
+                request.path_params["delivery_id"], store=store, enqueuer=enqueuer, now=clock()
+            )
+        )
+        next_path = _safe_next(fields.get("next"))
+        return _redirect(pages.with_query(next_path, notice=outcome.outcome.value))
+
+    async def enable(request: Request, session: Session, fields: dict[str, str]) -> Response:
+        name = request.path_params["name"]
+        known = {s.name for s in subscriptions}
+        if name not in known:
+            known |= {s.name for s in await run_in_threadpool(store.list_subscription_states)}
+        if name not in known:
+            return _html(pages.not_found_page("subscription", form_of(request, session)), 404)
+        await run_in_threadpool(store.enable_subscription, name)
+        log.info("subscription_enabled", subscription=name)
+        next_path = _safe_next(fields.get("next"))
+        return _redirect(pages.with_query(next_path, notice="enabled"))
+
+    routes = [
+        Route("/", signed_in(overview), methods=["GET"]),
+        Route("/events", signed_in(events), methods=["GET"]),
+        Route("/events/{event_id}", signed_in(event), methods=["GET"]),
+        Route("/deliveries", signed_in(deliveries), methods=["GET"]),
+        Route("/deliveries/{delivery_id}/replay", signed_in(posted(replay)), methods=["POST"]),
+        Route("/subscriptions/{name}/enable", signed_in(posted(enable)), methods=["POST"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", signed_in(posted(logout)), methods=["POST"]),
+    ]
+    return [Mount(pages.ROOT, routes=routes)]
+
+
+def _subscription_rows(
+    configured: Sequence[Subscription], states: Sequence[SubscriptionState]
+) -> list[SubscriptionRow]:
+    by_name = {state.name: state for state in states}
+    rows = [
+        SubscriptionRow(
+            s.name, urlsplit(s.url).hostname, by_name.get(s.name, SubscriptionState(s.name))
+        )
+        for s in configured
+    ]
+    names = {s.name for s in configured}
+    rows += [SubscriptionRow(s.name, None, s) for s in states if s.name not in names]
+    return rows
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form body, first value of each field (no python-multipart needed)."""
+    body = await request.body()
+    try:
+        parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {key: values[0] for key, values in parsed.items()}
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _safe_next(value: str | None) -> str:
+    """A dashboard path to go back to; anything else (another site, `//host`) → the overview."""
+    default = pages.path("")
+    if not value or "\\" in value or any(ord(c) < 0x20 for c in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith(pages.ROOT + "/"):
+        return default
+    return value
+
+
+def _status(value: str | None) -> DeliveryStatus | None:
+    """The status filter; an unknown one shows every delivery rather than an error page."""
+    try:
+        return DeliveryStatus(value) if value else None
+    except ValueError:
+        return None
+
+
+def _notice(request: Request) -> str | None:
+    return NOTICES.get(request.query_params.get("notice", ""))
+
+
+def _html(content: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(content, status, headers=SECURITY_HEADERS)
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, 303, headers=SECURITY_HEADERS)
+
+
+def _forbidden_page() -> str:
+    body = (
+        "<h1>Forbidden</h1><p>The form was missing its security token or came from another "
+        f'page. <a href="{pages.path("")}">Back to the overview</a>.</p>'
+    )
+    return pages.layout("Forbidden", body, form=None)
