@@ -117,6 +117,8 @@ class FaultReport:
     duplicate_webhook_ids: list[str] = field(default_factory=list)
     accepted_tests: dict[str, int] = field(default_factory=dict)  # distinct tests 2xx, by path
     stranded_deliveries: int = 0  # swept while `delivering`: a worker died mid-attempt
+    # Seconds from the SIGKILL to each message the killed worker held running again elsewhere.
+    rerun_delays_after_kill: list[float] = field(default_factory=list)
     forged_sent: int = 0
     forged_rejected: int = 0  # answered 404
     forged_receipts: int = 0  # stored as rejected receipts
@@ -159,6 +161,8 @@ class FaultReport:
             f"swept:                        {self.swept_deliveries} deliveries, "
             f"{self.swept_callbacks} callbacks",
             f"worker SIGKILLed / restarted: {self.worker_killed_at} / {self.worker_restarted_at}",
+            f"re-run after the SIGKILL:     {len(self.rerun_delays_after_kill)} message(s), after "
+            f"{', '.join(f'{d:.1f}' for d in self.rerun_delays_after_kill) or '-'} s",
             f"Redis stopped / started:      {self.redis_stopped_at} / {self.redis_started_at}",
             f"last completion:              {self.completions_done_at}",
             f"drained:                      {self.drained_at or 'NO'} "
@@ -529,11 +533,48 @@ def _tally(run: _Run) -> None:
     report.accepted_tests = {
         path: len(tests) for path, tests in sorted(delivered_tests_by_target(run.receiver).items())
     }
+    report.rerun_delays_after_kill = _rerun_delays(run)
     logs = run.stack.logs()
     report.stranded_deliveries = logs.count('"was": "delivering"')
     report.reconciler_found = logs.count('"event": "reconcile_found_completion"')
     report.swept_deliveries = logs.count('"event": "delivery_swept"')
     report.swept_callbacks = logs.count('"event": "callback_swept"')
+
+
+def _log_lines(process: RelayProcess) -> Iterator[dict[str, Any]]:
+    for line in process.output().splitlines():
+        if line.startswith("{"):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def _rerun_delays(run: _Run) -> list[float]:
+    """Messages the killed worker was running (logged, never retried by Dramatiq there) that
+    another worker ran after the kill: how long after it they started again."""
+    if not run.killed or not run.report.worker_killed_at:
+        return []
+    killed_at = datetime.fromisoformat(run.report.worker_killed_at)
+    held: set[str] = set()
+    retried: set[str] = set()
+    for name in run.killed:
+        for line in _log_lines(run.stack.processes[name]):
+            if "message_id" in line:
+                held.add(line["message_id"])
+                if line.get("event") == "job_will_retry":
+                    retried.add(line["message_id"])
+    first_seen: dict[str, datetime] = {}
+    for name, process in run.stack.processes.items():
+        if name in run.killed or not name.startswith("worker"):
+            continue
+        for line in _log_lines(process):
+            message_id = line.get("message_id")
+            if message_id in held and message_id not in retried:
+                at = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+                if at > killed_at and (message_id not in first_seen or at < first_seen[message_id]):
+                    first_seen[message_id] = at
+    return sorted(round((at - killed_at).total_seconds(), 1) for at in first_seen.values())
 
 
 def delivered_tests_by_target(receiver: FaultyReceiver) -> dict[str, set[int]]:
