@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from tests.dashboard_fixtures import fail_delivery, store_event
 from tests.edge_fixtures import admin, runtime, web
 from tests.pipeline_fixtures import EMAIL, EXCEL, clock, enqueuer, simulated, store
+from webhooks.app import MAX_BODY_BYTES
 from webhooks.openapi import OPENAPI_PATH, openapi_document
 from worker.events import ASSESSMENT_COMPLETED, event_schema
 from worker.storage.store import SqlStore
@@ -79,11 +80,12 @@ def assert_documented(
     """The answer's status is documented for this operation and its body fits the schema."""
     responses = document["paths"][template][method]["responses"]
     assert str(response.status_code) in responses, (template, method, response.status_code)
-    documented = responses[str(response.status_code)]
-    if "content" not in documented:
+    content = responses[str(response.status_code)].get("content", {})
+    media_type = response.headers["content-type"].partition(";")[0]
+    assert media_type in content, (template, method, media_type)
+    if media_type != "application/json":
         return
-    assert response.headers["content-type"] == "application/json"
-    schema = documented["content"]["application/json"]["schema"]
+    schema = content[media_type]["schema"]
     validator = Draft202012Validator({**schema, "components": document["components"]})
     errors = [error.message for error in validator.iter_errors(response.json())]
     assert errors == [], (template, method, errors)
@@ -199,6 +201,14 @@ def test_an_invalid_invitation_fits_the_validation_error_schema(
     admin: TestClient, document: dict[str, Any]
 ) -> None:
     response = admin.post("/api/invitations", json={"email": "nope"})
+
+    assert_documented(document, "/api/invitations", "post", response)
+
+
+def test_a_body_over_the_limit_fits_the_error_schema(
+    admin: TestClient, document: dict[str, Any]
+) -> None:
+    response = admin.post("/api/invitations", content=b"{" + b" " * MAX_BODY_BYTES + b"}")
 
     assert_documented(document, "/api/invitations", "post", response)
 

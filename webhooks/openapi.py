@@ -245,6 +245,13 @@ _UNAVAILABLE["headers"] = {
 }
 
 
+# Starlette refuses an oversized body before routing, as plain text.
+_TOO_LARGE = {
+    "description": "The body is over the web process's limit (64 KiB).",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
 def _not_found(what: str) -> dict[str, Any]:
     return _json(_ref("Error"), f"No such {what}.")
 
@@ -284,6 +291,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "201": _json(_ref("InvitationCreated"), "Invited."),
                     "401": _UNAUTHORIZED,
+                    "413": _TOO_LARGE,
                     "422": _INVALID,
                     "502": _ISOGRAD,
                     "503": _UNAVAILABLE,
@@ -316,6 +324,7 @@ def _paths() -> dict[str, Any]:
                     "201": _json(_ref("WatchAnswer"), "Now watched."),
                     "200": _json(_ref("WatchAnswer"), "Already known; nothing changed."),
                     "401": _UNAUTHORIZED,
+                    "413": _TOO_LARGE,
                     "422": _INVALID,
                 },
             }
@@ -382,7 +391,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getOpenApi",
                 "summary": "This description",
                 "security": [],
-                "responses": {"200": {"description": "The OpenAPI 3.1 document."}},
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")},
             }
         },
     }
