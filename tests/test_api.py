@@ -313,3 +313,38 @@ def test_readyz_answers_503_when_the_broker_probe_fails(runtime: Runtime) -> Non
 
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "broker": "unavailable"}
+
+
+def test_replaying_an_unknown_delivery_answers_404(admin: TestClient) -> None:
+    answer = admin.post("/api/deliveries/dlv_nope/replay")
+
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+
+
+def test_a_delivered_delivery_is_replayed_only_with_force(
+    admin: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    invitation = store.create_invitation(NewInvitation(tst_frm_id=EXCEL, email=EMAIL))
+    _, delivery_id = stored_delivery(store, invitation.id)
+    store.claim_delivery(delivery_id)
+    store.mark_delivered(delivery_id)
+
+    refused = admin.post(f"/api/deliveries/{delivery_id}/replay")
+    forced = admin.post(f"/api/deliveries/{delivery_id}/replay", params={"force": "true"})
+
+    assert (refused.status_code, refused.json()["error"]) == (409, "conflict")
+    assert (forced.status_code, forced.json()["status"]) == (202, DeliveryStatus.PENDING.value)
+    assert [job.id for job in enqueuer.of_kind("delivery")] == [delivery_id]
+
+
+def test_a_delivery_being_sent_is_not_replayed(
+    admin: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    invitation = store.create_invitation(NewInvitation(tst_frm_id=EXCEL, email=EMAIL))
+    _, delivery_id = stored_delivery(store, invitation.id)
+    store.claim_delivery(delivery_id)
+
+    answer = admin.post(f"/api/deliveries/{delivery_id}/replay")
+
+    assert answer.status_code == 409
+    assert enqueuer.of_kind("delivery") == []

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from webhooks.auth import BearerAuthMiddleware
+from worker.admin import ReplayOutcome, replay_delivery
 from worker.invitations import (
     FIRST_CHECK_AFTER,
     InvalidInvitationError,
@@ -191,18 +192,24 @@ def api_routes(
             raise _not_found("delivery")
         return JSONResponse(found)
 
-    def _replay(delivery_id: str) -> Delivery | None:
-        delivery = store.requeue_delivery(delivery_id, now=clock())
-        if delivery is not None:
-            enqueuer.delivery(delivery.id)
+    def _replay(delivery_id: str, force: bool) -> Delivery:
+        # The same path as `isograd-relay replay` and the dashboard's Replay button.
+        replay = replay_delivery(
+            delivery_id, store=store, enqueuer=enqueuer, now=clock(), force=force
+        )
+        if replay.outcome is ReplayOutcome.UNKNOWN:
+            raise _not_found("delivery")
+        if replay.outcome is ReplayOutcome.DELIVERED:
+            raise HTTPException(409, "delivery already delivered; add ?force=true to send it again")
+        if replay.outcome is ReplayOutcome.BUSY:
+            raise HTTPException(409, "delivery is being sent right now; try again shortly")
+        delivery = store.get_delivery(delivery_id)
+        assert delivery is not None
         return delivery
 
-    async def replay_delivery(request: Request) -> JSONResponse:
-        delivery_id = request.path_params["delivery_id"]
-        delivery = await run_in_threadpool(_replay, delivery_id)
-        if delivery is None:
-            raise _not_found("delivery")
-        log.info("delivery_replayed", delivery_id=delivery_id)
+    async def replay(request: Request) -> JSONResponse:
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        delivery = await run_in_threadpool(_replay, request.path_params["delivery_id"], force)
         return JSONResponse(jsonable(delivery), 202)
 
     routes = [
@@ -212,7 +219,7 @@ def api_routes(
         Route("/events/{event_id}", get_event, methods=["GET"]),
         Route("/deliveries", list_deliveries, methods=["GET"]),
         Route("/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
-        Route("/deliveries/{delivery_id}/replay", replay_delivery, methods=["POST"]),
+        Route("/deliveries/{delivery_id}/replay", replay, methods=["POST"]),
     ]
     return [
         Mount(

@@ -376,13 +376,24 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "replayDelivery",
                 "summary": "Send a delivery again, now, with a fresh retry budget",
-                "description": "The receiver gets the same webhook-id again. A delivery being "
-                "sent right now cannot be replayed (404).",
-                "parameters": [delivery_id],
+                "description": "The receiver gets the same webhook-id again. A delivered "
+                "delivery is only sent again with force=true; one being sent right now cannot "
+                "be replayed (409).",
+                "parameters": [
+                    delivery_id,
+                    {
+                        "name": "force",
+                        "in": "query",
+                        "required": False,
+                        "description": "Replay a delivery that was already delivered.",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                ],
                 "responses": {
                     "202": _json(_ref("Delivery"), "Requeued."),
                     "401": _UNAUTHORIZED,
-                    "404": _not_found("delivery (or it is being sent)"),
+                    "404": _not_found("delivery"),
+                    "409": _json(_ref("Error"), "Already delivered (without force), or in flight."),
                 },
             }
         },

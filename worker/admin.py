@@ -29,7 +29,7 @@ class DeliveryStore(Protocol):
         subscription: str | None = None,
         event_id: str | None = None,
         limit: int = 100,
-    ) -> list[Delivery]: ...
+    ) -> Sequence[Delivery]: ...
 
     def requeue_delivery(
         self, delivery_id: str, now: datetime | None = None
