@@ -227,8 +227,10 @@ def dashboard_routes(
         status: DeliveryStatus | None, subscription: str | None
     ) -> list[Delivery]:
         if status is not None:
-            return store.list_deliveries(
-                status=status, subscription=subscription, limit=DELIVERIES_PAGE_SIZE
+            return list(
+                store.list_deliveries(
+                    status=status, subscription=subscription, limit=DELIVERIES_PAGE_SIZE
+                )
             )
         failed = store.list_deliveries(
             status=DeliveryStatus.FAILED, subscription=subscription, limit=DELIVERIES_PAGE_SIZE
