@@ -35,6 +35,7 @@ from worker.actors import (
 )
 from worker.broker import make_broker
 from worker.errors import IsogradUnavailableError
+from worker.metrics import RelayMetrics
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.sinks.webhook import WebhookSink
@@ -71,6 +72,7 @@ def attach_runtime(
     http: httpx2.Client,
     subscriptions: tuple[Subscription, ...],
     clock: FakeClock,
+    metrics: RelayMetrics | None = None,
 ) -> RelayActors:
     """What the worker does at boot: declare the actors, build the runtime, attach it."""
     actors = declare_actors(broker)
@@ -81,6 +83,7 @@ def attach_runtime(
         subscriptions=subscriptions,
         enqueuer=DramatiqEnqueuer(actors),
         clock=clock,
+        metrics=metrics,
     )
     broker.add_middleware(RuntimeMiddleware(runtime))
     return actors
@@ -124,6 +127,37 @@ def test_a_completion_sent_through_the_broker_ends_as_a_delivered_webhook(
     [delivery] = store.list_deliveries()
     assert delivery.status is DeliveryStatus.DELIVERED
     assert len(target.requests) == 1
+
+
+def test_jobs_run_by_the_worker_are_counted_in_the_runtimes_metrics(
+    stub_broker: dramatiq.Broker,
+    store: SqlStore,
+    simulated: Simulated,
+    sink_http: httpx2.Client,
+    clock: FakeClock,
+) -> None:
+    metrics = RelayMetrics()
+    actors = attach_runtime(
+        stub_broker,
+        store=store,
+        simulated=simulated,
+        http=sink_http,
+        subscriptions=(subscription(),),
+        clock=clock,
+        metrics=metrics,
+    )
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete")
+
+    DramatiqEnqueuer(actors).completion(invitation.id)
+    drain(stub_broker)
+
+    registry = metrics.registry
+    events_created = registry.get_sample_value(
+        "isograd_relay_events_created_total", {"type": "assessment.completed"}
+    )
+    assert events_created == 1
+    assert registry.get_sample_value("isograd_relay_deliveries_total", {"result": "delivered"}) == 1
 
 
 def test_the_same_completion_enqueued_twice_delivers_once(

@@ -67,6 +67,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
                 enqueuer=runtime.enqueuer,
                 clock=runtime.clock,
                 recheck=recheck,
+                metrics=runtime.metrics,
             )
 
     def deliver(delivery_id: str) -> None:
@@ -88,6 +89,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
                 clock=runtime.clock,
                 rng=runtime.rng,
                 schedule_for=runtime.schedule_for,
+                metrics=runtime.metrics,
             )
 
     return RelayActors(

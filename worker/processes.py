@@ -99,9 +99,7 @@ def run_worker(
     server: MetricsServer | None = None
     broker = make_broker(settings.broker_url)
     actors = declare_actors(broker)
-    # TODO(pipeline): hand `metrics` to the Runtime (Runtime.metrics) and have the actors pass
-    # `metrics=runtime.metrics` to pipeline.process_completion/deliver, so jobs are counted here.
-    runtime = Runtime.from_settings(settings, DramatiqEnqueuer(actors))
+    runtime = Runtime.from_settings(settings, DramatiqEnqueuer(actors), metrics=metrics)
     broker.add_middleware(RuntimeMiddleware(runtime))
     worker = start_worker(broker, threads=threads)
     try:

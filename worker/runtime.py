@@ -11,6 +11,7 @@ from typing import Protocol
 import httpx2
 
 from worker.isograd.client import IsogradClient
+from worker.metrics import RelayMetrics
 from worker.retries import RetrySchedule
 from worker.settings import Settings
 from worker.sinks.base import Sink
@@ -60,6 +61,7 @@ class Runtime:
         enqueuer: Enqueuer,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -71,6 +73,7 @@ class Runtime:
         self.enqueuer = enqueuer
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
+        self.metrics = metrics
         self._sinks: dict[str, Sink] = {}
         self._lock = threading.Lock()
 
@@ -84,6 +87,7 @@ class Runtime:
         rng: random.Random | None = None,
         isograd_transport: httpx2.BaseTransport | None = None,
         sink_transport: httpx2.BaseTransport | None = None,
+        metrics: RelayMetrics | None = None,
     ) -> Runtime:
         """Build everything from settings; the transports are the test seams."""
         store = SqlStore.from_url(
@@ -109,6 +113,7 @@ class Runtime:
             enqueuer=enqueuer,
             clock=clock,
             rng=rng,
+            metrics=metrics,
         )
 
     def sink_for(self, subscription: Subscription) -> Sink:
