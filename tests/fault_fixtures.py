@@ -117,6 +117,9 @@ class FaultReport:
     duplicate_webhook_ids: list[str] = field(default_factory=list)
     accepted_tests: dict[str, int] = field(default_factory=dict)  # distinct tests 2xx, by path
     stranded_deliveries: int = 0  # swept while `delivering`: a worker died mid-attempt
+    # Requests the receiver got beyond the attempts recorded in SQL: sends whose worker died
+    # before recording them (the SIGKILL). Only these can explain a duplicate.
+    unrecorded_sends: int = 0
     # Seconds from the SIGKILL to each message the killed worker held running again elsewhere.
     rerun_delays_after_kill: list[float] = field(default_factory=list)
     forged_sent: int = 0
@@ -149,8 +152,9 @@ class FaultReport:
             f"deliveries delivered:         {self.deliveries_delivered} / {self.deliveries}",
             f"receiver requests:            {self.receiver_requests} ({answers})",
             f"accepted tests by receiver:   {self.accepted_tests}",
-            f"duplicates seen by receivers: {self.duplicates_seen} (deliveries stranded by the "
-            f"SIGKILL and swept: {self.stranded_deliveries})",
+            f"duplicates seen by receivers: {self.duplicates_seen} (sends never recorded, as a "
+            f"killed worker leaves them: {self.unrecorded_sends}; stranded deliveries swept: "
+            f"{self.stranded_deliveries})",
             f"forged callbacks:             {self.forged_sent} sent, {self.forged_rejected} "
             f"answered 404, {self.forged_receipts} rejected receipts",
             f"simulator callbacks:          {sim.get('callbacks_sent', 0)} sent, "
@@ -533,12 +537,31 @@ def _tally(run: _Run) -> None:
     report.accepted_tests = {
         path: len(tests) for path, tests in sorted(delivered_tests_by_target(run.receiver).items())
     }
+    report.unrecorded_sends = _unrecorded_sends(run)
     report.rerun_delays_after_kill = _rerun_delays(run)
     logs = run.stack.logs()
     report.stranded_deliveries = logs.count('"was": "delivering"')
     report.reconciler_found = logs.count('"event": "reconcile_found_completion"')
     report.swept_deliveries = logs.count('"event": "delivery_swept"')
     report.swept_callbacks = logs.count('"event": "callback_swept"')
+
+
+def _unrecorded_sends(run: _Run) -> int:
+    """Receiver requests per (target, webhook-id) beyond the delivery's recorded attempts."""
+    received = Counter(
+        (request.path, request.headers.get("webhook-id", "")) for request in run.receiver.requests
+    )
+    recorded = (
+        select(deliveries.c.subscription, deliveries.c.event_id, func.count(attempts.c.id))
+        .select_from(deliveries.outerjoin(attempts, attempts.c.delivery_id == deliveries.c.id))
+        .group_by(deliveries.c.id, deliveries.c.subscription, deliveries.c.event_id)
+    )
+    with run.store.engine.connect() as connection:
+        rows = connection.execute(recorded).all()
+    return sum(
+        max(0, received[(f"/hooks/{subscription}", event_id)] - count)
+        for subscription, event_id, count in rows
+    )
 
 
 def _log_lines(process: RelayProcess) -> Iterator[dict[str, Any]]:
