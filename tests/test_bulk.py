@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,23 @@ def test_unexpected_errors_are_not_hidden_as_row_failures() -> None:
 
     with pytest.raises(_Refused):
         invite_rows([row()], broken)
+
+
+def test_the_first_status_check_follows_the_inviters_configured_delay(
+    simulated: Simulated, store: SqlStore, clock: FakeClock
+) -> None:
+    inviter = Inviter(
+        store=store,
+        client=simulated.client,
+        callback_keys=KEYS,
+        public_url=PUBLIC_URL,
+        clock=clock,
+        first_check_after=timedelta(seconds=90),
+    )
+    request = InvitationRequest(
+        email="ana@example.org", first_name="Ana", last_name="Silva", tst_frm_id=EXCEL
+    )
+
+    invited = inviter(request, None)
+
+    assert invited.invitation.next_check_at == clock() + timedelta(seconds=90)

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +35,7 @@ import structlog
 
 from worker.errors import IsogradApiError, PermanentError, RelayError
 from worker.invitations import (
+    FIRST_CHECK_AFTER,
     InvalidInvitationError,
     InvitationRequest,
     Invited,
@@ -293,12 +294,14 @@ class Inviter:
         callback_keys: Sequence[CallbackKey],
         public_url: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        first_check_after: timedelta = FIRST_CHECK_AFTER,
     ) -> None:
         self.store = store
         self.client = client
         self._callback_keys = tuple(callback_keys)
         self._public_url = public_url
         self._clock = clock
+        self._first_check_after = first_check_after
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Inviter:
@@ -314,6 +317,7 @@ class Inviter:
             ),
             callback_keys=settings.callback_keys,
             public_url=settings.public_url,
+            first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
         )
 
     def __call__(self, request: InvitationRequest, idempotency_key: str | None) -> Invited:
@@ -325,6 +329,7 @@ class Inviter:
             public_url=self._public_url,
             now=self._clock(),
             idempotency_key=idempotency_key,
+            first_check_after=self._first_check_after,
         )
 
     def close(self) -> None:
