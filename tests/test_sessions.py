@@ -45,7 +45,9 @@ def test_a_cookie_with_any_part_changed_is_refused(part: int) -> None:
     assert read_session(".".join(parts), TOKEN, NOW) is None
 
 
-@pytest.mark.parametrize("cookie", [None, "", "garbage", "1.2", "x.y.z", "..."])
+@pytest.mark.parametrize(
+    "cookie", [None, "", "garbage", "1.2", "x.y.z", "...", "1.nonce.\u00e9", "1.n\u00e9.mac"]
+)
 def test_malformed_cookies_are_refused(cookie: str | None) -> None:
     assert read_session(cookie, TOKEN, NOW) is None
 

@@ -49,7 +49,8 @@ def read_session(cookie: str | None, admin_token: str | None, now: datetime) -> 
     nonce, _, mac = rest.partition(".")
     if not issued.isdigit() or not nonce or not mac:
         return None
-    if not hmac.compare_digest(mac, _mac(admin_token, "session", issued, nonce)):
+    # Bytes: compare_digest raises TypeError on str with non-ASCII characters (a forged cookie).
+    if not hmac.compare_digest(mac.encode(), _mac(admin_token, "session", issued, nonce).encode()):
         return None
     age = now.timestamp() - int(issued)
     if not 0 <= age < SESSION_LIFETIME.total_seconds():
