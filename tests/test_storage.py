@@ -1083,6 +1083,37 @@ def test_purging_forgets_old_callback_addresses(store: SqlStore) -> None:
     assert counts.callbacks == 1
 
 
+def test_purging_forgets_old_callback_query_parameters(store: SqlStore) -> None:
+    # Parameters Isograd appends to the callback URL may carry personal data.
+    old_query = {"ema": "ada@example.com"}
+    store.record_callback("inv_1", "GET", old_query, None, True, None, NOW - timedelta(days=2))
+    store.record_callback("inv_2", "GET", {"ema": "bob@example.com"}, None, True, None, NOW)
+
+    store.purge_pii(older_than=NOW - timedelta(days=1))
+
+    queries = {
+        receipt.invitation_id: receipt.query
+        for receipt in store.unprocessed_callbacks(older_than=NOW)
+    }
+    assert queries == {"inv_1": {}, "inv_2": {"ema": "bob@example.com"}}
+
+
+def test_purging_forgets_old_response_bodies_which_may_echo_the_candidate(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    echoed = '{"received": {"email": "ada@example.com"}}'
+    store.record_attempt(delivery_id, attempt(started_at=NOW, response_body=echoed))
+    store.record_attempt(
+        delivery_id, attempt(started_at=NOW + timedelta(days=2), response_body=echoed)
+    )
+
+    store.purge_pii(older_than=NOW + timedelta(days=1))
+
+    bodies = [recorded.response_body for recorded in store.list_attempts(delivery_id)]
+    assert bodies == [None, echoed]
+
+
 # -- scheduler methods (helper "scheduler") -----------------------------------------------------
 
 

@@ -628,7 +628,8 @@ class SqlStore:
 
         Invitations: email and names, once no longer pending (act 4 needs the email until the
         completion is processed). Events: the payload's candidate email and names. Callbacks:
-        the remote address.
+        the remote address and the query parameters (Isograd's may carry personal data).
+        Attempts: the stored response body (receivers often echo the payload); not counted.
         """
         now = self._now(now)
         with self._write() as connection:
@@ -644,9 +645,17 @@ class SqlStore:
             ).rowcount
             callback_count = connection.execute(
                 update(callbacks)
-                .where(callbacks.c.received_at < older_than, callbacks.c.remote_addr.is_not(None))
-                .values(remote_addr=None)
+                .where(
+                    callbacks.c.received_at < older_than,
+                    callbacks.c.remote_addr.is_not(None) | (callbacks.c.query != {}),
+                )
+                .values(remote_addr=None, query={})
             ).rowcount
+            connection.execute(
+                update(attempts)
+                .where(attempts.c.started_at < older_than, attempts.c.response_body.is_not(None))
+                .values(response_body=None)
+            )
         event_count = 0
         while True:
             with self._write() as connection:
