@@ -201,7 +201,7 @@ def test_a_callback_arriving_after_the_last_check_still_enqueues_a_completion(
     assert (report.completions, report.callbacks_closed) == (1, 0)
 
 
-@pytest.mark.parametrize("state", ["completed", "expired", "unknown"])
+@pytest.mark.parametrize("state", ["completed", "failed", "unknown"])
 def test_a_callback_of_a_finished_or_unknown_invitation_is_closed(
     state: str, store: SqlStore, sweeper: Sweeper, enqueuer: RecordingEnqueuer, clock: FakeClock
 ) -> None:
@@ -227,3 +227,20 @@ def test_a_rejected_callback_is_never_swept(
     report = sweeper.sweep()
 
     assert report == type(report)()
+
+
+def test_a_late_callback_of_an_expired_invitation_whose_enqueue_failed_enqueues_its_completion(
+    store: SqlStore, sweeper: Sweeper, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    # Expired only means the reconciler stopped polling: process_completion still completes
+    # the invitation when the candidate finishes late, so the receipt must not be dropped.
+    invitation_id = pending_invitation(store)
+    store.expire_invitation(invitation_id)
+    clock.advance(30)
+    store.record_callback(invitation_id, "GET", {}, None, True, None)  # its enqueue failed
+    clock.advance(GRACE)
+
+    report = sweeper.sweep()
+
+    assert (report.completions, report.callbacks_closed) == (1, 0)
+    assert [job.id for job in enqueuer.of_kind("completion")] == [invitation_id]

@@ -29,6 +29,8 @@ from worker.storage.store import SqlStore
 log = structlog.get_logger(__name__)
 
 DEFAULT_GRACE = timedelta(minutes=5)
+# The invitation states process_completion returns from without asking Isograd.
+_FINISHED = (InvitationStatus.COMPLETED, InvitationStatus.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +118,11 @@ class Sweeper:
     def _handled(
         self, invitation_id: str, receipts: list[CallbackReceipt]
     ) -> list[CallbackReceipt]:
-        """The receipts nothing more can come of: their invitation is finished or unknown, or
-        Isograd was asked about it after they arrived."""
+        """The receipts nothing more can come of: their invitation is completed, failed or
+        unknown, or Isograd was asked about it after they arrived. An expired invitation still
+        completes late (process_completion checks it), so its receipts count like pending ones."""
         invitation = self._store.get_invitation(invitation_id)
-        if invitation is None or invitation.status is not InvitationStatus.PENDING:
+        if invitation is None or invitation.status in _FINISHED:
             return receipts
         checked = invitation.last_checked_at
         return [receipt for receipt in receipts if checked and checked >= receipt.received_at]
