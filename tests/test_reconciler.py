@@ -308,6 +308,28 @@ def test_a_test_completed_on_the_horizon_is_processed_not_expired(
     assert (report.completed, report.expired) == (1, 0)
 
 
+def test_a_test_awaiting_marking_at_the_horizon_is_not_expired_but_checked_daily(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    monotonic: Monotonic,
+) -> None:
+    # The candidate has finished and no callback comes when the marking does: expiring it
+    # would lose the completion.
+    invitation = due_invitation(simulated, store, clock)
+    simulated.move(invitation.pla_tst_id or 0, "pending")
+    clock.advance(timedelta(days=30).total_seconds())
+
+    report = run(store, simulated, enqueuer, clock, monotonic)
+
+    stored = store.get_invitation(invitation.id)
+    assert stored is not None
+    assert (report.checked, report.expired) == (1, 0)
+    assert stored.status is InvitationStatus.PENDING
+    assert stored.next_check_at == clock() + SCHEDULE.last_step
+
+
 def test_a_test_unknown_to_isograd_fails_the_invitation(
     store: SqlStore,
     simulated: Simulated,

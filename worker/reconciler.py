@@ -4,7 +4,8 @@ Runs in the scheduler, not in the workers: one process owns the rate limit on Is
 Each due invitation (oldest-due first) costs one act 10 call. A completed test is handed to the
 worker's `process_completion` (enqueued), the same job a callback starts, so a missed callback
 and a received one give the same single event. Anything else is checked again on a schedule
-that backs off with the invitation's age, until a horizon after which it is marked expired.
+that backs off with the invitation's age, until a horizon after which it is marked expired
+(unless the test awaits manual marking: the candidate has finished, so it is never expired).
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ def _check(
             pla_tst_id=invitation.pla_tst_id,
         )
         return "completed"
+    if status is AssessmentStatus.MARKING_PENDING:
+        # The candidate has finished and no callback comes when the marking does: never expire
+        # it, keep asking at the age's interval (past the horizon too, so not clamped to it).
+        next_check_at = now + schedule.interval(now - invitation.created_at)
+        store.record_status_check(invitation.id, status.value, next_check_at, now)
+        return "rescheduled"
     if schedule.expired(invitation.created_at, now):
         store.record_status_check(invitation.id, status.value, None, now)
         return _expire(store, clock, invitation)
