@@ -224,3 +224,26 @@ def test_callback_still_answers_200_when_the_broker_is_down(
 
     assert response.status_code == 200
     assert receipts(store)[0]["accepted"] is True
+
+
+def test_an_unexpected_error_on_a_callback_logs_no_token(
+    runtime: Any, invitation_id: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # E.g. PostgreSQL refusing a NUL character in a query value: a plain 500, not a 404.
+    def failing(*args: object, **kwargs: object) -> int:
+        raise ValueError("cannot store this receipt")
+
+    monkeypatch.setattr(store, "record_callback", failing)
+    token = sign_callback_token(KEYS, invitation_id)
+    app = create_app(edge_settings(), runtime=runtime)
+    with (
+        TestClient(app, base_url=PUBLIC_URL, raise_server_exceptions=False) as client,
+        capture_logs() as logs,
+    ):
+        response = client.get(f"/callbacks/isograd/{token}")
+
+    assert response.status_code == 500
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+        "unhandled_error"
+    ]
+    assert token.split(".")[2] not in repr(logs)

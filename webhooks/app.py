@@ -40,6 +40,13 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 API_PREFIX = "/api"
+CALLBACK_PREFIX = "/callbacks/isograd/"
+
+
+def _loggable_path(request: Request) -> str:
+    # A callback path holds its token, a credential (worker.logs): never logged.
+    path = request.url.path
+    return CALLBACK_PREFIX + "{token}" if path.startswith(CALLBACK_PREFIX) else path
 
 
 def _wants_json(request: Request) -> bool:
@@ -107,7 +114,7 @@ async def _configuration_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled_error", path=request.url.path)
+    log.exception("unhandled_error", path=_loggable_path(request))
     return _error(request, 500, "internal_error", "Internal Server Error")
 
 
