@@ -4,6 +4,7 @@ in-process simulator, and a real WebhookSink against a scripted MockTransport ta
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -253,6 +254,23 @@ def test_marking_pending_then_marked_completes_on_the_recheck(
 
     assert outcome.result is CompletionResult.COMPLETED
     assert len(store.list_events()) == 1
+
+
+def test_marking_pending_on_an_expired_invitation_puts_it_back_under_the_reconciler(
+    store: SqlStore, simulated: Simulated, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    # The candidate finished after the reconciler's horizon: if the marking outlasts the
+    # re-checks (or a delayed re-check message is lost), only the reconciler can find it.
+    invitation = invite(simulated, store)
+    store.expire_invitation(invitation.id)
+    simulated.move(invitation.pla_tst_id or 0, "pending")
+
+    run_completion(invitation.id, store=store, simulated=simulated, enqueuer=enqueuer, clock=clock)
+
+    stored = store.get_invitation(invitation.id)
+    assert stored is not None
+    assert stored.status is InvitationStatus.PENDING
+    assert stored.next_check_at == clock() + timedelta(seconds=300)
 
 
 def test_the_marking_pending_wait_doubles_from_five_minutes_up_to_six_hours() -> None:

@@ -1244,3 +1244,27 @@ def test_deliveries_of_a_page_of_events_are_read_at_once(store: SqlStore) -> Non
         [(first, "a"), (first, "b"), (second, "a")]
     )
     assert store.list_deliveries_of_events([]) == []
+
+
+def test_reopening_an_expired_invitation_makes_it_pending_again(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    store.expire_invitation(invitation_id, NOW)
+
+    reopened = store.reopen_expired_invitation(invitation_id)
+
+    stored = store.get_invitation(invitation_id)
+    assert reopened is True
+    assert stored is not None
+    assert stored.status is InvitationStatus.PENDING
+
+
+def test_reopening_a_completed_invitation_changes_nothing(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    store.mark_invitation(invitation_id, InvitationStatus.COMPLETED, NOW)
+
+    reopened = store.reopen_expired_invitation(invitation_id)
+
+    stored = store.get_invitation(invitation_id)
+    assert reopened is False
+    assert stored is not None
+    assert stored.status is InvitationStatus.COMPLETED

@@ -341,6 +341,14 @@ def _recheck(
         )
         return CompletionOutcome(result)
     next_check_at = now + timedelta(seconds=delay)
+    # The candidate finished after the reconciler's horizon: a marking that outlasts the
+    # re-checks, or a lost re-check message, would lose the completion unless it polls again.
+    if (
+        status is AssessmentStatus.MARKING_PENDING
+        and invitation.status is InvitationStatus.EXPIRED
+        and store.reopen_expired_invitation(invitation.id)
+    ):
+        log.info("invitation_reopened", invitation_id=invitation.id, sta_id=status.value)
     store.record_status_check(invitation.id, status.value, next_check_at, now)
     enqueuer.completion(invitation.id, delay_seconds=delay, recheck=recheck + 1)
     log.info(

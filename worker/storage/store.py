@@ -705,6 +705,22 @@ class SqlStore:
         with self._write() as connection:
             return connection.execute(query).rowcount == 1
 
+    def reopen_expired_invitation(self, invitation_id: str) -> bool:
+        """Expired → pending (the reconciler polls it again); False if it was not expired.
+
+        Conditional, so a completion stored concurrently is never overwritten.
+        """
+        query = (
+            update(invitations)
+            .where(
+                invitations.c.id == invitation_id,
+                invitations.c.status == InvitationStatus.EXPIRED.value,
+            )
+            .values(status=InvitationStatus.PENDING.value)
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount == 1
+
     def mark_callback_receipts_processed(
         self, callback_ids: Sequence[int], now: datetime | None = None
     ) -> int:
