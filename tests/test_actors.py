@@ -255,6 +255,23 @@ def test_the_enqueuer_sends_a_delayed_delivery_with_its_delay_in_milliseconds(
     assert 0 < decoded.options["eta"] - decoded.message_timestamp <= 5_000 + 1_000
 
 
+def test_a_delayed_delivery_never_runs_before_the_time_its_retry_is_due(
+    stub_broker: dramatiq.Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dramatiq's eta is the send time truncated to the millisecond plus the delay: rounding the
+    # delay to the nearest millisecond let the message run up to 1.5 ms before next_attempt_at,
+    # where the claim finds the retry not yet due and only the sweeper runs it, minutes late.
+    assert isinstance(stub_broker, StubBroker)
+    sent_at = 1_000_000.0009
+    monkeypatch.setattr(dramatiq.common, "time", lambda: sent_at)
+    enqueuer = DramatiqEnqueuer(declare_actors(stub_broker))
+
+    enqueuer.delivery("dlv_1", delay_seconds=5.0004)
+
+    [message] = list(stub_broker.queues[f"{DELIVERIES_QUEUE}.DQ"].queue)
+    assert dramatiq.Message.decode(message).options["eta"] / 1000 >= sent_at + 5.0004
+
+
 def test_the_enqueuer_passes_the_recheck_count_to_the_completion(
     stub_broker: dramatiq.Broker,
 ) -> None:

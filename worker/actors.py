@@ -7,6 +7,7 @@ come from the `RuntimeMiddleware` added to that broker at boot.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,8 +155,12 @@ class DramatiqEnqueuer:
 
 def _delay_ms(seconds: float) -> int | None:
     # No delay means the ready queue; a delay of 0 would take the detour through the delay queue.
-    milliseconds = round(seconds * 1000)
-    return milliseconds if milliseconds > 0 else None
+    if seconds <= 0:
+        return None
+    # Rounded up, plus the millisecond Dramatiq's eta loses by truncating the send time: a retry
+    # must not run before the next_attempt_at stored with it, or its claim finds it not yet due
+    # and only the sweeper runs it, minutes later.
+    return math.ceil(seconds * 1000) + 1
 
 
 def start_worker(
