@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from starlette.testclient import TestClient
@@ -104,11 +105,23 @@ def test_signing_in_sets_a_strict_http_only_secure_cookie_without_the_token(
 
 
 def test_the_cookie_is_not_secure_over_plain_http(dashboard_runtime: Runtime) -> None:
-    app = create_app(edge_settings(), runtime=dashboard_runtime, broker_ping=lambda: None)
+    settings = replace(edge_settings(), public_url="http://127.0.0.1:8000")
+    app = create_app(settings, runtime=dashboard_runtime, broker_ping=lambda: None)
     with TestClient(app, base_url="http://127.0.0.1:8000", follow_redirects=False) as client:
         response = sign_in(client, ADMIN_TOKEN)
 
     assert "secure" not in response.headers["set-cookie"].lower()
+
+
+def test_the_cookie_is_secure_behind_a_tls_proxy_when_the_public_url_is_https(
+    dashboard_runtime: Runtime,
+) -> None:
+    # The proxy talks plain HTTP to us (its X-Forwarded-Proto is not trusted by default).
+    app = create_app(edge_settings(), runtime=dashboard_runtime, broker_ping=lambda: None)
+    with TestClient(app, base_url="http://10.0.0.5:8000", follow_redirects=False) as client:
+        response = sign_in(client, ADMIN_TOKEN)
+
+    assert "secure" in {part.strip().lower() for part in response.headers["set-cookie"].split(";")}
 
 
 def test_a_signed_in_browser_sees_the_overview(signed_in: TestClient) -> None:

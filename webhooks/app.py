@@ -189,6 +189,7 @@ def create_app(
             enqueuer=runtime.enqueuer,
             subscriptions=runtime.subscriptions,
             clock=runtime.clock,
+            secure_cookie=settings.public_url.lower().startswith("https://"),
         ),
         *metrics_routes(metrics, token=settings.metrics_token),
     ]

@@ -110,8 +110,14 @@ def dashboard_routes(
     enqueuer: DeliveryEnqueuer | None,
     subscriptions: Sequence[Subscription],
     clock: Callable[[], datetime],
+    secure_cookie: bool = False,
 ) -> list[BaseRoute]:
-    """The `/dashboard` mount. `enqueuer` sends replayed deliveries (None: the sweeper will)."""
+    """The `/dashboard` mount. `enqueuer` sends replayed deliveries (None: the sweeper will).
+
+    `secure_cookie` (PUBLIC_URL is https) marks the session cookie Secure even when the request
+    reached us as plain HTTP, as it does from a TLS-terminating proxy whose forwarded headers
+    uvicorn does not trust; otherwise only https requests get a Secure cookie.
+    """
 
     def session_of(request: Request) -> Session | None:
         return read_session(request.cookies.get(COOKIE_NAME), admin_token, clock())
@@ -164,7 +170,7 @@ def dashboard_routes(
             new_session_cookie(admin_token, clock()),
             max_age=int(SESSION_LIFETIME.total_seconds()),
             path=pages.ROOT,
-            secure=request.url.scheme == "https",
+            secure=secure_cookie or request.url.scheme == "https",
             httponly=True,
             samesite="strict",
         )
