@@ -247,3 +247,13 @@ def test_an_unexpected_error_on_a_callback_logs_no_token(
         "unhandled_error"
     ]
     assert token.split(".")[2] not in repr(logs)
+
+
+def test_nul_characters_in_query_parameters_are_dropped_before_storing(
+    web: TestClient, invitation_id: str, store: SqlStore
+) -> None:
+    # PostgreSQL's JSONB refuses \u0000: storing it as sent would turn the callback into a 500.
+    response = web.get(path_for(invitation_id), params={"s\x00id": "a\x00b"})
+
+    assert response.status_code == 200
+    assert receipts(store)[0]["query"] == {"sid": "ab"}

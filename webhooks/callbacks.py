@@ -168,7 +168,11 @@ def callback_routes(
         token: str = request.path_params["token"]
         # Isograd may append parameters of its own: ignored, but their names are logged so a
         # change on their side is noticed. Values may carry personal data, so they stay out.
-        query = dict(request.query_params)
+        # NUL dropped: PostgreSQL's JSONB cannot store it (a 500 instead of an answer).
+        query = {
+            key.replace("\x00", ""): value.replace("\x00", "")
+            for key, value in request.query_params.items()
+        }
         if query:
             log.info("callback_query_ignored", names=sorted(query))
         outcome = await run_in_threadpool(
