@@ -257,3 +257,13 @@ def test_nul_characters_in_query_parameters_are_dropped_before_storing(
 
     assert response.status_code == 200
     assert receipts(store)[0]["query"] == {"sid": "ab"}
+
+
+def test_a_claimed_invitation_id_with_control_characters_is_not_recorded(
+    web: TestClient, store: SqlStore
+) -> None:
+    # PostgreSQL text cannot hold NUL: recording this claim would make the 404 a 500.
+    response = web.get("/callbacks/isograd/k2.inv%00x.mac")
+
+    assert response.status_code == 404
+    assert receipts(store) == []

@@ -143,8 +143,10 @@ def receive_callback(
 def _claimed_invitation_id(token: str) -> str | None:
     """The invitation id a rejected token claims, if it has the `{kid}.{id}.{mac}` shape."""
     parts = token.split(".")
-    if len(parts) == 3 and parts[1] and len(parts[1]) <= 64 and parts[1].isascii():
-        return parts[1]
+    # Printable ASCII only: PostgreSQL text cannot hold NUL (storing it made the 404 a 500).
+    claimed = parts[1] if len(parts) == 3 else ""
+    if claimed and len(claimed) <= 64 and claimed.isascii() and claimed.isprintable():
+        return claimed
     return None
 
 
