@@ -278,6 +278,13 @@ def test_secrets_stay_out_of_the_repr() -> None:
     assert SECRET not in repr(subscription)
 
 
+def test_the_url_stays_out_of_the_repr_because_chat_webhook_urls_carry_a_secret() -> None:
+    (subscription,) = _parse(MINIMAL)
+
+    assert subscription.url not in repr(subscription)
+    assert subscription.name in repr(subscription)
+
+
 FILTERED = Subscription(
     name="f",
     url="https://example.com",

@@ -55,14 +55,15 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """One configured destination. `secrets` are resolved "whsec_..." strings (kept out of repr).
+    """One configured destination. `secrets` are resolved "whsec_..." strings; they and `url`
+    (chat webhook URLs carry a secret in their path) are kept out of repr.
 
     `retry_schedule` holds the delays in seconds between attempts; the first attempt is
     immediate and not listed, so n delays allow n + 1 attempts (worker.retries.RetrySchedule).
     """
 
     name: str
-    url: str
+    url: str = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
     kind: SubscriptionKind = SubscriptionKind.WEBHOOK
     event_types: frozenset[str] = frozenset({ASSESSMENT_COMPLETED})
