@@ -535,3 +535,58 @@ def test_broker_enqueuer_sends_the_deliver_message_on_the_broker(store: SqlStore
 def test_broker_enqueuer_is_none_without_a_broker_url() -> None:
     with broker_enqueuer(None) as enqueuer:
         assert enqueuer is None
+
+
+def test_replay_all_failed_leaves_cancelled_deliveries_unless_asked(
+    store: SqlStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed, cancelled = seed_deliveries(store, "crm", "hr")
+    store.mark_failed(failed.id, "HTTP 500")
+    store.cancel_delivery(cancelled.id, "subscription_disabled")
+
+    code = cli.main(["replay", "--all-failed"])
+
+    assert code == 0
+    assert "1 of 1 deliveries requeued" in capsys.readouterr().out
+    statuses = {d.id: d.status for d in store.list_deliveries()}
+    assert statuses[cancelled.id] is DeliveryStatus.CANCELLED
+
+
+def test_replay_all_failed_including_cancelled_requeues_both(
+    store: SqlStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed, cancelled = seed_deliveries(store, "crm", "hr")
+    store.mark_failed(failed.id, "HTTP 500")
+    store.cancel_delivery(cancelled.id, "subscription_disabled")
+
+    code = cli.main(["replay", "--all-failed", "--include-cancelled"])
+
+    assert code == 0
+    assert "2 of 2 deliveries requeued" in capsys.readouterr().out
+    statuses = {d.id: d.status for d in store.list_deliveries()}
+    assert statuses[failed.id] is statuses[cancelled.id] is DeliveryStatus.PENDING
+
+
+def test_include_cancelled_needs_all_failed(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["replay", "dlv_x", "--include-cancelled"]) == 2
+
+
+def test_replay_failed_with_cancelled_takes_every_one_beyond_one_batch(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.admin.REPLAY_BATCH", 2)
+    deliveries = [seed_deliveries(store, "crm", pla_tst_id=5_000_000 + n)[0] for n in range(5)]
+    for n, delivery in enumerate(deliveries):
+        if n % 2:
+            store.mark_failed(delivery.id, "HTTP 500")
+        else:
+            store.cancel_delivery(delivery.id, "event_purged")
+
+    replays = replay_failed(
+        store=store, enqueuer=RecordingEnqueuer(), now=utc_now(), include_cancelled=True
+    )
+
+    assert sorted(replay.delivery_id for replay in replays) == sorted(d.id for d in deliveries)
+    assert all(replay.requeued for replay in replays)

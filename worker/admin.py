@@ -99,23 +99,33 @@ def replay_failed(
     enqueuer: DeliveryEnqueuer | None,
     now: datetime,
     subscription: str | None = None,
+    include_cancelled: bool = False,
 ) -> list[Replay]:
-    """Replay every failed delivery (of one subscription, if given), in batches."""
+    """Replay every failed delivery (of one subscription, if given), in batches; with
+    `include_cancelled`, the cancelled ones too (subscription disabled or removed, event
+    purged: once the cause is fixed, they can be sent)."""
+    statuses = [DeliveryStatus.FAILED]
+    if include_cancelled:
+        statuses.append(DeliveryStatus.CANCELLED)
     replays: list[Replay] = []
     seen: set[str] = set()
-    while True:
-        batch = [
-            delivery
-            for delivery in store.list_deliveries(
-                status=DeliveryStatus.FAILED, subscription=subscription, limit=REPLAY_BATCH
-            )
-            if delivery.id not in seen
-        ]
-        if not batch:
-            return replays
-        for delivery in batch:
-            seen.add(delivery.id)
-            replays.append(replay_delivery(delivery.id, store=store, enqueuer=enqueuer, now=now))
+    for status in statuses:
+        while True:
+            batch = [
+                delivery
+                for delivery in store.list_deliveries(
+                    status=status, subscription=subscription, limit=REPLAY_BATCH
+                )
+                if delivery.id not in seen
+            ]
+            if not batch:
+                break
+            for delivery in batch:
+                seen.add(delivery.id)
+                replays.append(
+                    replay_delivery(delivery.id, store=store, enqueuer=enqueuer, now=now)
+                )
+    return replays
 
 
 def format_deliveries(deliveries: Sequence[Delivery]) -> str:
@@ -237,6 +247,7 @@ def run_replay_command(
     *,
     delivery_ids: Sequence[str] = (),
     all_failed: bool = False,
+    include_cancelled: bool = False,
     subscription: str | None = None,
     force: bool = False,
     now: datetime,
@@ -250,7 +261,13 @@ def run_replay_command(
             file=out,
         )
     if all_failed:
-        replays = replay_failed(store=store, enqueuer=enqueuer, now=now, subscription=subscription)
+        replays = replay_failed(
+            store=store,
+            enqueuer=enqueuer,
+            now=now,
+            subscription=subscription,
+            include_cancelled=include_cancelled,
+        )
     else:
         replays = [
             replay_delivery(delivery_id, store=store, enqueuer=enqueuer, now=now, force=force)

@@ -278,6 +278,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if bool(args.delivery_ids) == args.all_failed:
         print("isograd-relay replay: give DELIVERY_ID… or --all-failed", file=sys.stderr)
         return 2
+    if args.include_cancelled and not args.all_failed:
+        print("isograd-relay replay: --include-cancelled goes with --all-failed", file=sys.stderr)
+        return 2
     settings = _settings(args)
     if settings is None:
         return CONFIG_ERROR_EXIT
@@ -290,6 +293,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 enqueuer,
                 delivery_ids=args.delivery_ids,
                 all_failed=args.all_failed,
+                include_cancelled=args.include_cancelled,
                 subscription=args.subscription,
                 force=args.force,
                 now=datetime.now(UTC),
@@ -441,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")
     replay.add_argument("--all-failed", action="store_true", help="every failed delivery")
+    replay.add_argument(
+        "--include-cancelled",
+        action="store_true",
+        help="with --all-failed: cancelled deliveries too (subscription disabled, event purged)",
+    )
     replay.add_argument("--subscription", metavar="NAME", help="with --all-failed: only these")
     replay.add_argument(
         "--force", action="store_true", help="also replay deliveries already delivered"
