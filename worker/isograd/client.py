@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from enum import IntEnum
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import httpx2
-import structlog
 
-from worker.errors import (
-    IsogradApiError,
-    IsogradProtocolError,
-    IsogradUnavailableError,
-    RelayError,
+from worker.isograd.answers import (
+    Answer,
+    parse_answer,
+    read_html,
+    read_json,
+    read_redirect,
+    url_field,
 )
 from worker.isograd.auth import TokenProvider
-from worker.isograd.errors import IsogradAuthError, error_for_code
+from worker.isograd.endpoint import UsageEndpoint
+from worker.isograd.forms import (
+    Form,
+    add_test_form,
+    assessment_form,
+    candidate_form,
+    encode_form,
+    pdf_form,
+)
 from worker.isograd.models import (
     AssessmentCreated,
     AssessmentOptions,
@@ -34,17 +42,10 @@ from worker.isograd.models import (
     read_values,
 )
 
-log = structlog.get_logger(__name__)
-
 T = TypeVar("T")
-Answer = Mapping[str, Any]
-Form = Mapping[str, object]
 
 DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
 DEFAULT_LIMITS = httpx2.Limits(max_connections=32, max_keepalive_connections=16)
-# Only these actions read without changing anything, so only they are retried automatically.
-READ_ACTIONS = frozenset({4, 5, 6, 10, 14, 15})
-_UNAVAILABLE_STATUSES = frozenset({408, 425, 429})
 
 
 class IsogradClient:
@@ -77,10 +78,6 @@ class IsogradClient:
     ) -> None:
         self._api_url = api_url
         self._sub_com_id = sub_com_id
-        self._read_attempts = max(1, read_attempts)
-        self._backoff = backoff
-        self._max_backoff = max_backoff
-        self._sleep = sleep
         # Redirects are answers (acts 2, 6, 8, 58 with redirect=1, and 13, 38): never follow them.
         self._http = httpx2.Client(
             transport=transport, timeout=timeout, limits=limits, follow_redirects=False
@@ -91,6 +88,15 @@ class IsogradClient:
             client_id=client_id,
             client_secret=client_secret,
             clock=clock,
+        )
+        self._endpoint = UsageEndpoint(
+            self._http,
+            self.tokens,
+            api_url=api_url,
+            read_attempts=read_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            sleep=sleep,
         )
 
     def __repr__(self) -> str:
@@ -111,8 +117,8 @@ class IsogradClient:
         self, candidate: NewCandidate, *, sub_com_id: int | None = None
     ) -> CandidateCreated:
         """Act 1. Raises CandidateExistsError (with `can_id`) if the email is already known."""
-        answer = self._call_json(1, _candidate_form(candidate), sub_com_id)
-        return _parse(1, CandidateCreated.from_answer, answer)
+        answer = self._call_json(1, candidate_form(candidate), sub_com_id)
+        return parse_answer(1, CandidateCreated.from_answer, answer)
 
     def add_test(
         self,
@@ -128,8 +134,8 @@ class IsogradClient:
         `force_new=True` is act 9: always create a new test.
         """
         act = 9 if force_new else 2
-        answer = self._call_json(act, _add_test_form(email, tst_frm_id, options), sub_com_id)
-        return _parse(act, AssessmentCreated.from_answer, answer)
+        answer = self._call_json(act, add_test_form(email, tst_frm_id, options), sub_com_id)
+        return parse_answer(act, AssessmentCreated.from_answer, answer)
 
     def add_test_redirect_url(
         self,
@@ -141,8 +147,8 @@ class IsogradClient:
         sub_com_id: int | None = None,
     ) -> str:
         """Act 2 (or 9) with redirect=1: the URL Isograd redirects to (the test start page)."""
-        form = {**_add_test_form(email, tst_frm_id, options), "redirect": True}
-        return self._call(9 if force_new else 2, form, sub_com_id, _read_redirect)
+        form = {**add_test_form(email, tst_frm_id, options), "redirect": True}
+        return self._call(9 if force_new else 2, form, sub_com_id, read_redirect)
 
     def add_test_html(
         self,
@@ -154,8 +160,8 @@ class IsogradClient:
         sub_com_id: int | None = None,
     ) -> str:
         """Act 2 (or 9) with html=1: an `<a class="isograd_start_test_button">` tag."""
-        form = {**_add_test_form(email, tst_frm_id, options), "html": True}
-        return self._call(9 if force_new else 2, form, sub_com_id, _read_html)
+        form = {**add_test_form(email, tst_frm_id, options), "html": True}
+        return self._call(9 if force_new else 2, form, sub_com_id, read_html)
 
     def create_candidate_and_add_test(
         self,
@@ -166,9 +172,9 @@ class IsogradClient:
         sub_com_id: int | None = None,
     ) -> AssessmentCreated:
         """Act 8: act 1 then act 2 in one call."""
-        form = {**_candidate_form(candidate), **_assessment_form(tst_frm_id, options)}
+        form = {**candidate_form(candidate), **assessment_form(tst_frm_id, options)}
         answer = self._call_json(8, form, sub_com_id)
-        return _parse(8, AssessmentCreated.from_answer, answer)
+        return parse_answer(8, AssessmentCreated.from_answer, answer)
 
     def create_candidate_and_add_test_redirect_url(
         self,
@@ -180,11 +186,11 @@ class IsogradClient:
     ) -> str:
         """Act 8 with redirect=1: the URL of the test start page."""
         form = {
-            **_candidate_form(candidate),
-            **_assessment_form(tst_frm_id, options),
+            **candidate_form(candidate),
+            **assessment_form(tst_frm_id, options),
             "redirect": True,
         }
-        return self._call(8, form, sub_com_id, _read_redirect)
+        return self._call(8, form, sub_com_id, read_redirect)
 
     def add_proctoring(self, pla_tst_id: int, *, sub_com_id: int | None = None) -> None:
         """Act 16 (billed). Raises NoProctoringCreditsError when no credit is left."""
@@ -201,14 +207,14 @@ class IsogradClient:
     def add_confirmation_test(self, pla_tst_id: int, *, sub_com_id: int | None = None) -> str:
         """Act 58 on a completed test: the URL that starts the confirmation test."""
         answer = self._call_json(58, {"pla_tst_id": pla_tst_id}, sub_com_id)
-        return _parse(58, _url_field("tst_url"), answer)
+        return parse_answer(58, url_field("tst_url"), answer)
 
     def add_confirmation_test_redirect_url(
         self, pla_tst_id: int, *, sub_com_id: int | None = None
     ) -> str:
         """Act 58 with redirect=1."""
         form = {"pla_tst_id": pla_tst_id, "redirect": True}
-        return self._call(58, form, sub_com_id, _read_redirect)
+        return self._call(58, form, sub_com_id, read_redirect)
 
     def update_candidate(
         self,
@@ -282,8 +288,8 @@ class IsogradClient:
         sub_com_id: int | None = None,
     ) -> str:
         """Act 6: the PDF report's URL (of the last test taken when `pla_tst_id` is None)."""
-        answer = self._call_json(6, _pdf_form(tst_frm_id, email, pla_tst_id, language), sub_com_id)
-        return _parse(6, _url_field("pdf_url"), answer)
+        answer = self._call_json(6, pdf_form(tst_frm_id, email, pla_tst_id, language), sub_com_id)
+        return parse_answer(6, url_field("pdf_url"), answer)
 
     def get_pdf_redirect_url(
         self,
@@ -295,8 +301,8 @@ class IsogradClient:
         sub_com_id: int | None = None,
     ) -> str:
         """Act 6 with redirect=1."""
-        form = {**_pdf_form(tst_frm_id, email, pla_tst_id, language), "redirect": True}
-        return self._call(6, form, sub_com_id, _read_redirect)
+        form = {**pdf_form(tst_frm_id, email, pla_tst_id, language), "redirect": True}
+        return self._call(6, form, sub_com_id, read_redirect)
 
     def get_result(
         self,
@@ -309,7 +315,7 @@ class IsogradClient:
         """Act 4. Raises AssessmentNotFoundError (not taken) or AssessmentNotFinishedError."""
         form = {"tst_frm_id": tst_frm_id, "ema": email, "pla_tst_id": pla_tst_id}
         answer = self._call_json(4, form, sub_com_id)
-        return _parse(4, AssessmentResult.from_answer, answer)
+        return parse_answer(4, AssessmentResult.from_answer, answer)
 
     def get_result_details(
         self,
@@ -328,14 +334,14 @@ class IsogradClient:
             "des_lan_id": language,
         }
         answer = self._call_json(5, form, sub_com_id)
-        return _parse(5, ResultDetails.from_answer, answer)
+        return parse_answer(5, ResultDetails.from_answer, answer)
 
     def get_test_status(
         self, pla_tst_id: int, *, sub_com_id: int | None = None
     ) -> AssessmentStatus:
         """Act 10. Raises AssessmentNotFoundError for an unknown `pla_tst_id`."""
         answer = self._call_json(10, {"pla_tst_id": pla_tst_id}, sub_com_id)
-        return _parse(10, lambda a: AssessmentStatus(read_int(a["sta_id"])), answer)
+        return parse_answer(10, lambda a: AssessmentStatus(read_int(a["sta_id"])), answer)
 
     # Administration
 
@@ -351,7 +357,7 @@ class IsogradClient:
         """Act 11: the new `ses_id`. Times are sent as given (Isograd's wall clock, minutes)."""
         form = {"des": description, "sta_dat": starts_at, "end_dat": ends_at, "psw": password}
         answer = self._call_json(11, form, sub_com_id)
-        return _parse(11, lambda a: read_int(a["ses_id"]), answer)
+        return parse_answer(11, lambda a: read_int(a["ses_id"]), answer)
 
     def anonymize_candidate(self, email: str, *, sub_com_id: int | None = None) -> None:
         """Act 12: replaces the candidate's names and email by numbers, diplomas included."""
@@ -366,30 +372,32 @@ class IsogradClient:
         logged in to the master account (reference warning).
         """
         form = {"use_ema_for_adm": admin_email is not None, "ema": admin_email}
-        return self._call(13, form, sub_com_id, _read_redirect)
+        return self._call(13, form, sub_com_id, read_redirect)
 
     def candidate_login_url(self, email: str, *, sub_com_id: int | None = None) -> str:
         """Act 38: a URL logged in to the candidate's account page."""
-        return self._call(38, {"ema": email}, sub_com_id, _read_redirect)
+        return self._call(38, {"ema": email}, sub_com_id, read_redirect)
 
     def list_available_tests(
         self, *, language: Language | None = None, sub_com_id: int | None = None
     ) -> tuple[int, ...]:
         """Act 14: the tst_frm_ids the account may use."""
         answer = self._call_json(14, {"lan_id": language}, sub_com_id)
-        return _parse(14, lambda a: tuple(read_int(t) for t in read_values(a["tests"])), answer)
+        return parse_answer(
+            14, lambda a: tuple(read_int(t) for t in read_values(a["tests"])), answer
+        )
 
     def get_credits(self, *, sub_com_id: int | None = None) -> tuple[Credit, ...]:
         """Act 15."""
         answer = self._call_json(15, {}, sub_com_id)
-        return _parse(
+        return parse_answer(
             15, lambda a: tuple(Credit.from_answer(c) for c in read_values(a["credits"])), answer
         )
 
     # Transport
 
     def _call_json(self, act: int, fields: Form, sub_com_id: int | None) -> Answer:
-        return self._call(act, fields, sub_com_id, _read_json)
+        return self._call(act, fields, sub_com_id, read_json)
 
     def _call(
         self,
@@ -398,262 +406,5 @@ class IsogradClient:
         sub_com_id: int | None,
         read: Callable[[int, httpx2.Response], T],
     ) -> T:
-        form = _encode_form(act, fields, self._sub_com_id if sub_com_id is None else sub_com_id)
-        attempts = self._read_attempts if act in READ_ACTIONS else 1
-        attempt = 1
-        while True:
-            started = time.perf_counter()
-            try:
-                result = read(act, self._post(act, form))
-            except RelayError as exc:
-                _log_request(act, attempt, started, exc)
-                if not isinstance(exc, IsogradUnavailableError) or attempt >= attempts:
-                    raise
-                self._sleep(self._delay(attempt, exc.retry_after))
-                attempt += 1
-            else:
-                _log_request(act, attempt, started, None)
-                return result
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        delay: float = max(self._backoff * 2.0 ** (attempt - 1), retry_after or 0.0)
-        return min(delay, self._max_backoff)
-
-    def _post(self, act: int, form: Mapping[str, str]) -> httpx2.Response:
-        """One POST, repeated once with a fresh token if the API refuses ours (401)."""
-        token = self.tokens.token()
-        response = self._send(act, form, token)
-        if response.status_code == 401:
-            self.tokens.invalidate(token)
-            response = self._send(act, form, self.tokens.token())
-            if response.status_code == 401:
-                raise IsogradAuthError(
-                    f"the Isograd API refused a fresh access token on act {act}", status_code=401
-                )
-        status = response.status_code
-        if status in _UNAVAILABLE_STATUSES or status >= 500:
-            raise IsogradUnavailableError(
-                f"Isograd answered HTTP {status} on act {act}",
-                action=act,
-                status_code=status,
-                retry_after=_retry_after(response),
-            )
-        return response
-
-    def _send(self, act: int, form: Mapping[str, str], token: str) -> httpx2.Response:
-        try:
-            return self._http.post(
-                self._api_url, data=form, headers={"Authorization": f"Bearer {token}"}
-            )
-        except httpx2.TimeoutException as exc:
-            raise IsogradUnavailableError(f"Isograd timed out on act {act}", action=act) from exc
-        except httpx2.TransportError as exc:
-            raise IsogradUnavailableError(
-                f"Isograd is unreachable on act {act} ({type(exc).__name__})", action=act
-            ) from exc
-        except httpx2.RequestError as exc:
-            raise IsogradProtocolError(
-                f"Isograd's answer to act {act} could not be read ({type(exc).__name__})",
-                action=act,
-            ) from exc
-
-
-def _log_request(act: int, attempt: int, started: float, error: RelayError | None) -> None:
-    match error:
-        case None:
-            outcome = "ok"
-        case IsogradApiError():
-            outcome = "api_error"
-        case IsogradUnavailableError():
-            outcome = "unavailable"
-        case IsogradAuthError():
-            outcome = "auth_error"
-        case _:
-            outcome = "protocol_error"
-    log.info(
-        "isograd_request",
-        act=act,
-        attempt=attempt,
-        outcome=outcome,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        error_code=getattr(error, "code", None),
-        status_code=getattr(error, "status_code", None),
-    )
-
-
-# Request forms
-
-
-def _candidate_form(candidate: NewCandidate) -> dict[str, object]:
-    return {
-        "gen_id": candidate.gender,
-        "ema": candidate.email,
-        "fst_nam": candidate.first_name,
-        "lst_nam": candidate.last_name,
-        "lan_id": candidate.language,
-        "ext_id": candidate.ext_id,
-        "dep_id": candidate.dep_id,
-        "ext_dep_id": candidate.ext_dep_id,
-        "psw": candidate.password,
-        "no_psw_rst": candidate.no_password_reset,
-        "job_id": candidate.job_id,
-        "xtr_tim_fac": candidate.extra_time_percent,
-    }
-
-
-def _assessment_form(tst_frm_id: int, options: AssessmentOptions | None) -> dict[str, object]:
-    # The reference also names tst_frm_id "rea_tst_id" until 31/12/2025; tst_frm_id is the name
-    # that stays.
-    options = options or AssessmentOptions()
-    return {
-        "tst_frm_id": tst_frm_id,
-        "nee_ful_scr": options.full_screen,
-        "ses_id": options.session_id,
-        "add_pro": options.proctoring,
-        "max_num_tst": options.max_tests,
-        "max_num_tst_per": options.max_tests_period_days,
-        "rtn_pag": options.return_url,
-        "cal_bac_pag": options.callback_url,
-        "cpf_id": options.cpf_id,
-        "nb_test_by_credit": options.tests_per_credit,
-    }
-
-
-def _add_test_form(
-    email: str, tst_frm_id: int, options: AssessmentOptions | None
-) -> dict[str, object]:
-    return {**_assessment_form(tst_frm_id, options), "ema": email}
-
-
-def _pdf_form(
-    tst_frm_id: int, email: str, pla_tst_id: int | None, language: Language | None
-) -> dict[str, object]:
-    return {"tst_frm_id": tst_frm_id, "ema": email, "pla_tst_id": pla_tst_id, "lan_id": language}
-
-
-def _encode_form(act: int, fields: Form, sub_com_id: int | None) -> dict[str, str]:
-    """Form fields as Isograd reads them; None and False (an unset flag) are left out."""
-    form = {"act_id": str(act)}
-    if sub_com_id is not None:
-        form["sub_com_id"] = str(sub_com_id)
-    for name, value in fields.items():
-        encoded = _encode_value(value)
-        if encoded is not None:
-            form[name] = encoded
-    return form
-
-
-def _encode_value(value: object) -> str | None:
-    match value:
-        case None | False:
-            return None
-        case True:
-            return "1"
-        case IntEnum():
-            return str(value.value)
-        case datetime():
-            return value.strftime("%Y-%m-%d %H:%M")  # reference, act 11: YYYY-MM-DD hh:mm
-        case date():
-            return value.isoformat()  # reference, act 42: YYYY-MM-DD
-        case tuple():
-            # Several pla_tst_ids (act 42) go comma-separated; the reference does not say more.
-            return ",".join(str(item) for item in value) or None
-        case _:
-            return str(value)
-
-
-# Answers
-
-
-def _decode(response: httpx2.Response) -> Answer | None:
-    try:
-        answer = response.json()
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def _read_json(act: int, response: httpx2.Response) -> Answer:
-    """The answer of a successful action; raises the documented error for `success: false`."""
-    answer = _decode(response)
-    if answer is None:
-        raise IsogradProtocolError(
-            f"Isograd answered act {act} with HTTP {response.status_code} and no JSON object",
-            action=act,
-        )
-    if not _succeeded(act, answer):
-        raise _api_error(act, answer)
-    if not response.is_success:
-        raise IsogradProtocolError(
-            f"Isograd answered act {act} with success and HTTP {response.status_code}",
-            action=act,
-        )
-    return answer
-
-
-def _read_redirect(act: int, response: httpx2.Response) -> str:
-    if response.has_redirect_location:
-        return str(response.url.join(response.headers["location"]))
-    _read_json(act, response)
-    raise IsogradProtocolError(
-        f"Isograd answered act {act} with JSON where a redirect was asked for", action=act
-    )
-
-
-def _read_html(act: int, response: httpx2.Response) -> str:
-    if _decode(response) is not None:
-        _read_json(act, response)
-        raise IsogradProtocolError(
-            f"Isograd answered act {act} with JSON where HTML was asked for", action=act
-        )
-    if not response.is_success:
-        raise IsogradProtocolError(
-            f"Isograd answered act {act} with HTTP {response.status_code}", action=act
-        )
-    return response.text
-
-
-def _succeeded(act: int, answer: Answer) -> bool:
-    success = answer.get("success")
-    if success in (True, 1, "1", "true", "True"):
-        return True
-    if success in (False, 0, "0", "false", "False") or "error_code" in answer:
-        return False
-    raise IsogradProtocolError(f"Isograd's answer to act {act} has no success field", action=act)
-
-
-def _api_error(act: int, answer: Answer) -> IsogradApiError:
-    try:
-        code: int | None = read_int(answer.get("error_code"))
-    except (TypeError, ValueError):
-        code = None
-    message = answer.get("error_message")
-    return error_for_code(code, "" if message is None else str(message), act, answer)
-
-
-def _parse(act: int, parse: Callable[[Answer], T], answer: Answer) -> T:
-    try:
-        return parse(answer)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IsogradProtocolError(
-            f"Isograd's answer to act {act} is malformed ({type(exc).__name__}: {exc})",
-            action=act,
-        ) from exc
-
-
-def _url_field(name: str) -> Callable[[Answer], str]:
-    def read(answer: Answer) -> str:
-        url = answer[name]
-        if not isinstance(url, str) or not url:
-            raise ValueError(f"{name} is not a URL")
-        return url
-
-    return read
-
-
-def _retry_after(response: httpx2.Response) -> float | None:
-    """Retry-After in seconds; the HTTP-date form is ignored (the backoff bounds the wait)."""
-    try:
-        return max(0.0, float(response.headers["retry-after"]))
-    except (KeyError, ValueError):
-        return None
+        form = encode_form(act, fields, self._sub_com_id if sub_com_id is None else sub_com_id)
+        return self._endpoint.call(act, form, read)
