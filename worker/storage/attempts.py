@@ -1,0 +1,75 @@
+"""Stored attempts: each send of a delivery, numbered, with the receiver's answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select
+
+from worker.storage.deliveries import without_nul
+from worker.storage.records import Attempt, AttemptOutcome, AttemptRecord
+from worker.storage.tables import attempts, deliveries
+from worker.storage.transactions import SqlStoreBase
+
+# DESIGN §3.4: response bodies are stored truncated to 20 kB.
+MAX_RESPONSE_BODY_BYTES = 20_000
+
+
+class AttemptsMixin(SqlStoreBase):
+    def record_attempt(self, delivery_id: str, record: AttemptRecord) -> Attempt:
+        """Store one attempt (numbered 1, 2, …) and count it on the delivery."""
+        with self._write() as connection:
+            # Updating first locks the delivery row, so concurrent attempts number in turn.
+            self._update_one(
+                connection,
+                deliveries,
+                delivery_id,
+                {"attempt_count": deliveries.c.attempt_count + 1},
+            )
+            number = connection.execute(
+                select(func.coalesce(func.max(attempts.c.number), 0) + 1).where(
+                    attempts.c.delivery_id == delivery_id
+                )
+            ).scalar_one()
+            values = {
+                "delivery_id": delivery_id,
+                "number": number,
+                "started_at": record.started_at,
+                "duration_ms": round(record.duration_ms),
+                "status_code": record.status_code,
+                "outcome": record.outcome.value,
+                "error": without_nul(record.error),
+                "response_body": _truncate(record.response_body),
+                "response_headers": {
+                    without_nul(name) or "": without_nul(value) or ""
+                    for name, value in record.response_headers.items()
+                },
+            }
+            row = connection.execute(insert(attempts).values(values).returning(*attempts.c)).one()
+            return _attempt(row)
+
+    def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        query = (
+            select(attempts)
+            .where(attempts.c.delivery_id == delivery_id)
+            .order_by(attempts.c.number)
+        )
+        with self._read() as connection:
+            return [_attempt(row) for row in connection.execute(query)]
+
+
+def _truncate(body: str | None) -> str | None:
+    body = without_nul(body)
+    if body is None:
+        return None
+    encoded = body.encode("utf-8")
+    if len(encoded) <= MAX_RESPONSE_BODY_BYTES:
+        return body
+    # Cutting bytes may split a character: drop the partial one.
+    return encoded[:MAX_RESPONSE_BODY_BYTES].decode("utf-8", errors="ignore")
+
+
+def _attempt(row: Row[Any]) -> Attempt:
+    values = row._asdict()
+    values["outcome"] = AttemptOutcome(values["outcome"])
+    return Attempt(**values)

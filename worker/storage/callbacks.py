@@ -1,0 +1,85 @@
+"""Stored callbacks: every inbound Isograd callback as received, and whether it was processed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+
+from worker.storage.records import CallbackReceipt
+from worker.storage.tables import callbacks
+from worker.storage.transactions import SqlStoreBase
+
+
+class CallbacksMixin(SqlStoreBase):
+    def record_callback(
+        self,
+        invitation_id: str | None,
+        method: str,
+        query: Mapping[str, str],
+        remote_addr: str | None,
+        accepted: bool,
+        reason: str | None,
+        now: datetime | None = None,
+    ) -> int:
+        """Store one inbound callback as received; returns its id."""
+        values = {
+            "invitation_id": invitation_id,
+            "received_at": self._now(now),
+            "method": method,
+            "query": dict(query),
+            "remote_addr": remote_addr,
+            "accepted": accepted,
+            "reason": reason,
+        }
+        statement = insert(callbacks).values(values).returning(callbacks.c.id)
+        with self._write() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def mark_callbacks_processed(self, invitation_id: str, now: datetime | None = None) -> int:
+        """Mark the invitation's unprocessed callbacks processed; returns how many."""
+        query = (
+            update(callbacks)
+            .where(callbacks.c.invitation_id == invitation_id, callbacks.c.processed_at.is_(None))
+            .values(processed_at=self._now(now))
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount
+
+    def unprocessed_callbacks(
+        self, older_than: datetime, limit: int = 100
+    ) -> list[CallbackReceipt]:
+        """Accepted callbacks received before `older_than` and never processed, oldest first."""
+        query = (
+            select(callbacks)
+            .where(
+                callbacks.c.processed_at.is_(None),
+                callbacks.c.received_at <= older_than,
+                callbacks.c.accepted.is_(True),
+                callbacks.c.invitation_id.is_not(None),
+            )
+            .order_by(callbacks.c.received_at, callbacks.c.id)
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [_callback(row) for row in connection.execute(query)]
+
+    def mark_callback_receipts_processed(
+        self, callback_ids: Sequence[int], now: datetime | None = None
+    ) -> int:
+        """Mark exactly these callback receipts processed (if not already); returns how many."""
+        if not callback_ids:
+            return 0
+        query = (
+            update(callbacks)
+            .where(callbacks.c.id.in_(list(callback_ids)), callbacks.c.processed_at.is_(None))
+            .values(processed_at=self._now(now))
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount
+
+
+def _callback(row: Row[Any]) -> CallbackReceipt:
+    return CallbackReceipt(**row._asdict())

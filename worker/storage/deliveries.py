@@ -1,0 +1,290 @@
+"""Stored deliveries: one per event and subscription, claimed, retried and finished by workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
+
+from worker.storage.records import Delivery, DeliveryStatus, new_id
+from worker.storage.tables import deliveries
+from worker.storage.transactions import SqlStoreBase
+
+_CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+_UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERING, DeliveryStatus.RETRYING)
+
+
+class DeliveriesMixin(SqlStoreBase):
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        with self._read() as connection:
+            return self._delivery_or_none(connection, delivery_id)
+
+    def list_deliveries(
+        self,
+        status: DeliveryStatus | None = None,
+        subscription: str | None = None,
+        event_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Newest first, optionally filtered."""
+        query = select(deliveries).order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
+        if status is not None:
+            query = query.where(deliveries.c.status == status.value)
+        if subscription is not None:
+            query = query.where(deliveries.c.subscription == subscription)
+        if event_id is not None:
+            query = query.where(deliveries.c.event_id == event_id)
+        with self._read() as connection:
+            return [_delivery(row) for row in connection.execute(query.limit(limit))]
+
+    def claim_delivery(self, delivery_id: str, now: datetime | None = None) -> Delivery | None:
+        """Move a due pending/retrying delivery to `delivering` and return it, atomically.
+
+        Returns None (and changes nothing) when the delivery is delivered, failed, cancelled,
+        not due yet, or being delivered by someone else: of two concurrent claims one wins.
+        A `delivering` row whose lease expired (a crashed worker) can be claimed again.
+        """
+        now = self._now(now)
+        claimable = or_(
+            and_(
+                deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
+                or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+            ),
+            self._lease_expired(now),
+        )
+        query = (
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, claimable)
+            .values(status=DeliveryStatus.DELIVERING.value, updated_at=now)
+        )
+        with self._write() as connection:
+            if connection.execute(query).rowcount != 1:
+                return None
+            return self._delivery(connection, delivery_id)
+
+    def mark_delivered(self, delivery_id: str, now: datetime | None = None) -> Delivery:
+        """Delivered is final; marking it again keeps the first `delivered_at`."""
+        now = self._now(now)
+        changes = {
+            "status": DeliveryStatus.DELIVERED.value,
+            "delivered_at": now,
+            "next_attempt_at": None,
+            "last_error": None,
+            "updated_at": now,
+        }
+        return self._transition(delivery_id, changes, allowed_from=None)
+
+    def schedule_retry(
+        self,
+        delivery_id: str,
+        next_attempt_at: datetime,
+        error: str | None,
+        now: datetime | None = None,
+    ) -> Delivery:
+        """Set `retrying`, due at `next_attempt_at`; no effect on a finished row."""
+        changes = {
+            "status": DeliveryStatus.RETRYING.value,
+            "next_attempt_at": next_attempt_at,
+            "last_error": without_nul(error),
+            "updated_at": self._now(now),
+        }
+        return self._transition(delivery_id, changes, allowed_from=_UNFINISHED)
+
+    def mark_failed(
+        self, delivery_id: str, error: str | None, now: datetime | None = None
+    ) -> Delivery:
+        """Dead-letter the delivery (replayable); no effect on a delivered/cancelled row."""
+        changes = {
+            "status": DeliveryStatus.FAILED.value,
+            "next_attempt_at": None,
+            "last_error": without_nul(error),
+            "updated_at": self._now(now),
+        }
+        return self._transition(
+            delivery_id, changes, allowed_from=(*_UNFINISHED, DeliveryStatus.FAILED)
+        )
+
+    def cancel_delivery(
+        self, delivery_id: str, reason: str | None, now: datetime | None = None
+    ) -> Delivery:
+        """Give up on an unfinished delivery without sending it (e.g. subscription disabled)."""
+        changes = {
+            "status": DeliveryStatus.CANCELLED.value,
+            "next_attempt_at": None,
+            "last_error": without_nul(reason),
+            "updated_at": self._now(now),
+        }
+        return self._transition(delivery_id, changes, allowed_from=_UNFINISHED)
+
+    def overdue_deliveries(
+        self, now: datetime | None = None, grace: timedelta = timedelta(0), limit: int = 100
+    ) -> list[Delivery]:
+        """For the sweeper: due more than `grace` ago and not started, or stranded by a crash."""
+        now = self._now(now)
+        query = (
+            select(deliveries)
+            .where(
+                or_(
+                    and_(
+                        deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
+                        deliveries.c.next_attempt_at <= now - grace,
+                    ),
+                    self._lease_expired(now),
+                )
+            )
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [_delivery(row) for row in connection.execute(query)]
+
+    def requeue_delivery(self, delivery_id: str, now: datetime | None = None) -> Delivery | None:
+        """Replay: back to `pending`, due now, with a fresh retry budget (attempt_count 0).
+
+        Returns None (nothing changed) while the delivery is being delivered.
+        """
+        now = self._now(now)
+        query = (
+            update(deliveries)
+            .where(
+                deliveries.c.id == delivery_id,
+                or_(
+                    deliveries.c.status != DeliveryStatus.DELIVERING.value,
+                    self._lease_expired(now),
+                ),
+            )
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempt_count=0,
+                next_attempt_at=now,
+                last_error=None,
+                delivered_at=None,
+                updated_at=now,
+            )
+        )
+        with self._write() as connection:
+            changed = connection.execute(query).rowcount == 1
+            delivery = self._delivery(connection, delivery_id)
+            return delivery if changed else None
+
+    def reset_overdue_delivery(
+        self, delivery_id: str, grace: timedelta, now: datetime | None = None
+    ) -> Delivery | None:
+        """For the sweeper: make an overdue delivery due `now`, so it is swept once per grace.
+
+        A pending/retrying row due more than `grace` ago gets `next_attempt_at = now`; a
+        `delivering` row whose lease expired (its worker crashed) goes back to `retrying`, due
+        now. Returns the row, or None (nothing changed) when it is no longer overdue: claimed,
+        finished, or already reset by a concurrent sweep.
+        """
+        now = self._now(now)
+        overdue = and_(
+            deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
+            deliveries.c.next_attempt_at <= now - grace,
+        )
+        with self._write() as connection:
+            changed = connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, overdue)
+                .values(next_attempt_at=now, updated_at=now)
+            ).rowcount
+            if not changed:
+                changed = connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == delivery_id, self._lease_expired(now))
+                    .values(
+                        status=DeliveryStatus.RETRYING.value,
+                        next_attempt_at=now,
+                        last_error="worker lost during the attempt (lease expired)",
+                        updated_at=now,
+                    )
+                ).rowcount
+            return self._delivery_or_none(connection, delivery_id) if changed else None
+
+    def count_deliveries(self) -> dict[DeliveryStatus, int]:
+        """How many deliveries are in each status; every status is a key (0 when none)."""
+        query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        with self._read() as connection:
+            found = {str(status): int(n) for status, n in connection.execute(query)}
+        return {status: found.get(status.value, 0) for status in DeliveryStatus}
+
+    def list_deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:
+        """Every delivery of these events (one query for a page of events), by subscription."""
+        if not event_ids:
+            return []
+        query = (
+            select(deliveries)
+            .where(deliveries.c.event_id.in_(list(event_ids)))
+            .order_by(deliveries.c.event_id, deliveries.c.subscription)
+        )
+        with self._read() as connection:
+            return [_delivery(row) for row in connection.execute(query)]
+
+    def _lease_expired(self, now: datetime) -> Any:
+        return and_(
+            deliveries.c.status == DeliveryStatus.DELIVERING.value,
+            deliveries.c.updated_at <= now - self._lease,
+        )
+
+    def _transition(
+        self,
+        delivery_id: str,
+        changes: dict[str, Any],
+        allowed_from: Sequence[DeliveryStatus] | None,
+    ) -> Delivery:
+        """Apply `changes` if the status is in `allowed_from` (None: anything but the target)."""
+        target = changes["status"]
+        query = update(deliveries).where(deliveries.c.id == delivery_id).values(changes)
+        if allowed_from is None:
+            query = query.where(deliveries.c.status != target)
+        else:
+            query = query.where(deliveries.c.status.in_([status.value for status in allowed_from]))
+        with self._write() as connection:
+            connection.execute(query)
+            return self._delivery(connection, delivery_id)
+
+    @staticmethod
+    def _delivery_or_none(connection: Connection, delivery_id: str) -> Delivery | None:
+        row = connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        return None if row is None else _delivery(row)
+
+    def _delivery(self, connection: Connection, delivery_id: str) -> Delivery:
+        delivery = self._delivery_or_none(connection, delivery_id)
+        if delivery is None:
+            raise LookupError(f"no deliveries row with id {delivery_id!r}")
+        return delivery
+
+
+def deliveries_of(connection: Connection, event_id: str) -> list[Delivery]:
+    query = (
+        select(deliveries)
+        .where(deliveries.c.event_id == event_id)
+        .order_by(deliveries.c.subscription)
+    )
+    return [_delivery(row) for row in connection.execute(query)]
+
+
+def new_delivery_row(event_id: str, subscription: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id("dlv"),
+        "event_id": event_id,
+        "subscription": subscription,
+        "status": DeliveryStatus.PENDING.value,
+        "attempt_count": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def without_nul(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL characters; a misbehaving endpoint may send them.
+    return None if value is None else value.replace("\x00", "")
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    values = row._asdict()
+    values["status"] = DeliveryStatus(values["status"])
+    return Delivery(**values)

@@ -1,0 +1,108 @@
+"""Stored events: one per completed test, created with its deliveries in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from worker.errors import PermanentError
+from worker.storage.deliveries import deliveries_of, new_delivery_row
+from worker.storage.records import Delivery, Event, JsonObject
+from worker.storage.tables import deliveries, events
+from worker.storage.transactions import SqlStoreBase
+
+
+class EventsMixin(SqlStoreBase):
+    def create_event(
+        self,
+        event_id: str,
+        invitation_id: str | None,
+        pla_tst_id: int,
+        type: str,
+        payload: JsonObject,
+        deliveries_for: Sequence[str],
+        now: datetime | None = None,
+    ) -> tuple[Event, list[Delivery], bool]:
+        """Insert the event and one pending delivery per subscription name, atomically.
+
+        Idempotent on `pla_tst_id`: if an event for it exists (even one a concurrent caller has
+        just inserted), nothing is written and ``(existing event, its deliveries, False)`` is
+        returned; otherwise ``(event, deliveries, True)``.
+        """
+        now = self._now(now)
+        names = list(dict.fromkeys(deliveries_for))
+        try:
+            with self._write() as connection:
+                existing = self._event_for_test(connection, pla_tst_id)
+                if existing is not None:
+                    return existing, deliveries_of(connection, existing.id), False
+                connection.execute(
+                    insert(events).values(
+                        id=event_id,
+                        type=type,
+                        invitation_id=invitation_id,
+                        pla_tst_id=pla_tst_id,
+                        payload=payload,
+                        created_at=now,
+                    )
+                )
+                if names:
+                    connection.execute(
+                        insert(deliveries),
+                        [new_delivery_row(event_id, name, now) for name in names],
+                    )
+                event = self._event_for_test(connection, pla_tst_id)
+                assert event is not None
+                return event, deliveries_of(connection, event_id), True
+        except IntegrityError as exc:
+            # PostgreSQL: a concurrent transaction inserted the same pla_tst_id first; ours
+            # waited for it on the unique index, then failed. Its row is committed now.
+            with self._read() as connection:
+                existing = self._event_for_test(connection, pla_tst_id)
+                if existing is None:
+                    raise PermanentError(f"event {event_id} conflicts with a stored row") from exc
+                return existing, deliveries_of(connection, existing.id), False
+
+    def get_event(self, event_id: str) -> Event | None:
+        with self._read() as connection:
+            row = connection.execute(select(events).where(events.c.id == event_id)).first()
+        return None if row is None else _event(row)
+
+    def get_event_by_pla_tst_id(self, pla_tst_id: int) -> Event | None:
+        with self._read() as connection:
+            return self._event_for_test(connection, pla_tst_id)
+
+    def list_events(self, limit: int = 50, before: str | None = None) -> list[Event]:
+        """Newest first; `before` is the id of the last event of the previous page."""
+        query = select(events).order_by(events.c.created_at.desc(), events.c.id.desc())
+        with self._read() as connection:
+            if before is not None:
+                cursor = connection.execute(
+                    select(events.c.created_at).where(events.c.id == before)
+                ).scalar_one_or_none()
+                if cursor is None:
+                    return []
+                query = query.where(
+                    or_(
+                        events.c.created_at < cursor,
+                        and_(events.c.created_at == cursor, events.c.id < before),
+                    )
+                )
+            return [_event(row) for row in connection.execute(query.limit(limit))]
+
+    def count_events(self) -> int:
+        with self._read() as connection:
+            return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
+
+    @staticmethod
+    def _event_for_test(connection: Connection, pla_tst_id: int) -> Event | None:
+        row = connection.execute(select(events).where(events.c.pla_tst_id == pla_tst_id)).first()
+        return None if row is None else _event(row)
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(**row._asdict())

@@ -1,0 +1,208 @@
+"""Stored invitations: created by the API, checked by the reconciler, finished by the pipeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from worker.errors import PermanentError
+from worker.storage.records import Invitation, InvitationSource, InvitationStatus, NewInvitation
+from worker.storage.tables import invitations
+from worker.storage.transactions import SqlStoreBase
+
+
+class InvitationsMixin(SqlStoreBase):
+    def create_invitation(self, new: NewInvitation, now: datetime | None = None) -> Invitation:
+        """Insert a pending invitation.
+
+        Idempotent on `idempotency_key`: if an invitation with that key exists, it is returned
+        unchanged. Raises PermanentError if the id or `pla_tst_id` is already stored.
+        """
+        now = self._now(now)
+        values = {
+            "id": new.id,
+            "pla_tst_id": new.pla_tst_id,
+            "tst_frm_id": new.tst_frm_id,
+            "can_id": new.can_id,
+            "email": new.email,
+            "first_name": new.first_name,
+            "last_name": new.last_name,
+            "ext_id": new.ext_id,
+            "sub_com_id": new.sub_com_id,
+            "context": dict(new.context),
+            "test_url": new.test_url,
+            "status": InvitationStatus.PENDING.value,
+            "source": new.source.value,
+            "idempotency_key": new.idempotency_key,
+            "created_at": now,
+            "next_check_at": new.next_check_at,
+            "check_count": 0,
+        }
+        key = new.idempotency_key
+        try:
+            with self._write() as connection:
+                if key is not None and (existing := self._invitation_by_key(connection, key)):
+                    return existing
+                connection.execute(insert(invitations).values(values))
+                return self._invitation(connection, new.id)
+        except IntegrityError as exc:
+            # A concurrent request with the same key won the race: answer with its row.
+            if key is not None and (found := self.get_invitation_by_idempotency_key(key)):
+                return found
+            raise PermanentError(f"invitation {new.id} conflicts with a stored one") from exc
+
+    def get_invitation(self, invitation_id: str) -> Invitation | None:
+        with self._read() as connection:
+            row = connection.execute(
+                select(invitations).where(invitations.c.id == invitation_id)
+            ).first()
+        return None if row is None else _invitation(row)
+
+    def get_invitation_by_pla_tst_id(self, pla_tst_id: int) -> Invitation | None:
+        with self._read() as connection:
+            row = connection.execute(
+                select(invitations).where(invitations.c.pla_tst_id == pla_tst_id)
+            ).first()
+        return None if row is None else _invitation(row)
+
+    def get_invitation_by_idempotency_key(self, key: str) -> Invitation | None:
+        with self._read() as connection:
+            return self._invitation_by_key(connection, key)
+
+    def attach_assessment(
+        self,
+        invitation_id: str,
+        *,
+        pla_tst_id: int,
+        can_id: int | None = None,
+        test_url: str | None = None,
+    ) -> Invitation:
+        """Record what Isograd answered for an invitation stored before calling it."""
+        changes: dict[str, Any] = {"pla_tst_id": pla_tst_id}
+        if can_id is not None:
+            changes["can_id"] = can_id
+        if test_url is not None:
+            changes["test_url"] = test_url
+        try:
+            with self._write() as connection:
+                self._update_one(connection, invitations, invitation_id, changes)
+                return self._invitation(connection, invitation_id)
+        except IntegrityError as exc:
+            raise PermanentError(f"pla_tst_id {pla_tst_id} already belongs to another") from exc
+
+    def record_status_check(
+        self,
+        invitation_id: str,
+        sta_id: int,
+        next_check_at: datetime | None,
+        now: datetime | None = None,
+    ) -> Invitation:
+        """Note one act 10 answer and when to ask again (None: stop asking)."""
+        changes = {
+            "check_count": invitations.c.check_count + 1,
+            "last_status": sta_id,
+            "next_check_at": next_check_at,
+            "last_checked_at": self._now(now),
+        }
+        with self._write() as connection:
+            self._update_one(connection, invitations, invitation_id, changes)
+            return self._invitation(connection, invitation_id)
+
+    def mark_invitation(
+        self, invitation_id: str, status: InvitationStatus, now: datetime | None = None
+    ) -> Invitation:
+        """Set the status; leaving `pending` stops the reconciler. Safe to run twice."""
+        now = self._now(now)
+        changes: dict[str, Any] = {"status": status.value}
+        if status is InvitationStatus.COMPLETED:
+            changes["completed_at"] = func.coalesce(invitations.c.completed_at, now)
+        if status is not InvitationStatus.PENDING:
+            changes["next_check_at"] = None
+        with self._write() as connection:
+            self._update_one(connection, invitations, invitation_id, changes)
+            return self._invitation(connection, invitation_id)
+
+    def due_invitations(self, now: datetime | None = None, limit: int = 100) -> list[Invitation]:
+        """Pending invitations whose next status check is due, oldest-due first."""
+        query = (
+            select(invitations)
+            .where(
+                invitations.c.status == InvitationStatus.PENDING.value,
+                invitations.c.next_check_at <= self._now(now),
+            )
+            .order_by(invitations.c.next_check_at, invitations.c.id)
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [_invitation(row) for row in connection.execute(query)]
+
+    def postpone_status_check(
+        self, invitation_id: str, next_check_at: datetime | None
+    ) -> Invitation:
+        """Move the next reconciler check without recording an answer (no act 10 was made)."""
+        with self._write() as connection:
+            self._update_one(
+                connection, invitations, invitation_id, {"next_check_at": next_check_at}
+            )
+            return self._invitation(connection, invitation_id)
+
+    def expire_invitation(self, invitation_id: str, now: datetime | None = None) -> bool:
+        """Pending → expired (the reconciler stops); False if it was no longer pending.
+
+        Conditional, so a completion stored concurrently is never overwritten.
+        """
+        query = (
+            update(invitations)
+            .where(
+                invitations.c.id == invitation_id,
+                invitations.c.status == InvitationStatus.PENDING.value,
+            )
+            .values(status=InvitationStatus.EXPIRED.value, next_check_at=None)
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount == 1
+
+    def reopen_expired_invitation(self, invitation_id: str) -> bool:
+        """Expired → pending (the reconciler polls it again); False if it was not expired.
+
+        Conditional, so a completion stored concurrently is never overwritten.
+        """
+        query = (
+            update(invitations)
+            .where(
+                invitations.c.id == invitation_id,
+                invitations.c.status == InvitationStatus.EXPIRED.value,
+            )
+            .values(status=InvitationStatus.PENDING.value)
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount == 1
+
+    def count_invitations(self) -> dict[InvitationStatus, int]:
+        """How many invitations are in each status; every status is a key (0 when none)."""
+        query = select(invitations.c.status, func.count()).group_by(invitations.c.status)
+        with self._read() as connection:
+            found = {str(status): int(n) for status, n in connection.execute(query)}
+        return {status: found.get(status.value, 0) for status in InvitationStatus}
+
+    @staticmethod
+    def _invitation(connection: Connection, invitation_id: str) -> Invitation:
+        row = connection.execute(select(invitations).where(invitations.c.id == invitation_id)).one()
+        return _invitation(row)
+
+    @staticmethod
+    def _invitation_by_key(connection: Connection, key: str) -> Invitation | None:
+        row = connection.execute(
+            select(invitations).where(invitations.c.idempotency_key == key)
+        ).first()
+        return None if row is None else _invitation(row)
+
+
+def _invitation(row: Row[Any]) -> Invitation:
+    values = row._asdict()
+    values["status"] = InvitationStatus(values["status"])
+    values["source"] = InvitationSource(values["source"])
+    return Invitation(**values)
