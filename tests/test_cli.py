@@ -590,3 +590,37 @@ def test_replay_failed_with_cancelled_takes_every_one_beyond_one_batch(
 
     assert sorted(replay.delivery_id for replay in replays) == sorted(d.id for d in deliveries)
     assert all(replay.requeued for replay in replays)
+
+
+class DeliveredMeanwhile:
+    """A store where a worker delivers the delivery right after the replay has read it."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._reads = 0
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        read = self._store.get_delivery(delivery_id)
+        self._reads += 1
+        if self._reads == 1:
+            assert self._store.claim_delivery(delivery_id) is not None
+            self._store.mark_delivered(delivery_id)
+        return read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_delivery_delivered_between_read_and_requeue_is_not_sent_again(store: SqlStore) -> None:
+    (delivery,) = seed_deliveries(store, "crm")  # pending, due: a worker may take it any moment
+    enqueuer = RecordingEnqueuer()
+
+    replay = replay_delivery(
+        delivery.id, store=DeliveredMeanwhile(store), enqueuer=enqueuer, now=utc_now()
+    )
+
+    assert replay.outcome is ReplayOutcome.DELIVERED
+    assert enqueuer.jobs == []
+    after = store.get_delivery(delivery.id)
+    assert after is not None
+    assert after.status is DeliveryStatus.DELIVERED

@@ -940,6 +940,29 @@ def test_a_delivery_in_flight_cannot_be_replayed(store: SqlStore) -> None:
     assert store.requeue_delivery(delivery_id, NOW + timedelta(seconds=1)) is None
 
 
+def test_a_delivered_delivery_is_not_replayed_unless_allowed(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.claim_delivery(delivery_id, NOW)
+    store.mark_delivered(delivery_id, NOW)
+
+    refused = store.requeue_delivery(delivery_id, NOW + timedelta(days=1), allow_delivered=False)
+    allowed = store.requeue_delivery(delivery_id, NOW + timedelta(days=1))
+
+    assert refused is None
+    assert allowed is not None
+    assert allowed.status is DeliveryStatus.PENDING
+
+
+def test_a_failed_delivery_is_replayed_even_when_delivered_ones_are_not(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.mark_failed(delivery_id, "HTTP 400", NOW)
+
+    replayed = store.requeue_delivery(delivery_id, NOW, allow_delivered=False)
+
+    assert replayed is not None
+    assert replayed.status is DeliveryStatus.PENDING
+
+
 def test_replaying_an_unknown_delivery_raises_lookup_error(store: SqlStore) -> None:
     with pytest.raises(LookupError):
         store.requeue_delivery("dlv_missing", NOW)

@@ -53,7 +53,7 @@ class ApiStore(InvitationStore, Protocol):
     ) -> Sequence[Delivery]: ...
 
     def requeue_delivery(
-        self, delivery_id: str, now: datetime | None = None
+        self, delivery_id: str, now: datetime | None = None, *, allow_delivered: bool = True
     ) -> Delivery | None: ...
 
 

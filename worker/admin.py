@@ -32,7 +32,7 @@ class DeliveryStore(Protocol):
     ) -> Sequence[Delivery]: ...
 
     def requeue_delivery(
-        self, delivery_id: str, now: datetime | None = None
+        self, delivery_id: str, now: datetime | None = None, *, allow_delivered: bool = True
     ) -> Delivery | None: ...
 
 
@@ -79,7 +79,14 @@ def replay_delivery(
     previous = delivery.status
     if previous is DeliveryStatus.DELIVERED and not force:
         return Replay(delivery_id, ReplayOutcome.DELIVERED, previous)
-    if store.requeue_delivery(delivery_id, now=now) is None:
+    # The status just read may be stale (a worker can deliver it meanwhile): the requeue checks
+    # it again in its own UPDATE, so a delivered delivery is only sent again when forced.
+    if store.requeue_delivery(delivery_id, now=now, allow_delivered=force) is None:
+        current = store.get_delivery(delivery_id)
+        if current is None:
+            return Replay(delivery_id, ReplayOutcome.UNKNOWN)
+        if current.status is DeliveryStatus.DELIVERED:
+            return Replay(delivery_id, ReplayOutcome.DELIVERED, current.status)
         return Replay(delivery_id, ReplayOutcome.BUSY, previous)
     log.info("delivery_replayed", delivery_id=delivery_id, previous_status=previous.value)
     if enqueuer is None:

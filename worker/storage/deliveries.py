@@ -140,21 +140,28 @@ class DeliveriesMixin(SqlStoreBase):
         with self._read() as connection:
             return [_delivery(row) for row in connection.execute(query)]
 
-    def requeue_delivery(self, delivery_id: str, now: datetime | None = None) -> Delivery | None:
+    def requeue_delivery(
+        self, delivery_id: str, now: datetime | None = None, *, allow_delivered: bool = True
+    ) -> Delivery | None:
         """Replay: back to `pending`, due now, with a fresh retry budget (attempt_count 0).
 
-        Returns None (nothing changed) while the delivery is being delivered.
+        Returns None (nothing changed) while the delivery is being delivered, or when it is
+        delivered and `allow_delivered` is false — checked in the UPDATE itself, so a worker
+        delivering it after the caller read its status cannot make it be sent twice.
         """
         now = self._now(now)
+        conditions = [
+            deliveries.c.id == delivery_id,
+            or_(
+                deliveries.c.status != DeliveryStatus.DELIVERING.value,
+                self._lease_expired(now),
+            ),
+        ]
+        if not allow_delivered:
+            conditions.append(deliveries.c.status != DeliveryStatus.DELIVERED.value)
         query = (
             update(deliveries)
-            .where(
-                deliveries.c.id == delivery_id,
-                or_(
-                    deliveries.c.status != DeliveryStatus.DELIVERING.value,
-                    self._lease_expired(now),
-                ),
-            )
+            .where(*conditions)
             .values(
                 status=DeliveryStatus.PENDING.value,
                 attempt_count=0,
