@@ -549,6 +549,23 @@ def test_unprocessed_callbacks_skip_rejected_and_recent_ones_oldest_first(
     assert [receipt.invitation_id for receipt in found] == ["inv_1", "inv_2"]
 
 
+def test_unprocessed_callbacks_page_on_after_a_position_ties_included(store: SqlStore) -> None:
+    same_time = NOW - timedelta(minutes=3)
+    for invitation_id in ("inv_1", "inv_2", "inv_3"):
+        store.record_callback(invitation_id, "GET", {}, None, True, None, same_time)
+    store.record_callback("inv_4", "GET", {}, None, True, None, NOW - timedelta(minutes=2))
+
+    first = store.unprocessed_callbacks(NOW, limit=2)
+    rest = store.unprocessed_callbacks(NOW, limit=10, after=(first[-1].received_at, first[-1].id))
+
+    assert [receipt.invitation_id for receipt in first + rest] == [
+        "inv_1",
+        "inv_2",
+        "inv_3",
+        "inv_4",
+    ]
+
+
 # -- events ---------------------------------------------------------------------------------------
 
 

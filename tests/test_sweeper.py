@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.fakes import FakeClock, FakeSink, FixedRandom, RecordingEnqueuer
 from tests.pipeline_fixtures import subscription
@@ -42,7 +43,7 @@ def sweeper(store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock) -> S
     return Sweeper(store=store, enqueuer=enqueuer, clock=clock)
 
 
-def pending_invitation(store: SqlStore, pla_tst_id: int = 456) -> str:
+def pending_invitation(store: SqlStore, pla_tst_id: int | None = 456) -> str:
     return store.create_invitation(
         NewInvitation(tst_frm_id=101, email="a@example.org", pla_tst_id=pla_tst_id)
     ).id
@@ -244,3 +245,63 @@ def test_a_late_callback_of_an_expired_invitation_whose_enqueue_failed_enqueues_
 
     assert (report.completions, report.callbacks_closed) == (1, 0)
     assert [job.id for job in enqueuer.of_kind("completion")] == [invitation_id]
+
+
+def test_a_callback_of_an_invitation_without_a_test_id_is_closed_as_unconfirmable(
+    store: SqlStore, sweeper: Sweeper, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    # Isograd created the test but it was never attached (act 8 answer lost, invite crashed):
+    # process_completion has nothing to ask Isograd, so re-enqueueing would repeat until expiry.
+    invitation_id = pending_invitation(store, pla_tst_id=None)
+    store.record_callback(invitation_id, "GET", {}, None, True, None)
+    clock.advance(GRACE + 1)
+
+    with capture_logs() as logs:
+        report = sweeper.sweep()
+
+    assert (report.completions, report.callbacks_closed) == (0, 1)
+    assert enqueuer.jobs == []
+    assert store.unprocessed_callbacks(clock()) == []
+    assert {
+        "event": "callback_unconfirmable",
+        "invitation_id": invitation_id,
+        "reason": "no_test_id",
+        "callbacks": 1,
+        "log_level": "warning",
+    } in logs
+
+
+def test_unconfirmable_callbacks_beyond_the_limit_do_not_hold_back_a_newer_one(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    sweeper = Sweeper(store=store, enqueuer=enqueuer, clock=clock, limit=2)
+    for _ in range(3):
+        stuck = pending_invitation(store, pla_tst_id=None)
+        store.record_callback(stuck, "GET", {}, None, True, None)
+        clock.advance(1)
+    invitation_id = pending_invitation(store)
+    store.record_callback(invitation_id, "GET", {}, None, True, None)
+    clock.advance(GRACE + 1)
+
+    report = sweeper.sweep()
+
+    assert (report.completions, report.callbacks_closed) == (1, 3)
+    assert [job.id for job in enqueuer.of_kind("completion")] == [invitation_id]
+
+
+def test_callbacks_swept_recently_do_not_hold_back_newer_ones_beyond_the_limit(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    sweeper = Sweeper(store=store, enqueuer=enqueuer, clock=clock, limit=2)
+    invitations = [pending_invitation(store, pla_tst_id=456 + n) for n in range(3)]
+    for invitation_id in invitations:
+        store.record_callback(invitation_id, "GET", {}, None, True, None)
+        clock.advance(1)
+    clock.advance(GRACE)
+    first = sweeper.sweep()  # the two oldest; their jobs are still queued a minute later
+    clock.advance(60)
+
+    second = sweeper.sweep()
+
+    assert (first.completions, second.completions) == (2, 1)
+    assert [job.id for job in enqueuer.of_kind("completion")] == invitations

@@ -10,7 +10,12 @@ sweeper runs in the scheduler and finds that work in SQL:
   most once per grace period (a long queue backlog gets one extra message, not one per sweep);
 - accepted callbacks never processed: their invitation's completion is enqueued again, unless a
   status check has happened since the callback arrived (then the callback has done its job and
-  is marked processed; the re-checks and the reconciler take over from there).
+  is marked processed; the re-checks and the reconciler take over from there). A callback whose
+  invitation has no Isograd test attached (act 8's answer lost, or the invite stopped midway)
+  cannot be confirmed by any job: it is closed with `callback_unconfirmable`.
+
+The callback list is read oldest first in pages, and only enqueued completions count against
+the limit, so old receipts that need no job (swept recently, or closed) never starve newer ones.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from worker.runtime import Clock, Enqueuer
-from worker.storage.records import CallbackReceipt, InvitationStatus
+from worker.storage.records import CallbackReceipt, Invitation, InvitationStatus
 from worker.storage.store import SqlStore
 
 log = structlog.get_logger(__name__)
@@ -92,36 +97,70 @@ class Sweeper:
 
     def _sweep_callbacks(self, halt: threading.Event) -> tuple[int, int]:
         now = self._clock()
-        receipts = self._store.unprocessed_callbacks(now - self._grace, self._limit)
-        by_invitation: dict[str, list[CallbackReceipt]] = defaultdict(list)
-        for receipt in receipts:
-            if receipt.invitation_id is not None:
-                by_invitation[receipt.invitation_id].append(receipt)
         self._forget_before(now - self._grace)
         enqueued = closed = 0
-        for invitation_id, pending in by_invitation.items():
-            if halt.is_set():
+        after: tuple[datetime, int] | None = None
+        while enqueued < self._limit and not halt.is_set():
+            receipts = self._store.unprocessed_callbacks(
+                now - self._grace, self._limit, after=after
+            )
+            if not receipts:
                 break
-            handled = self._handled(invitation_id, pending)
-            if handled:
-                closed += self._store.mark_callback_receipts_processed(
-                    [receipt.id for receipt in handled], now
-                )
-            if len(handled) == len(pending) or invitation_id in self._swept_completions:
-                continue
-            self._enqueuer.completion(invitation_id)
-            self._swept_completions[invitation_id] = now
-            enqueued += 1
-            log.info("callback_swept", invitation_id=invitation_id, callbacks=len(pending))
+            after = (receipts[-1].received_at, receipts[-1].id)
+            by_invitation: dict[str, list[CallbackReceipt]] = defaultdict(list)
+            for receipt in receipts:
+                if receipt.invitation_id is not None:
+                    by_invitation[receipt.invitation_id].append(receipt)
+            for invitation_id, pending in by_invitation.items():
+                if halt.is_set() or enqueued >= self._limit:
+                    break
+                was_enqueued, was_closed = self._sweep_invitation(invitation_id, pending, now)
+                enqueued += int(was_enqueued)
+                closed += was_closed
+            if len(receipts) < self._limit:
+                break
         return enqueued, closed
 
+    def _sweep_invitation(
+        self, invitation_id: str, pending: list[CallbackReceipt], now: datetime
+    ) -> tuple[bool, int]:
+        """Close what needs no job, enqueue a completion for the rest: (enqueued, closed)."""
+        invitation = self._store.get_invitation(invitation_id)
+        if (
+            invitation is not None
+            and invitation.status not in _FINISHED
+            and invitation.pla_tst_id is None
+        ):
+            # process_completion has no test to ask Isograd about: enqueueing it again would
+            # repeat every grace period until expiry. Resuming the invitation (same idempotency
+            # key) attaches the test, and the reconciler then polls it.
+            log.warning(
+                "callback_unconfirmable",
+                invitation_id=invitation_id,
+                reason="no_test_id",
+                callbacks=len(pending),
+            )
+            return False, self._close(pending, now)
+        handled = self._handled(invitation, pending)
+        closed = self._close(handled, now) if handled else 0
+        if len(handled) == len(pending) or invitation_id in self._swept_completions:
+            return False, closed
+        self._enqueuer.completion(invitation_id)
+        self._swept_completions[invitation_id] = now
+        log.info("callback_swept", invitation_id=invitation_id, callbacks=len(pending))
+        return True, closed
+
+    def _close(self, receipts: list[CallbackReceipt], now: datetime) -> int:
+        return self._store.mark_callback_receipts_processed(
+            [receipt.id for receipt in receipts], now
+        )
+
     def _handled(
-        self, invitation_id: str, receipts: list[CallbackReceipt]
+        self, invitation: Invitation | None, receipts: list[CallbackReceipt]
     ) -> list[CallbackReceipt]:
         """The receipts nothing more can come of: their invitation is completed, failed or
         unknown, or Isograd was asked about it after they arrived. An expired invitation still
         completes late (process_completion checks it), so its receipts count like pending ones."""
-        invitation = self._store.get_invitation(invitation_id)
         if invitation is None or invitation.status in _FINISHED:
             return receipts
         checked = invitation.last_checked_at

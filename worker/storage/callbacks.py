@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, and_, insert, or_, select, update
 
 from worker.storage.records import CallbackReceipt
 from worker.storage.tables import callbacks
@@ -49,9 +49,16 @@ class CallbacksMixin(SqlStoreBase):
             return connection.execute(query).rowcount
 
     def unprocessed_callbacks(
-        self, older_than: datetime, limit: int = 100
+        self,
+        older_than: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
     ) -> list[CallbackReceipt]:
-        """Accepted callbacks received before `older_than` and never processed, oldest first."""
+        """Accepted callbacks received before `older_than` and never processed, oldest first.
+
+        `after` is the (received_at, id) of the last receipt of the previous page.
+        """
         query = (
             select(callbacks)
             .where(
@@ -63,6 +70,14 @@ class CallbacksMixin(SqlStoreBase):
             .order_by(callbacks.c.received_at, callbacks.c.id)
             .limit(limit)
         )
+        if after is not None:
+            received_at, callback_id = after
+            query = query.where(
+                or_(
+                    callbacks.c.received_at > received_at,
+                    and_(callbacks.c.received_at == received_at, callbacks.c.id > callback_id),
+                )
+            )
         with self._read() as connection:
             return [_callback(row) for row in connection.execute(query)]
 
