@@ -31,7 +31,6 @@ from worker.metrics import RelayMetrics
 from worker.retries import RandomSource, RetrySchedule
 from worker.runtime import Clock, Enqueuer
 from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
-from worker.storage.records import AttemptOutcome as StoredOutcome
 from worker.storage.records import (
     AttemptRecord,
     Delivery,
@@ -551,7 +550,7 @@ def _attempt_record(result: AttemptResult, started_at: datetime) -> AttemptRecor
     return AttemptRecord(
         started_at=started_at,
         duration_ms=round(result.duration_ms),
-        outcome=StoredOutcome(result.outcome.value),
+        outcome=result.outcome,
         status_code=result.status_code,
         error=result.error,
         response_body=result.response_body or None,

@@ -6,21 +6,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
+
+from worker.outcomes import AttemptOutcome as AttemptOutcome
 
 # DESIGN §3.4: response bodies are stored truncated to at most 20 kB.
 MAX_RESPONSE_BODY_BYTES = 20_000
 TRUNCATION_MARKER = "…[truncated]"
-
-
-class AttemptOutcome(StrEnum):
-    """How one delivery attempt ended, from the delivery's point of view."""
-
-    DELIVERED = "delivered"  # the target accepted the event (2xx): done
-    RETRY = "retry"  # transient (408/425/429/5xx, timeout, connection error): try again later
-    FAILED = "failed"  # permanent (3xx, other 4xx, bad configuration): retrying cannot help
-    GONE = "gone"  # the target said 410 Gone: the caller disables the subscription
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from worker.outcomes import AttemptOutcome as AttemptOutcome
+
 JsonObject = dict[str, Any]
 
 
@@ -40,13 +42,6 @@ class DeliveryStatus(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-
-class AttemptOutcome(StrEnum):
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    FAILED = "failed"
-    GONE = "gone"
 
 
 @dataclass(frozen=True, slots=True)
