@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -30,6 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import redis
+
+from tests import polling
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -74,17 +75,19 @@ def wait_until(
 ) -> None:
     """Poll `check` until it is true; AssertionError after `timeout` s or if a watched process
     exits (with the end of its output, to say why)."""
-    deadline = time.monotonic() + timeout
-    while not check():
+
+    def ready() -> bool:
+        if check():
+            return True
         for process in watch:
             if process.exited():
                 raise AssertionError(
                     f"{process.name} exited ({process.returncode}) while waiting for {what}:\n"
                     + process.output()[-3000:]
                 )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_INTERVAL)  # a poll interval, not a synchronisation
+        return False
+
+    polling.wait_until(ready, timeout, what, interval=POLL_INTERVAL)
 
 
 class RelayProcess:

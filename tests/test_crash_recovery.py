@@ -6,9 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import redis
 from tests.crash_recovery_worker import QUEUE
 from tests.fakes import FakeClock, FakeSink, FixedRandom, RecordingEnqueuer
 from tests.pipeline_fixtures import subscription
+from tests.polling import wait_until as wait_for
 from worker.broker import make_broker
 from worker.pipeline import DeliveryResult, deliver
 from worker.storage.records import DeliveryStatus, NewInvitation
@@ -29,16 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RERUN_DEADLINE = 60.0
 WORKER_COMMAND = (sys.executable, "-m", "tests.crash_recovery_worker")
 PAYLOAD = {"type": "assessment.completed", "timestamp": "2026-11-27T10:15:00Z", "data": {}}
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> float:
-    """Poll `condition` until truthy; returns the seconds it took."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 class Workers:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import redis
 from sqlalchemy import create_engine
 
 from tests.fakes import RecordingEnqueuer
+from tests.polling import wait_until as wait_for
 from worker.processes import scheduler_jobs
 from worker.runtime import Runtime
 from worker.scheduler import (
@@ -31,14 +32,6 @@ from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TTL = 1.0
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
