@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 from tests.fakes import FakeClock
 from tests.pipeline_fixtures import EMAIL, EXCEL, Simulated, clock, simulated, store
 from worker.errors import IsogradUnavailableError, RetryableError
+from worker.fields import MAX_CONTEXT_BYTES
 from worker.invitations import (
     FIRST_CHECK_AFTER,
-    MAX_CONTEXT_BYTES,
     InvalidInvitationError,
     InvitationClient,
     InvitationRequest,

@@ -207,20 +207,12 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     # Per-row info lines would bury the progress bar; --verbose brings them back.
     level = settings.log_level if args.verbose else "WARNING"
     configure_logging(json=settings.log_json, level=level, secrets=settings.redacted_secrets())
+    from worker.invitations import INVITATION_FIELDS
+
+    # Every invitation field has a flag of the same name; context is JSON, read below.
     fields: dict[str, object] = {
         name: value
-        for name in (
-            "email",
-            "first_name",
-            "last_name",
-            "tst_frm_id",
-            "gender",
-            "language",
-            "ext_id",
-            "group",
-            "sub_com_id",
-            "return_url",
-        )
+        for name in sorted(INVITATION_FIELDS - {"context"})
         if (value := getattr(args, name)) is not None
     }
     if args.context is not None:

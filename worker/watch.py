@@ -7,7 +7,6 @@ it (its callback URL, if any, is not ours), so the first check is due at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,17 +14,15 @@ from typing import Any
 import structlog
 
 from worker.errors import PermanentError
-
-# The field parsers of invitation requests: a watched test is described in the same words.
-from worker.invitations import (
-    InvalidInvitationError,
-    InvitationStore,
-    _context,
-    _email,
-    _identifier,
-    _positive_int,
-    _text,
+from worker.fields import (
+    FieldReader,
+    parse_context,
+    parse_email,
+    parse_identifier,
+    parse_positive_int,
+    parse_text,
 )
+from worker.invitations import InvalidInvitationError, InvitationStore
 from worker.storage.records import Invitation, InvitationSource, NewInvitation
 
 log = structlog.get_logger(__name__)
@@ -58,38 +55,32 @@ class WatchRequest:
 
 def validate_watch_request(data: object) -> WatchRequest:
     """Build a WatchRequest from decoded JSON; InvalidInvitationError lists every problem."""
-    if not isinstance(data, Mapping):
-        raise InvalidInvitationError({"body": "must be a JSON object"})
-    errors: dict[str, str] = {}
-
-    def take(name: str, parse: Any, *, required: bool = False) -> Any:
-        value = data.get(name)
-        if value is None:
-            if required:
-                errors[name] = "is required"
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            errors[name] = str(exc)
-            return None
-
-    for name in sorted(set(data) - _FIELDS):
-        errors[str(name)] = "is not a known field"
-    request = {
-        "pla_tst_id": take("pla_tst_id", _positive_int, required=True),
-        "tst_frm_id": take("tst_frm_id", _positive_int, required=True),
-        # Acts 4, 5 and 6 find the result by the candidate's email: it is required.
-        "email": take("email", _email, required=True),
-        "first_name": take("first_name", _text),
-        "last_name": take("last_name", _text),
-        "ext_id": take("ext_id", _identifier),
-        "sub_com_id": take("sub_com_id", _positive_int),
-        "context": take("context", _context) or {},
-    }
-    if errors:
-        raise InvalidInvitationError(errors)
-    return WatchRequest(**request)
+    fields = FieldReader(data, _FIELDS)
+    pla_tst_id = fields.take("pla_tst_id", parse_positive_int, required=True)
+    tst_frm_id = fields.take("tst_frm_id", parse_positive_int, required=True)
+    # Acts 4, 5 and 6 find the result by the candidate's email: it is required.
+    email = fields.take("email", parse_email, required=True)
+    first_name = fields.take("first_name", parse_text)
+    last_name = fields.take("last_name", parse_text)
+    ext_id = fields.take("ext_id", parse_identifier)
+    sub_com_id = fields.take("sub_com_id", parse_positive_int)
+    context = fields.take("context", parse_context)
+    if fields.errors:
+        raise InvalidInvitationError(fields.errors)
+    # No problem noted means every required field was present.
+    assert pla_tst_id is not None
+    assert tst_frm_id is not None
+    assert email is not None
+    return WatchRequest(
+        pla_tst_id=pla_tst_id,
+        tst_frm_id=tst_frm_id,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        ext_id=ext_id,
+        sub_com_id=sub_com_id,
+        context=context or {},
+    )
 
 
 def watch_assessment(
