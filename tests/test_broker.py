@@ -14,8 +14,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from structlog.testing import LogCapture
 
-from worker.broker import CORRELATION_KEY, CorrelationMiddleware, make_broker
-from worker.errors import ConfigurationError
+from worker.broker import CORRELATION_KEY, CorrelationMiddleware, broker_probe, make_broker
+from worker.errors import ConfigurationError, RetryableError
 
 PROBE_QUEUE = "probe"
 
@@ -228,3 +228,31 @@ def test_the_correlation_id_travels_through_real_redis(
         if keys:
             broker.client.delete(*keys)
         broker.close()
+
+
+def test_the_redis_broker_probe_answers_when_redis_does(redis_url: str) -> None:
+    broker = make_broker(redis_url, namespace=f"relay-test-{uuid.uuid4().hex}")
+    try:
+        probe = broker_probe(broker)
+
+        assert probe is not None
+        probe()  # returns: Redis answered
+    finally:
+        broker.close()
+
+
+def test_the_redis_broker_probe_raises_a_retryable_error_when_redis_is_gone() -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    broker = make_broker("redis://127.0.0.1:1/0", socket_connect_timeout=1.0)
+    try:
+        probe = broker_probe(broker)
+        assert probe is not None
+
+        with pytest.raises(RetryableError, match="broker unavailable"):
+            probe()
+    finally:
+        broker.close()
+
+
+def test_brokers_without_a_probe_say_so(stub_broker: dramatiq.Broker) -> None:
+    assert broker_probe(stub_broker) is None

@@ -22,7 +22,7 @@ from webhooks.health import Probe, health_routes
 from webhooks.metrics import metrics_routes
 from webhooks.openapi import openapi_routes
 from worker.actors import DramatiqEnqueuer, declare_actors
-from worker.broker import make_broker, queue_depths
+from worker.broker import broker_probe, make_broker, queue_depths
 from worker.errors import (
     CallbackRejectedError,
     ConfigurationError,
@@ -156,7 +156,7 @@ def create_app(
         broker = make_broker(settings.broker_url)
         runtime = Runtime.from_settings(settings, DramatiqEnqueuer(declare_actors(broker)))
         owned = [runtime.close, broker.close]
-        broker_ping = broker_ping or _broker_probe(broker)
+        broker_ping = broker_ping or broker_probe(broker)
         depths = partial(queue_depths, broker)
     metrics.watch_state(runtime.store, queue_depths=depths)
     probes: dict[str, Probe] = {"database": runtime.store.ping}
@@ -208,11 +208,3 @@ def create_app(
         max_body_size=MAX_BODY_BYTES,
         lifespan=lifespan,
     )
-
-
-def _broker_probe(broker: Any) -> Probe | None:
-    # TODO(pipeline): replace with worker.broker.ping_broker once it exists; only broker.py
-    # should know the brokers' insides. Redis brokers expose their client; others: no probe.
-    client = getattr(broker, "client", None)
-    ping = getattr(client, "ping", None)
-    return ping if callable(ping) else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dramatiq
@@ -144,6 +144,23 @@ def make_broker(
         broker.add_middleware(extra)
     dramatiq.set_broker(broker)
     return broker
+
+
+def broker_probe(broker: dramatiq.Broker) -> Callable[[], None] | None:
+    """The readiness check of `broker`: it returns when the broker answers and raises
+    RetryableError when it does not. None where there is none: RabbitMQ's connections are per
+    thread, so a probe run in a thread pool would open one connection per thread."""
+    if not isinstance(broker, RedisBroker):
+        return None
+    client = broker.client
+
+    def ping() -> None:
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise RetryableError(f"broker unavailable: {type(exc).__name__}") from exc
+
+    return ping
 
 
 def queue_depths(broker: dramatiq.Broker) -> dict[str, int]:
