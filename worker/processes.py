@@ -94,7 +94,7 @@ def run_worker(
     With METRICS_PORT set, `metrics` (a new registry if omitted) is served on
     http://METRICS_HOST:METRICS_PORT/ for Prometheus while the worker runs.
     """
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     metrics = metrics if metrics is not None else RelayMetrics()
     server: MetricsServer | None = None
     broker = make_broker(settings.broker_url)
@@ -200,7 +200,8 @@ def run_scheduler(
         broker.close()
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (call from the main thread)."""
     stop = threading.Event()
 
     def handle(signum: int, frame: object) -> None:

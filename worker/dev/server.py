@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import signal
 import sys
 import threading
 import time
@@ -45,7 +44,13 @@ from worker.dev.embedded_redis import EmbeddedRedis
 from worker.errors import RelayError
 from worker.inbox import INBOX_PATH, WEBHOOK_PATH, Inbox, create_inbox_app, inbox_secrets
 from worker.isograd.environments import IsogradEnvironment
-from worker.processes import CONFIG_ERROR_EXIT, load_settings, scheduler_jobs, start_logging
+from worker.processes import (
+    CONFIG_ERROR_EXIT,
+    load_settings,
+    scheduler_jobs,
+    start_logging,
+    stop_on_signals,
+)
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler, make_scheduler_lock
 from worker.settings import Settings
@@ -105,7 +110,7 @@ def run_dev(
 ) -> int:
     """Run everything until SIGINT/SIGTERM (or `stop` is set), then stop it all; an exit code."""
     started_at = time.monotonic()
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     admin_token_given = bool(environ.get("ADMIN_TOKEN", "").strip())
     settings = load_settings(dev_environ(environ, options), config_path=options.config_path)
     if settings is None:
@@ -308,17 +313,6 @@ class ServerComponent:
         self.server.should_exit = True
         if self._thread.is_alive():
             self._thread.join()
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    return stop
 
 
 def _reachable_host(host: str) -> str:
