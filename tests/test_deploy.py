@@ -9,7 +9,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import httpx2
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from tests.e2e_fixtures import free_port
 from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,13 +48,6 @@ def expand(command: str, environ: dict[str, str]) -> list[str]:
         return environ.get(name) or match.group(2) or ""
 
     return shlex.split(re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", value, command))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

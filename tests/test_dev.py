@@ -20,6 +20,7 @@ import pytest
 import redis
 import structlog
 
+from tests.e2e_fixtures import free_port
 from tests.polling import wait_until
 from worker.demo import DemoError, DemoOptions, run_demo
 from worker.dev import DevStartError
@@ -29,13 +30,6 @@ from worker.dev.server import START_FAILED_EXIT, DevOptions, dev_environ, run_de
 
 INBOX_SECRET = "whsec_zyrpscMQtWeYlVxdjm0ysnN4zbosRW11WEBZLfouaTQ="
 CLI = str(Path(sys.executable).with_name("isograd-relay"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def answers_ready(url: str) -> bool:

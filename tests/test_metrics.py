@@ -18,6 +18,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from tests.e2e_fixtures import free_port
 from tests.edge_fixtures import KEYS, PUBLIC_URL, edge_settings, runtime
 from tests.fakes import FakeClock, FixedRandom, RecordingEnqueuer
 from tests.pipeline_fixtures import (
@@ -94,13 +95,6 @@ def add_delivery(store: SqlStore, subscription_name: str = "hr", pla_tst_id: int
         [subscription_name],
     )
     return deliveries[0].id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- the registry -----------------------------------------------------------------------------
