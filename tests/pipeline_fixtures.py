@@ -18,6 +18,7 @@ from worker.isograd.client import IsogradClient
 from worker.isograd.models import NewCandidate
 from worker.simulator.app import create_simulator_app
 from worker.simulator.state import SimulatorConfig
+from worker.sinks.webhook import WebhookTarget
 from worker.storage.records import Invitation, NewInvitation
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
@@ -34,7 +35,7 @@ SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 def subscription(
     name: str = "hr", url: str = "https://hooks.example/hr", **changes: Any
 ) -> Subscription:
-    return Subscription(name=name, url=url, secrets=(SECRET,), **changes)
+    return Subscription(name=name, kind="webhook", target=WebhookTarget(url, (SECRET,)), **changes)
 
 
 @dataclass

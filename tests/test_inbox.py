@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 from starlette.testclient import TestClient
 
 from worker.inbox import Inbox, create_inbox_app, inbox_secrets
+from worker.sinks.webhook import WebhookTarget
 from worker.subscriptions import Subscription
 
 SECRET = "whsec_zyrpscMQtWeYlVxdjm0ysnN4zbosRW11WEBZLfouaTQ="
@@ -176,7 +177,7 @@ def test_the_empty_page_suggests_the_demo(client: TestClient) -> None:
 
 
 def _subscription(name: str, url: str, secrets: tuple[str, ...]) -> Subscription:
-    return Subscription(name=name, url=url, secrets=secrets)
+    return Subscription(name=name, kind="webhook", target=WebhookTarget(url, secrets))
 
 
 def test_inbox_secrets_are_those_of_subscriptions_pointing_at_the_inbox_on_any_host() -> None:

@@ -39,8 +39,9 @@ from worker.errors import ConfigurationError, RetryableError
 from worker.metrics import CONTENT_TYPE, RelayMetrics, StateCollector
 from worker.pipeline import deliver, process_completion
 from worker.processes import run_worker
-from worker.runtime import Runtime, make_sink
+from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.sinks.registry import make_sink
 from worker.storage.records import DeliveryStatus, NewInvitation, new_id
 from worker.storage.store import SqlStore
 from worker.tokens import callback_url

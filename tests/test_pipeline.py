@@ -39,7 +39,7 @@ from worker.pipeline import (
     premature_recheck_delay,
     process_completion,
 )
-from worker.runtime import make_sink
+from worker.sinks.registry import make_sink
 from worker.storage.records import (
     DeliveryStatus,
     InvitationStatus,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tests.fakes import FixedRandom
 from worker.retries import DEFAULT_SCHEDULE, SVIX_DELAYS, RetrySchedule
+from worker.sinks.webhook import WebhookTarget
 from worker.subscriptions import Subscription
 
 NO_JITTER = FixedRandom(0.5)
@@ -137,7 +138,10 @@ def test_a_custom_schedule_from_a_subscription_tuple_sets_its_attempt_count() ->
 
 def test_a_subscription_schedule_builds_a_retry_schedule() -> None:
     subscription = Subscription(
-        name="crm", url="https://hooks.example.com/", secrets=(), retry_schedule=(1.0, 2.0)
+        name="crm",
+        kind="webhook",
+        target=WebhookTarget("https://hooks.example.com/", ()),
+        retry_schedule=(1.0, 2.0),
     )
 
     schedule = RetrySchedule(subscription.retry_schedule)
@@ -146,7 +150,9 @@ def test_a_subscription_schedule_builds_a_retry_schedule() -> None:
 
 
 def test_a_subscription_defaults_to_the_svix_schedule() -> None:
-    subscription = Subscription(name="crm", url="https://hooks.example.com/", secrets=())
+    subscription = Subscription(
+        name="crm", kind="webhook", target=WebhookTarget("https://hooks.example.com/", ())
+    )
 
     assert RetrySchedule(subscription.retry_schedule) == DEFAULT_SCHEDULE
 

@@ -11,6 +11,7 @@ import pytest
 from worker.errors import ConfigurationError
 from worker.isograd.environments import IsogradEnvironment
 from worker.settings import LogFormat, Settings
+from worker.sinks.webhook import WebhookTarget
 from worker.tokens import CallbackKey
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -234,7 +235,9 @@ def test_subscriptions_come_from_the_named_relay_toml(tmp_path: Path) -> None:
     settings = Settings.from_env(environ)
 
     assert [s.name for s in settings.subscriptions] == ["crm"]
-    assert settings.subscriptions[0].secrets == (WEBHOOK_SECRET,)
+    assert settings.subscriptions[0].target == WebhookTarget(
+        "https://crm.example.com", (WEBHOOK_SECRET,)
+    )
     assert (settings.config_path, settings.config_found) == (str(config), True)
 
 
@@ -300,7 +303,8 @@ def test_the_sample_relay_toml_is_valid_and_targets_the_dev_inbox(tmp_path: Path
     )
 
     (subscription,) = settings.subscriptions
-    assert subscription.url == "http://127.0.0.1:8000/inbox/webhook"
+    assert isinstance(subscription.target, WebhookTarget)
+    assert subscription.target.url == "http://127.0.0.1:8000/inbox/webhook"
 
 
 @pytest.mark.parametrize(

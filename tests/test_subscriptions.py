@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from worker.errors import ConfigurationError
 from worker.retries import SVIX_DELAYS
+from worker.sinks.options import Problems, SinkOptions
+from worker.sinks.webhook import WebhookTarget, webhook_secret_problem
 from worker.subscriptions import (
     Subscription,
-    SubscriptionKind,
     parse_subscriptions,
-    webhook_secret_problem,
 )
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
@@ -62,9 +63,8 @@ disable_after_days = 2
 
     assert subscription == Subscription(
         name="crm-eu_1",
-        kind=SubscriptionKind.WEBHOOK,
-        url="http://127.0.0.1:9000/hook",
-        secrets=(SECRET, OTHER_SECRET),
+        kind="webhook",
+        target=WebhookTarget("http://127.0.0.1:9000/hook", (SECRET, OTHER_SECRET)),
         event_types=frozenset({"assessment.completed"}),
         tst_frm_ids=frozenset({123, 456}),
         sub_com_ids=frozenset({42}),
@@ -79,7 +79,7 @@ def test_omitted_keys_take_their_defaults() -> None:
     (subscription,) = _parse(MINIMAL)
 
     assert subscription == Subscription(
-        name="crm", url="https://crm.example.com/hooks", secrets=(SECRET,)
+        name="crm", kind="webhook", target=WebhookTarget("https://crm.example.com/hooks", (SECRET,))
     )
     assert subscription.event_types == frozenset({"assessment.completed"})
     assert (subscription.tst_frm_ids, subscription.sub_com_ids) == (None, None)
@@ -103,7 +103,7 @@ def test_an_env_reference_is_resolved_from_the_environment() -> None:
 
     (subscription,) = _parse(text, {"CRM_SECRET": OTHER_SECRET})
 
-    assert subscription.secrets == (OTHER_SECRET,)
+    assert subscription.target == WebhookTarget("https://crm.example.com/hooks", (OTHER_SECRET,))
 
 
 def test_an_env_reference_to_an_unset_variable_is_a_problem() -> None:
@@ -241,7 +241,6 @@ timout_seconds = 3
 
     assert problems == [
         "relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: webhook)",
-        "relay.toml: subscriptions[0].url: must be an http(s) URL",
         "relay.toml: subscriptions[1]: unknown key 'timout_seconds'"
         " (did you mean 'timeout_seconds'?)",
         "relay.toml: subscriptions[1].secrets[0]: environment variable MISSING is not set",
@@ -281,14 +280,14 @@ def test_secrets_stay_out_of_the_repr() -> None:
 def test_the_url_stays_out_of_the_repr_because_chat_webhook_urls_carry_a_secret() -> None:
     (subscription,) = _parse(MINIMAL)
 
-    assert subscription.url not in repr(subscription)
+    assert "crm.example.com" not in repr(subscription)
     assert subscription.name in repr(subscription)
 
 
 FILTERED = Subscription(
     name="f",
-    url="https://example.com",
-    secrets=(SECRET,),
+    kind="webhook",
+    target=WebhookTarget("https://example.com", (SECRET,)),
     tst_frm_ids=frozenset({1, 2}),
     sub_com_ids=frozenset({7}),
 )
@@ -311,14 +310,54 @@ def test_matching_applies_the_event_type_and_both_filters(
 
 
 def test_a_subscription_without_filters_matches_every_test_and_account() -> None:
-    subscription = Subscription(name="all", url="https://example.com", secrets=(SECRET,))
+    subscription = Subscription(
+        name="all", kind="webhook", target=WebhookTarget("https://example.com", (SECRET,))
+    )
 
     assert subscription.matches("assessment.completed", 99, None)
 
 
 def test_a_disabled_subscription_matches_nothing() -> None:
     subscription = Subscription(
-        name="off", url="https://example.com", secrets=(SECRET,), enabled=False
+        name="off",
+        kind="webhook",
+        target=WebhookTarget("https://example.com", (SECRET,)),
+        enabled=False,
     )
 
     assert not subscription.matches("assessment.completed", 1, None)
+
+
+def test_a_file_reference_reads_key_material_relative_to_the_config_folder(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "secret.txt").write_text(f"{SECRET}\n")
+    table = {"key": "file:secret.txt"}
+    options = SinkOptions(
+        table, Problems("relay.toml: subscriptions[0]"), environ={}, base_dir=tmp_path
+    )
+
+    assert options.secret("key", files=True) == SECRET
+    assert options.problems.found == []
+
+
+def test_a_missing_file_reference_is_a_problem_naming_the_key_not_the_contents(
+    tmp_path: Path,
+) -> None:
+    options = SinkOptions(
+        {"key": "file:absent.pem"},
+        Problems("relay.toml: subscriptions[0]"),
+        environ={},
+        base_dir=tmp_path,
+    )
+
+    assert options.secret("key", files=True) is None
+    (problem,) = options.problems.found
+    assert problem.startswith("relay.toml: subscriptions[0].key: cannot read ")
+    assert "absent.pem" in problem
+
+
+def test_file_references_are_only_read_where_a_kind_allows_key_material() -> None:
+    options = SinkOptions({"key": "file:/etc/passwd"}, Problems("x"), environ={})
+
+    assert options.secret("key") == "file:/etc/passwd"

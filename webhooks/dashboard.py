@@ -306,9 +306,7 @@ def _subscription_rows(
 ) -> list[SubscriptionRow]:
     by_name = {state.name: state for state in states}
     rows = [
-        SubscriptionRow(
-            s.name, urlsplit(s.url).hostname, by_name.get(s.name, SubscriptionState(s.name))
-        )
+        SubscriptionRow(s.name, s.target.describe(), by_name.get(s.name, SubscriptionState(s.name)))
         for s in configured
     ]
     names = {s.name for s in configured}

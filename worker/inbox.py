@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from worker.sinks.webhook import WebhookTarget
 from worker.subscriptions import Subscription
 
 log = structlog.get_logger(__name__)
@@ -124,8 +125,9 @@ def inbox_secrets(
     """The secrets of every subscription whose URL's path is the inbox's (any host)."""
     found: list[str] = []
     for subscription in subscriptions:
-        if urlsplit(subscription.url).path.rstrip("/") == path:
-            found.extend(subscription.secrets)
+        target = subscription.target
+        if isinstance(target, WebhookTarget) and urlsplit(target.url).path.rstrip("/") == path:
+            found.extend(target.secrets)
     return list(dict.fromkeys(found))
 
 

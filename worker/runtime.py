@@ -15,9 +15,9 @@ from worker.metrics import RelayMetrics
 from worker.retries import RetrySchedule
 from worker.settings import Settings
 from worker.sinks.base import Sink
-from worker.sinks.webhook import WebhookSink
+from worker.sinks.registry import make_sink
 from worker.storage.store import SqlStore
-from worker.subscriptions import Subscription, SubscriptionKind
+from worker.subscriptions import Subscription
 
 Clock = Callable[[], datetime]  # the current time, timezone-aware (UTC); same seam as SqlStore's
 
@@ -131,16 +131,3 @@ class Runtime:
         self.http.close()
         self.client.close()
         self.store.close()
-
-
-def make_sink(subscription: Subscription, http: httpx2.Client) -> Sink:
-    """The sink for one subscription, on the shared HTTP client."""
-    match subscription.kind:
-        case SubscriptionKind.WEBHOOK:
-            return WebhookSink(
-                subscription.url,
-                subscription.secrets,
-                client=http,
-                timeout=subscription.timeout_seconds,
-                name=subscription.name,
-            )

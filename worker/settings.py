@@ -62,7 +62,6 @@ from urllib.parse import urlsplit
 from worker.errors import ConfigurationError
 from worker.isograd.environments import IsogradEnvironment, isograd_urls
 from worker.subscriptions import (
-    WEBHOOK_SECRET_PREFIX,
     Subscription,
     is_http_url,
     parse_subscriptions,
@@ -269,8 +268,7 @@ class Settings:
         candidates = [self.isograd_client_secret, self.admin_token, self.metrics_token]
         candidates += [key.secret.decode(errors="replace") for key in self.callback_keys]
         for subscription in self.subscriptions:
-            for secret in subscription.secrets:
-                candidates += [secret, secret.removeprefix(WEBHOOK_SECRET_PREFIX)]
+            candidates += subscription.target.secret_values()
         for url in (self.database_url, self.broker_url):
             candidates.append(_url_password(url))
         found = [value for value in candidates if value and len(value) >= MIN_REDACTED_LENGTH]
@@ -421,7 +419,12 @@ def _load_subscriptions(
         problems.append(f"{path}: invalid TOML: {exc}")
         return (), True
     try:
-        return parse_subscriptions(document, environ, source=path), True
+        return (
+            parse_subscriptions(
+                document, environ, source=path, base_dir=Path(path).resolve().parent
+            ),
+            True,
+        )
     except ConfigurationError as exc:
         problems.extend(exc.problems)
         return (), True

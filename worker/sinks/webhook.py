@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx2
@@ -22,6 +26,10 @@ from worker.sinks.base import (
     AttemptResult,
     EventEnvelope,
 )
+from worker.sinks.options import ENV_PREFIX, SinkOptions
+
+if TYPE_CHECKING:
+    from worker.sinks.registry import SinkContext
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +40,92 @@ DEFAULT_TIMEOUT_SECONDS = (
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_ERROR_CHARS = 200
 _DELTA_SECONDS = re.compile(r"[0-9]+")
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+# Standard Webhooks: a symmetric secret is random, at least 24 bytes and at most 64 (512 bits).
+# https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
+MIN_SECRET_BYTES = 24
+MAX_SECRET_BYTES = 64
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+KEYS = frozenset({"url", "secrets"})
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """A webhook subscription's settings: the receiver's URL and the resolved whsec_ secrets."""
+
+    url: str = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+
+    def describe(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(
+            value
+            for secret in self.secrets
+            for value in (secret, secret.removeprefix(WEBHOOK_SECRET_PREFIX))
+        )
+
+
+def parse_target(options: SinkOptions) -> WebhookTarget | None:
+    """`url` and `secrets` ("whsec_..." or "env:NAME"; several = rotation) of a webhook."""
+    url = options.url("url")
+    secrets = _secrets(options)
+    if url is None or secrets is None:
+        return None
+    return WebhookTarget(url, secrets)
+
+
+def build_sink(target: WebhookTarget, context: SinkContext) -> WebhookSink:
+    return WebhookSink(
+        target.url, target.secrets, client=context.http, timeout=context.timeout, name=context.name
+    )
+
+
+def _secrets(options: SinkOptions) -> tuple[str, ...] | None:
+    values = options.table.get("secrets")
+    if values is None:
+        options.problem("secrets", "is required (a list of 'whsec_...' or 'env:NAME')")
+        return None
+    if not isinstance(values, list) or not values:
+        options.problem("secrets", "must be a non-empty list of 'whsec_...' or 'env:NAME'")
+        return None
+    resolved: list[str] = []
+    for index, value in enumerate(values):
+        key = f"secrets[{index}]"
+        if not isinstance(value, str):
+            options.problem(key, "must be a string")
+            continue
+        secret = options.resolve(key, value)
+        if secret is None:
+            continue
+        if value.startswith(ENV_PREFIX):
+            key = f"{key} ({value})"
+        problem = webhook_secret_problem(secret)
+        if problem is not None:
+            options.problem(key, problem)
+            continue
+        resolved.append(secret)
+    return tuple(resolved) if len(resolved) == len(values) else None
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """Why `secret` is not a usable "whsec_<base64>" secret, or None when it is."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return f"must start with {WEBHOOK_SECRET_PREFIX!r}"
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    if not _BASE64.fullmatch(encoded):
+        return f"must be {WEBHOOK_SECRET_PREFIX!r} followed by base64"
+    try:
+        # standardwebhooks accepts unpadded base64 too: pad before decoding, as it does.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return f"must be {WEBHOOK_SECRET_PREFIX!r} followed by base64"
+    if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
+        return f"must decode to {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {len(key)}"
+    return None
 
 
 class WebhookSink:
