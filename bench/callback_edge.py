@@ -220,8 +220,8 @@ def settled_count(redis_url: str) -> int:
 
 def measure_sends(redis_url: str, count: int = 2000) -> float:
     """Microseconds per process_completion send, one thread, no HTTP: the enqueue's own cost."""
-    from worker.actors import DramatiqEnqueuer, declare_actors
     from worker.broker import make_broker
+    from worker.jobs.actors import DramatiqEnqueuer, declare_actors
 
     broker = make_broker(redis_url)
     try:

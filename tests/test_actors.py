@@ -24,7 +24,9 @@ from tests.pipeline_fixtures import (
     subscription,
 )
 from tests.receiver import RecordingReceiver
-from worker.actors import (
+from worker.broker import make_broker
+from worker.errors import IsogradUnavailableError
+from worker.jobs.actors import (
     COMPLETIONS_QUEUE,
     DELIVERIES_QUEUE,
     DramatiqEnqueuer,
@@ -33,8 +35,6 @@ from worker.actors import (
     declare_actors,
     runtime_of,
 )
-from worker.broker import make_broker
-from worker.errors import IsogradUnavailableError
 from worker.metrics import RelayMetrics
 from worker.runtime import Runtime
 from worker.settings import Settings

@@ -21,7 +21,7 @@ from sqlalchemy import inspect
 from tests.fakes import RecordingEnqueuer
 from tests.simulator_fixtures import CLIENT_ID, CLIENT_SECRET, ServedSimulator
 from worker import cli, processes
-from worker.admin import ReplayOutcome, broker_enqueuer, replay_delivery, replay_failed
+from worker.replay import ReplayOutcome, broker_enqueuer, replay_delivery, replay_failed
 from worker.storage.records import Delivery, DeliveryStatus
 from worker.storage.store import SqlStore, utc_now
 
@@ -510,7 +510,7 @@ def test_a_delivery_being_delivered_is_not_replayed(store: SqlStore) -> None:
 def test_replay_failed_takes_every_failed_delivery_beyond_one_batch(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("worker.admin.REPLAY_BATCH", 2)
+    monkeypatch.setattr("worker.replay.REPLAY_BATCH", 2)
     failed = [seed_deliveries(store, "crm", pla_tst_id=5_000_000 + n)[0] for n in range(5)]
     for delivery in failed:
         store.mark_failed(delivery.id, "HTTP 500")
@@ -576,7 +576,7 @@ def test_include_cancelled_needs_all_failed(
 def test_replay_failed_with_cancelled_takes_every_one_beyond_one_batch(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("worker.admin.REPLAY_BATCH", 2)
+    monkeypatch.setattr("worker.replay.REPLAY_BATCH", 2)
     deliveries = [seed_deliveries(store, "crm", pla_tst_id=5_000_000 + n)[0] for n in range(5)]
     for n, delivery in enumerate(deliveries):
         if n % 2:

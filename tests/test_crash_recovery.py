@@ -20,10 +20,10 @@ from tests.fakes import FakeClock, FakeSink, FixedRandom, RecordingEnqueuer
 from tests.pipeline_fixtures import subscription
 from tests.polling import wait_until as wait_for
 from worker.broker import make_broker
-from worker.pipeline import DeliveryResult, deliver
+from worker.jobs.deliveries import DeliveryResult, deliver
+from worker.scheduler.sweeper import DEFAULT_GRACE, Sweeper
 from worker.storage.records import DeliveryStatus, NewInvitation
 from worker.storage.store import DEFAULT_LEASE, SqlStore
-from worker.sweeper import DEFAULT_GRACE, Sweeper
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUN_DEADLINE = 60.0

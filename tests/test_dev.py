@@ -22,10 +22,10 @@ import structlog
 
 from tests.e2e_fixtures import free_port
 from tests.polling import wait_until
-from worker.demo import DemoError, DemoOptions, run_demo
 from worker.dev import DevStartError
-from worker.dev.admin_token import ensure_admin_token, read_admin_token
+from worker.dev.demo import DemoError, DemoOptions, run_demo
 from worker.dev.embedded_redis import EmbeddedRedis
+from worker.dev.keys import ensure_admin_token, read_admin_token
 from worker.dev.server import START_FAILED_EXIT, DevOptions, dev_environ, run_dev
 
 INBOX_SECRET = "whsec_zyrpscMQtWeYlVxdjm0ysnN4zbosRW11WEBZLfouaTQ="

@@ -28,7 +28,7 @@ from worker.events import (
 )
 from worker.grades import convert_grade
 from worker.isograd.models import AssessmentResult, ResultDetails, SkillResult
-from worker.pipeline import process_completion
+from worker.jobs.completions import process_completion
 from worker.storage.records import Invitation, InvitationSource, InvitationStatus
 from worker.storage.store import SqlStore
 

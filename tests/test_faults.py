@@ -19,8 +19,8 @@ from tests.fault_fixtures import (
     redis_server_available,
     run_fault_suite,
 )
-from worker.actors import DELIVERY_TIME_LIMIT_MS
 from worker.errors import ConfigurationError
+from worker.jobs.actors import DELIVERY_TIME_LIMIT_MS
 from worker.settings import DELIVER_TIME_LIMIT_SECONDS, Settings
 
 CI_COMPLETIONS = 200

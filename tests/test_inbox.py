@@ -10,7 +10,7 @@ import pytest
 from standardwebhooks import Webhook
 from starlette.testclient import TestClient
 
-from worker.inbox import Inbox, create_inbox_app, inbox_secrets
+from worker.dev.inbox import Inbox, create_inbox_app, inbox_secrets
 from worker.sinks.webhook import WebhookTarget
 from worker.subscriptions import Subscription
 

@@ -33,12 +33,13 @@ from tests.pipeline_fixtures import (
     subscription,
 )
 from webhooks.app import create_app
-from worker.actors import DramatiqEnqueuer, declare_actors
 from worker.broker import make_broker, queue_depths
 from worker.errors import ConfigurationError, RetryableError
+from worker.jobs.actors import DramatiqEnqueuer, declare_actors
+from worker.jobs.completions import process_completion
+from worker.jobs.deliveries import deliver
+from worker.jobs.process import run_worker
 from worker.metrics import CONTENT_TYPE, RelayMetrics, StateCollector
-from worker.pipeline import deliver, process_completion
-from worker.processes import run_worker
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.sinks.registry import make_sink

@@ -29,16 +29,14 @@ from worker.errors import RetryableError
 from worker.events import build_completion_event
 from worker.grades import convert_grade
 from worker.isograd.models import AssessmentResult, ResultDetails
-from worker.pipeline import (
+from worker.jobs.completions import (
     CompletionOutcome,
     CompletionResult,
-    DeliveryOutcome,
-    DeliveryResult,
-    deliver,
     marking_pending_delay,
     premature_recheck_delay,
     process_completion,
 )
+from worker.jobs.deliveries import DeliveryOutcome, DeliveryResult, deliver
 from worker.sinks.registry import make_sink
 from worker.storage.records import (
     DeliveryStatus,

@@ -1,10 +1,10 @@
-"""Tests of worker.progress: the progress line on a terminal and in a log."""
+"""Tests of worker.cli.progress: the progress line on a terminal and in a log."""
 
 from __future__ import annotations
 
 import io
 
-from worker.progress import Progress
+from worker.cli.progress import Progress
 
 
 class Stream(io.StringIO):

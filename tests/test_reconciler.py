@@ -26,8 +26,8 @@ from tests.pipeline_fixtures import (
 )
 from worker.invitations import InvalidInvitationError
 from worker.isograd.models import NewCandidate
-from worker.pipeline import CompletionResult, process_completion
-from worker.reconciler import (
+from worker.jobs.completions import CompletionResult, process_completion
+from worker.scheduler.reconciler import (
     COMPLETED_RECHECK,
     ReconcileReport,
     ReconcileSchedule,

@@ -18,16 +18,10 @@ from sqlalchemy import create_engine
 
 from tests.fakes import RecordingEnqueuer
 from tests.polling import wait_until as wait_for
-from worker.processes import scheduler_jobs
 from worker.runtime import Runtime
-from worker.scheduler import (
-    FileLock,
-    PeriodicJob,
-    PostgresAdvisoryLock,
-    RedisLock,
-    Scheduler,
-    make_scheduler_lock,
-)
+from worker.scheduler import PeriodicJob, Scheduler
+from worker.scheduler.locks import FileLock, PostgresAdvisoryLock, RedisLock, make_scheduler_lock
+from worker.scheduler.process import scheduler_jobs
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,10 +11,10 @@ from structlog.testing import capture_logs
 
 from tests.fakes import FakeClock, FakeSink, FixedRandom, RecordingEnqueuer
 from tests.pipeline_fixtures import subscription
-from worker.pipeline import DeliveryResult, deliver
+from worker.jobs.deliveries import DeliveryResult, deliver
+from worker.scheduler.sweeper import DEFAULT_GRACE, Sweeper
 from worker.storage.records import DeliveryStatus, InvitationStatus, NewInvitation
 from worker.storage.store import SqlStore
-from worker.sweeper import DEFAULT_GRACE, Sweeper
 
 GRACE = DEFAULT_GRACE.total_seconds()
 PAYLOAD = {"type": "assessment.completed", "timestamp": "2026-11-27T10:15:00Z", "data": {}}

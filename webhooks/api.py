@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from webhooks.auth import BearerAuthMiddleware
-from worker.admin import ReplayOutcome, replay_delivery
 from worker.invitations import (
     FIRST_CHECK_AFTER,
     InvalidInvitationError,
@@ -27,6 +26,7 @@ from worker.invitations import (
     create_invitation,
     validate_invitation_request,
 )
+from worker.replay import ReplayOutcome, replay_delivery
 from worker.storage.records import Attempt, Delivery, DeliveryStatus, Event, Invitation
 from worker.tokens import CallbackKey
 from worker.watch import validate_watch_request, watch_assessment

@@ -21,7 +21,6 @@ from webhooks.dashboard import dashboard_routes
 from webhooks.health import Probe, health_routes
 from webhooks.metrics import metrics_routes
 from webhooks.openapi import openapi_routes
-from worker.actors import DramatiqEnqueuer, declare_actors
 from worker.broker import broker_probe, make_broker, queue_depths
 from worker.errors import (
     CallbackRejectedError,
@@ -32,6 +31,7 @@ from worker.errors import (
 )
 from worker.invitations import InvalidInvitationError
 from worker.isograd.errors import IsogradAuthError
+from worker.jobs.actors import DramatiqEnqueuer, declare_actors
 from worker.metrics import RelayMetrics
 from worker.runtime import Runtime
 from worker.settings import Settings

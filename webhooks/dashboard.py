@@ -37,7 +37,7 @@ from webhooks.sessions import (
     read_session,
     token_matches,
 )
-from worker.admin import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
+from worker.replay import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
 from worker.storage.records import (
     Attempt,
     Delivery,

@@ -33,6 +33,7 @@ from typing import TextIO
 
 import structlog
 
+from worker.cli.progress import Progress
 from worker.errors import IsogradApiError, PermanentError, RelayError
 from worker.invitations import (
     FIRST_CHECK_AFTER,
@@ -43,7 +44,6 @@ from worker.invitations import (
     validate_invitation_request,
 )
 from worker.isograd.client import IsogradClient
-from worker.progress import Progress
 from worker.settings import Settings
 from worker.storage.store import SqlStore
 from worker.tokens import CallbackKey

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from collections.abc import Mapping
+from datetime import timedelta
 
 import httpx2
 
+from worker.clock import Clock, utc_now
 from worker.isograd.client import IsogradClient
+from worker.jobs import Enqueuer
 from worker.metrics import RelayMetrics
 from worker.retries import RetrySchedule
 from worker.settings import Settings
@@ -19,30 +20,9 @@ from worker.sinks.registry import make_sink
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
 
-Clock = Callable[[], datetime]  # the current time, timezone-aware (UTC); same seam as SqlStore's
-
 # One pool for every sink: deliveries run in the worker's threads, and DESIGN §6 measured a
 # shared sync client as the fast option. Sized above the usual thread count.
 SINK_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=32)
-
-
-class Enqueuer(Protocol):
-    """Asks for a job to run later; the broker behind it is transport, SQL holds the truth.
-
-    `delay_seconds` is the least time before the job runs. `recheck` counts how many times a
-    completion has already been re-checked without being confirmed (0 for a callback or the
-    reconciler); it only picks the next wait, the job is still keyed by the invitation id.
-    """
-
-    def completion(
-        self, invitation_id: str, *, delay_seconds: float = 0.0, recheck: int = 0
-    ) -> None: ...
-
-    def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None: ...
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Runtime:

@@ -89,7 +89,7 @@ DEFAULT_RECONCILE_INTERVAL_SECONDS = 60.0
 DEFAULT_SWEEP_INTERVAL_SECONDS = 60.0
 DEFAULT_SWEEP_GRACE_SECONDS = 300.0
 DEFAULT_DELIVERY_LEASE_SECONDS = 600.0
-# worker.actors.DELIVERY_TIME_LIMIT_MS in seconds (tests/test_settings.py keeps them equal): a
+# worker.jobs.actors.DELIVERY_TIME_LIMIT_MS in seconds (tests/test_settings.py keeps them equal): a
 # lease shorter than that lets a stuck attempt's delivery be claimed again while it runs.
 DELIVER_TIME_LIMIT_SECONDS = 360.0
 

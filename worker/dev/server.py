@@ -36,23 +36,19 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from worker.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, start_worker
 from worker.broker import make_broker
 from worker.dev import DevStartError
-from worker.dev.admin_token import admin_token_path, ensure_admin_token
 from worker.dev.embedded_redis import EmbeddedRedis
+from worker.dev.inbox import INBOX_PATH, WEBHOOK_PATH, Inbox, create_inbox_app, inbox_secrets
+from worker.dev.keys import admin_token_path, ensure_admin_token
 from worker.errors import RelayError
-from worker.inbox import INBOX_PATH, WEBHOOK_PATH, Inbox, create_inbox_app, inbox_secrets
 from worker.isograd.environments import IsogradEnvironment
-from worker.processes import (
-    CONFIG_ERROR_EXIT,
-    load_settings,
-    scheduler_jobs,
-    start_logging,
-    stop_on_signals,
-)
+from worker.jobs.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, start_worker
+from worker.processes import CONFIG_ERROR_EXIT, load_settings, start_logging, stop_on_signals
 from worker.runtime import Runtime
-from worker.scheduler import Scheduler, make_scheduler_lock
+from worker.scheduler import Scheduler
+from worker.scheduler.locks import make_scheduler_lock
+from worker.scheduler.process import scheduler_jobs
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

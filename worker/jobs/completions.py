@@ -1,21 +1,22 @@
 """The pipeline: confirm a completion and store its event, then deliver it, one attempt per job.
 
-Plain functions taking their collaborators as keyword arguments; worker.actors wraps them in
+Plain functions taking their collaborators as keyword arguments; worker.jobs.actors wraps them in
 Dramatiq actors. Both are keyed by a row id and safe to run twice (DESIGN §2).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
 import structlog
 
-from worker.events import ASSESSMENT_COMPLETED, build_completion_event, envelope_from_payload
+from worker.clock import Clock
+from worker.events import ASSESSMENT_COMPLETED, build_completion_event
 from worker.grades import convert_grade
 from worker.isograd.errors import (
     AssessmentNotFinishedError,
@@ -27,13 +28,9 @@ from worker.isograd.models import (
     AssessmentStatus,
     ResultDetails,
 )
+from worker.jobs import Enqueuer
 from worker.metrics import RelayMetrics
-from worker.retries import RandomSource, RetrySchedule
-from worker.runtime import Clock, Enqueuer
-from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
 from worker.storage.records import (
-    AttemptRecord,
-    Delivery,
     Invitation,
     InvitationStatus,
     new_id,
@@ -103,23 +100,6 @@ class CompletionOutcome:
     event_id: str | None = None
     enqueued: tuple[str, ...] = ()  # delivery ids enqueued by this run
     recheck_in: float | None = None  # seconds until the next status check, if one was enqueued
-
-
-class DeliveryResult(StrEnum):
-    DELIVERED = "delivered"
-    RETRY_SCHEDULED = "retry_scheduled"
-    FAILED = "failed"
-    SUBSCRIPTION_DISABLED = "subscription_disabled"  # 410 Gone, or failing for too long
-    CANCELLED = "cancelled"  # subscription disabled or removed, event purged: nothing sent
-    NOTHING_TO_DO = "nothing_to_do"  # delivered, finished, not due or being delivered
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    result: DeliveryResult
-    attempt: int | None = None  # the attempt's number over the delivery's life
-    status_code: int | None = None
-    next_attempt_in: float | None = None
 
 
 def process_completion(
@@ -383,184 +363,3 @@ def _pdf_url(
     except NotAnAssessmentError:
         # Act 6 error 601: only assessments have a PDF report; the event says so with null.
         return None
-
-
-def deliver(
-    delivery_id: str,
-    *,
-    store: SqlStore,
-    subscriptions: Mapping[str, Subscription],
-    sink_for: Callable[[Subscription], Sink],
-    enqueuer: Enqueuer,
-    clock: Clock,
-    rng: RandomSource,
-    schedule_for: Callable[[Subscription], RetrySchedule] | None = None,
-    metrics: RelayMetrics | None = None,
-) -> DeliveryOutcome:
-    """Make one attempt at one delivery and record what happened.
-
-    Safe to run twice: the delivery is claimed first (atomically), so a delivered, finished, not
-    yet due or in-flight delivery is left alone and nothing is sent. A retry is written to SQL
-    (`next_attempt_at`) and enqueued with its delay; if that message is lost the sweeper finds
-    the row. Retries follow the subscription's schedule; Dramatiq's own retries are only for
-    unexpected errors (a database outage, a bug). `metrics` counts runs that return, by result,
-    and times the attempt.
-    """
-    outcome = _attempt_delivery(
-        delivery_id,
-        store=store,
-        subscriptions=subscriptions,
-        sink_for=sink_for,
-        enqueuer=enqueuer,
-        clock=clock,
-        rng=rng,
-        schedule_for=schedule_for,
-        metrics=metrics,
-    )
-    if metrics is not None:
-        metrics.record_delivery(outcome.result)
-    return outcome
-
-
-def _attempt_delivery(
-    delivery_id: str,
-    *,
-    store: SqlStore,
-    subscriptions: Mapping[str, Subscription],
-    sink_for: Callable[[Subscription], Sink],
-    enqueuer: Enqueuer,
-    clock: Clock,
-    rng: RandomSource,
-    schedule_for: Callable[[Subscription], RetrySchedule] | None,
-    metrics: RelayMetrics | None,
-) -> DeliveryOutcome:
-    now = clock()
-    delivery = store.claim_delivery(delivery_id, now)
-    if delivery is None:
-        log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
-        return DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
-    subscription = subscriptions.get(delivery.subscription)
-    if subscription is None or not subscription.enabled:
-        return _cancel(store, delivery, "subscription_not_configured", now)
-    if store.subscription_state(subscription.name).disabled:
-        return _cancel(store, delivery, "subscription_disabled", now)
-    event = store.get_event(delivery.event_id)
-    if event is None or event.purged_at is not None:
-        return _cancel(store, delivery, "event_purged", now)
-
-    envelope = envelope_from_payload(event.id, event.payload)
-    sink = sink_for(subscription)
-    attempt_at = clock()
-    result = sink.send(envelope, attempt_at=attempt_at)
-    if metrics is not None:
-        metrics.record_attempt(subscription.name, result.outcome, result.duration_ms / 1000)
-    attempt = store.record_attempt(delivery.id, _attempt_record(result, attempt_at))
-    done_at = clock()
-
-    next_attempt_in: float | None = None
-    match result.outcome:
-        case AttemptOutcome.DELIVERED:
-            store.mark_delivered(delivery.id, done_at)
-            store.record_subscription_success(subscription.name, done_at)
-            outcome = DeliveryResult.DELIVERED
-        case AttemptOutcome.RETRY:
-            schedule = (schedule_for or _schedule)(subscription)
-            next_attempt_in = schedule.next_delay(
-                delivery.attempt_count + 1,
-                retry_after=result.retry_after,
-                status_code=result.status_code,
-                timed_out=result.timed_out,
-                rng=rng,
-            )
-            if next_attempt_in is None:
-                store.mark_failed(delivery.id, _error(result, "retries exhausted"), done_at)
-                outcome = DeliveryResult.FAILED
-            else:
-                store.schedule_retry(
-                    delivery.id,
-                    done_at + timedelta(seconds=next_attempt_in),
-                    _error(result),
-                    done_at,
-                )
-                enqueuer.delivery(delivery.id, delay_seconds=next_attempt_in)
-                outcome = DeliveryResult.RETRY_SCHEDULED
-        case AttemptOutcome.FAILED:
-            store.mark_failed(delivery.id, _error(result), done_at)
-            outcome = DeliveryResult.FAILED
-        case AttemptOutcome.GONE:
-            store.mark_failed(delivery.id, _error(result, "410 Gone"), done_at)
-            _disable(store, subscription, "target answered 410 Gone", done_at)
-            outcome = DeliveryResult.SUBSCRIPTION_DISABLED
-
-    if result.outcome in (AttemptOutcome.RETRY, AttemptOutcome.FAILED):
-        state = store.record_subscription_failure(subscription.name, done_at)
-        failing_for = done_at - (state.failing_since or done_at)
-        if failing_for >= timedelta(days=subscription.disable_after_days):
-            _disable(
-                store,
-                subscription,
-                f"failing continuously for {subscription.disable_after_days:g} days",
-                done_at,
-            )
-            outcome = DeliveryResult.SUBSCRIPTION_DISABLED
-
-    log.info(
-        "delivery_attempt",
-        delivery_id=delivery.id,
-        event_id=event.id,
-        subscription=subscription.name,
-        attempt=attempt.number,
-        status=result.status_code,
-        outcome=result.outcome.value,
-        result=outcome.value,
-        duration_ms=round(result.duration_ms),
-        next_attempt_in=None if next_attempt_in is None else round(next_attempt_in, 1),
-    )
-    return DeliveryOutcome(
-        outcome,
-        attempt=attempt.number,
-        status_code=result.status_code,
-        next_attempt_in=next_attempt_in,
-    )
-
-
-def _schedule(subscription: Subscription) -> RetrySchedule:
-    return RetrySchedule(subscription.retry_schedule)
-
-
-def _cancel(store: SqlStore, delivery: Delivery, reason: str, now: datetime) -> DeliveryOutcome:
-    store.cancel_delivery(delivery.id, reason, now)
-    log.info(
-        "delivery_cancelled",
-        delivery_id=delivery.id,
-        subscription=delivery.subscription,
-        reason=reason,
-    )
-    return DeliveryOutcome(DeliveryResult.CANCELLED)
-
-
-def _disable(store: SqlStore, subscription: Subscription, reason: str, now: datetime) -> None:
-    before = store.subscription_state(subscription.name)
-    store.disable_subscription(subscription.name, reason, now)
-    if not before.disabled:
-        log.warning("subscription_disabled", subscription=subscription.name, reason=reason)
-
-
-def _attempt_record(result: AttemptResult, started_at: datetime) -> AttemptRecord:
-    return AttemptRecord(
-        started_at=started_at,
-        duration_ms=round(result.duration_ms),
-        outcome=result.outcome,
-        status_code=result.status_code,
-        error=result.error,
-        response_body=result.response_body or None,
-    )
-
-
-def _error(result: AttemptResult, prefix: str | None = None) -> str:
-    parts = [prefix] if prefix else []
-    if result.status_code is not None:
-        parts.append(f"HTTP {result.status_code}")
-    if result.error:
-        parts.append(result.error)
-    return "; ".join(parts) or result.outcome.value

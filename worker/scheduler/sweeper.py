@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from worker.runtime import Clock, Enqueuer
+from worker.clock import Clock
+from worker.jobs import Enqueuer
 from worker.storage.records import CallbackReceipt, Invitation, InvitationStatus
 from worker.storage.store import SqlStore
 

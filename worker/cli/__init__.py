@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.jobs.process import run_worker
 from worker.processes import (
     CONFIG_ERROR_EXIT,
     check_config,
     load_settings,
     run_migrate,
-    run_worker,
     start_logging,
 )
 from worker.settings import Settings
@@ -50,7 +50,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
-    from worker.processes import run_scheduler
+    from worker.scheduler.process import run_scheduler
 
     settings = _settings(args)
     if settings is None:
@@ -168,8 +168,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import DemoError, DemoOptions, run_demo
-    from worker.dev.admin_token import read_admin_token
+    from worker.dev.demo import DemoError, DemoOptions, run_demo
+    from worker.dev.keys import read_admin_token
 
     var_dir = os.environ.get("VAR_DIR", "").strip() or "var"
     token = os.environ.get("ADMIN_TOKEN", "").strip() or read_admin_token(var_dir)
@@ -240,7 +240,7 @@ def _cmd_invite(args: argparse.Namespace) -> int:
 
 
 def _cmd_deliveries(args: argparse.Namespace) -> int:
-    from worker.admin import run_deliveries_command
+    from worker.cli.deliveries import run_deliveries_command
     from worker.storage.records import DeliveryStatus
     from worker.storage.store import SqlStore
 
@@ -264,7 +264,8 @@ def _cmd_deliveries(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from worker.admin import broker_enqueuer, run_replay_command
+    from worker.cli.deliveries import run_replay_command
+    from worker.replay import broker_enqueuer
     from worker.storage.store import SqlStore
 
     if bool(args.delivery_ids) == args.all_failed:
@@ -454,7 +455,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The actors: thin Dramatiq wrappers that run the pipeline's functions with the process runtime.
+"""The actors: thin Dramatiq wrappers that run the jobs' plain functions with the process runtime.
 
 Actors are declared on a given broker by `declare_actors` (not at import time), so the web
 process, the worker and each test choose their broker explicitly. In a worker the collaborators
@@ -16,8 +16,9 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
-from worker import pipeline
 from worker.errors import PermanentError, RetryableError
+from worker.jobs.completions import process_completion as run_completion
+from worker.jobs.deliveries import deliver as run_delivery
 from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -50,7 +51,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
     """Declare the relay's actors on `broker` (once per broker)."""
 
     def process_completion(invitation_id: str, recheck: int = 0) -> None:
-        """Confirm a completion (act 10) and store its event; see pipeline.process_completion.
+        """Confirm a completion (act 10) and store its event; see worker.jobs.completions.
 
         Queue "completions". Idempotency key: the invitation id (a second run for a completed
         invitation asks nothing and creates nothing). Dramatiq retries only transient errors
@@ -60,7 +61,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         """
         runtime = runtime_of(broker)
         with _transient_as_retry():
-            pipeline.process_completion(
+            run_completion(
                 invitation_id,
                 store=runtime.store,
                 client=runtime.client,
@@ -72,7 +73,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
             )
 
     def deliver(delivery_id: str) -> None:
-        """Make one attempt at a delivery; see pipeline.deliver.
+        """Make one attempt at a delivery; see worker.jobs.deliveries.
 
         Queue "deliveries". Idempotency key: the delivery id (the row is claimed first, so a
         delivered or in-flight delivery is never sent again). The retry schedule lives in SQL and
@@ -81,7 +82,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         """
         runtime = runtime_of(broker)
         with _transient_as_retry():
-            pipeline.deliver(
+            run_delivery(
                 delivery_id,
                 store=runtime.store,
                 subscriptions=runtime.subscriptions_by_name,

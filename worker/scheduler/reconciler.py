@@ -19,10 +19,11 @@ from typing import Protocol
 
 import structlog
 
+from worker.clock import Clock
 from worker.errors import PermanentError, RetryableError
 from worker.isograd.errors import AssessmentNotFoundError, IsogradAuthError
 from worker.isograd.models import AssessmentStatus
-from worker.runtime import Clock, Enqueuer
+from worker.jobs import Enqueuer
 from worker.storage.records import Invitation, InvitationStatus
 from worker.storage.store import SqlStore
 

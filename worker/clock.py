@@ -1,0 +1,12 @@
+"""The clock seam: the current time, timezone-aware (UTC)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]  # the current time, timezone-aware (UTC); same seam as SqlStore's
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
