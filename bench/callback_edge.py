@@ -45,7 +45,7 @@ from typing import Any
 import httpx2
 import redis
 
-from tests.e2e_fixtures import (
+from tests.harness.processes import (
     RELAY_NAMESPACE,
     RelayProcess,
     claim_redis_db,

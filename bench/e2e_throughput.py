@@ -4,7 +4,7 @@ Run from the repository root (needs Redis on REDIS_URL, default redis://127.0.0.
 
     .venv/bin/python -m bench.e2e_throughput [--count 300] [--threads 8] [--postgres]
 
-Real processes, as tests/test_e2e.py starts them (tests/e2e_fixtures.py): the Isograd
+Real processes, as tests/test_e2e.py starts them (tests/harness/processes.py): the Isograd
 simulator, `isograd-relay web`, ONE `isograd-relay worker` process (`--threads` threads) on a
 Redis database of its own, SQLite in a temporary directory (or, with `--postgres`, a fresh
 PostgreSQL database on TEST_DATABASE_URL's server, dropped afterwards), and a local HTTP receiver
@@ -40,7 +40,7 @@ import httpx2
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from tests.e2e_fixtures import WebhookTarget, new_webhook_secret, relay_stack
+from tests.harness.processes import WebhookTarget, new_webhook_secret, relay_stack
 from tests.receiver import RecordingReceiver
 from worker.storage.tables import deliveries, events
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.fault_suite [--completions 1000] [--seconds 120] [--deadline 900]
         [--seed N] [--postgres] [--keep DIR]
 
-The same run as tests/test_faults.py (see tests/fault_fixtures.py for the faults), sized up:
+The same run as tests/test_faults.py (see tests/harness/faults.py for the faults), sized up:
 completions are spread over `--seconds`, the run stops by itself at `--deadline` seconds and
 prints what is missing if it did not drain. It prints the summary and the path of its JSON
 summary; the exit status is 0 only if every check holds.
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.e2e_throughput import fresh_postgres
-from tests.fault_fixtures import TARGETS, FaultPlan, FaultReport, run_fault_suite
+from tests.harness.faults import TARGETS, FaultPlan, FaultReport, run_fault_suite
 
 
 def checks(report: FaultReport, completions: int) -> list[str]:

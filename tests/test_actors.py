@@ -14,15 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import (
-    ScriptedTarget,
-    Simulated,
-    clock,
-    invite,
-    simulated,
-    store,
-    subscription,
-)
+from tests.fixtures.pipeline import ScriptedTarget, Simulated, invite, subscription
 from tests.receiver import RecordingReceiver
 from worker.broker import make_broker
 from worker.errors import IsogradUnavailableError
@@ -42,15 +34,6 @@ from worker.sinks.webhook import WebhookSink
 from worker.storage.records import DeliveryStatus
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
-
-__all__ = ["clock", "simulated", "store"]  # fixtures used by the tests below
-
-
-@pytest.fixture
-def stub_broker() -> Iterator[dramatiq.Broker]:
-    broker = make_broker("stub")
-    yield broker
-    broker.close()
 
 
 @pytest.fixture

@@ -9,24 +9,14 @@ import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from tests.edge_fixtures import (
-    ADMIN_TOKEN,
-    KEYS,
-    PUBLIC_URL,
-    admin,
-    edge_settings,
-    runtime,
-    web,
-)
 from tests.fakes import RecordingEnqueuer
-from tests.pipeline_fixtures import EMAIL, EXCEL, Simulated, clock, enqueuer, simulated, store
+from tests.fixtures.pipeline import EMAIL, EXCEL, Simulated
+from tests.fixtures.web import ADMIN_TOKEN, KEYS, PUBLIC_URL, edge_settings
 from webhooks.app import MAX_BODY_BYTES, create_app
 from worker.runtime import Runtime
 from worker.storage.records import AttemptOutcome, AttemptRecord, DeliveryStatus, NewInvitation
 from worker.storage.store import SqlStore
 from worker.tokens import verify_callback_token
-
-__all__ = ["admin", "clock", "enqueuer", "runtime", "simulated", "store", "web"]
 
 UNKNOWN_TEST = 999_999
 

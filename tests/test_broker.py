@@ -21,13 +21,6 @@ PROBE_QUEUE = "probe"
 
 
 @pytest.fixture
-def stub_broker() -> Iterator[dramatiq.Broker]:
-    broker = make_broker("stub")
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
 def captured() -> Iterator[LogCapture]:
     """Log entries as the real configuration sees them: with structlog's context merged in."""
     capture = LogCapture()

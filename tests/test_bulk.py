@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.fakes import FakeClock
-from tests.pipeline_fixtures import EXCEL, Simulated, clock, simulated, store
+from tests.fixtures.pipeline import EXCEL, Simulated
 from worker.bulk import (
     RESULT_COLUMNS,
     BulkSummary,
@@ -34,8 +34,6 @@ from worker.storage.records import InvitationStatus
 from worker.storage.store import SqlStore
 from worker.storage.tables import invitations
 from worker.tokens import CallbackKey
-
-__all__ = ["clock", "simulated", "store"]
 
 KEYS = (CallbackKey("k1", b"s" * 32),)
 PUBLIC_URL = "https://relay.example"

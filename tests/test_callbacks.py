@@ -9,26 +9,15 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from tests.edge_fixtures import (
-    KEYS,
-    NEW_KEY,
-    OLD_KEY,
-    PUBLIC_URL,
-    admin,
-    edge_settings,
-    runtime,
-    web,
-)
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import EMAIL, clock, enqueuer, simulated, store
+from tests.fixtures.pipeline import EMAIL
+from tests.fixtures.web import KEYS, NEW_KEY, OLD_KEY, PUBLIC_URL, edge_settings
 from webhooks.app import create_app
 from webhooks.callbacks import DUPLICATE_WINDOW
 from worker.storage.records import InvitationStatus, NewInvitation
 from worker.storage.store import SqlStore
 from worker.storage.tables import callbacks
 from worker.tokens import CallbackKey, callback_url, sign_callback_token
-
-__all__ = ["admin", "clock", "enqueuer", "runtime", "simulated", "store", "web"]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -15,11 +14,10 @@ from typing import Any
 
 import dramatiq
 import pytest
-import structlog
 from sqlalchemy import inspect
 
 from tests.fakes import RecordingEnqueuer
-from tests.simulator_fixtures import CLIENT_ID, CLIENT_SECRET, ServedSimulator
+from tests.fixtures.simulator import CLIENT_ID, CLIENT_SECRET, ServedSimulator
 from worker import cli, processes
 from worker.replay import ReplayOutcome, broker_enqueuer, replay_delivery, replay_failed
 from worker.storage.records import Delivery, DeliveryStatus
@@ -60,19 +58,8 @@ PROBLEMS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The commands configure logging; put structlog and the root logger back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+# The commands configure logging: put it back after each test.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture

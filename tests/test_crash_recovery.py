@@ -15,9 +15,9 @@ import dramatiq
 import pytest
 import redis
 
-from tests.crash_recovery_worker import QUEUE
 from tests.fakes import FakeClock, FakeSink, FixedRandom, RecordingEnqueuer
-from tests.pipeline_fixtures import subscription
+from tests.fixtures.pipeline import subscription
+from tests.harness.crash_worker import QUEUE
 from tests.polling import wait_until as wait_for
 from worker.broker import make_broker
 from worker.jobs.deliveries import DeliveryResult, deliver
@@ -27,12 +27,12 @@ from worker.storage.store import DEFAULT_LEASE, SqlStore
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUN_DEADLINE = 60.0
-WORKER_COMMAND = (sys.executable, "-m", "tests.crash_recovery_worker")
+WORKER_COMMAND = (sys.executable, "-m", "tests.harness.crash_worker")
 PAYLOAD = {"type": "assessment.completed", "timestamp": "2026-11-27T10:15:00Z", "data": {}}
 
 
 class Workers:
-    """Real worker processes (tests/crash_recovery_worker.py) on a private Redis namespace."""
+    """Real worker processes (tests/harness/crash_worker.py) on a private Redis namespace."""
 
     def __init__(self, url: str, namespace: str, marks: Path, logs: Path) -> None:
         self.url, self.namespace, self.marks, self.logs = url, namespace, marks, logs
@@ -106,19 +106,6 @@ def test_a_job_held_by_a_sigkilled_worker_runs_again_on_another_within_60_second
 
 
 # -- the delivery lease: a re-run delivery waits for it, then the sweeper takes over ----------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlStore]:
-    sql_store = SqlStore.from_url(f"sqlite:///{tmp_path / 'relay.db'}", clock=clock)
-    sql_store.migrate()
-    yield sql_store
-    sql_store.close()
 
 
 def stored_delivery(store: SqlStore) -> str:

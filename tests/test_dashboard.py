@@ -10,24 +10,20 @@ from dataclasses import replace
 import pytest
 from starlette.testclient import TestClient
 
-from tests.dashboard_fixtures import (
+from tests.fakes import FakeClock, RecordingEnqueuer
+from tests.fixtures.dashboard import (
     ADMIN_TOKEN,
     EMAIL,
     HOOK_URL,
     PUBLIC_URL,
     SECRET,
-    browser,
     csrf_token,
-    dashboard_runtime,
     fail_delivery,
     sign_in,
-    signed_in,
     store_event,
     store_invitation,
 )
-from tests.edge_fixtures import edge_settings
-from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import clock, enqueuer, simulated, store
+from tests.fixtures.web import edge_settings
 from webhooks.app import create_app
 from webhooks.dashboard import EVENTS_PAGE_SIZE
 from webhooks.sessions import COOKIE_NAME, SESSION_LIFETIME
@@ -35,16 +31,6 @@ from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.storage.records import DeliveryStatus, InvitationStatus
 from worker.storage.store import SqlStore
-
-__all__ = [
-    "browser",
-    "clock",
-    "dashboard_runtime",
-    "enqueuer",
-    "signed_in",
-    "simulated",
-    "store",
-]
 
 XSS = "<script>alert(1)</script>"
 

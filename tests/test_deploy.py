@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests.e2e_fixtures import free_port
+from tests.harness.processes import free_port
 from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import signal
 import socket
@@ -18,9 +17,8 @@ import httpx2
 import psutil
 import pytest
 import redis
-import structlog
 
-from tests.e2e_fixtures import free_port
+from tests.harness.processes import free_port
 from tests.polling import wait_until
 from worker.dev import DevStartError
 from worker.dev.demo import DemoError, DemoOptions, run_demo
@@ -93,21 +91,6 @@ def site(tmp_path: Path) -> DevSite:
         "LOG_LEVEL": "WARNING",
     }
     return DevSite(tmp_path, port, simulator_port, environ)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """run_dev configures logging for the process: put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 @dataclass

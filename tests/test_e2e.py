@@ -1,7 +1,7 @@
 """End to end with real processes: simulator, `isograd-relay web` and `worker` on real Redis, a
 real HTTP receiver; from invitation to a signed `assessment.completed` per subscription.
 
-The processes start once for the module (see tests/e2e_fixtures.py) and the tests run in file
+The processes start once for the module (see tests/harness/processes.py) and the tests run in file
 order; each test uses invitations of its own, except the log scan, which reads everything the
 earlier tests made the processes write.
 """
@@ -22,7 +22,7 @@ import standardwebhooks
 import svix.webhooks
 from sqlalchemy import func, select
 
-from tests.e2e_fixtures import (
+from tests.harness.processes import (
     RelayStack,
     WebhookTarget,
     new_webhook_secret,

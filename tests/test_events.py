@@ -9,16 +9,7 @@ import jsonschema
 import pytest
 
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import (
-    CERTIFICATION,
-    Simulated,
-    clock,
-    enqueuer,
-    invite,
-    simulated,
-    store,
-    subscription,
-)
+from tests.fixtures.pipeline import CERTIFICATION, Simulated, invite, subscription
 from worker.events import (
     ASSESSMENT_COMPLETED,
     build_completion_event,
@@ -31,8 +22,6 @@ from worker.isograd.models import AssessmentResult, ResultDetails, SkillResult
 from worker.jobs.completions import process_completion
 from worker.storage.records import Invitation, InvitationSource, InvitationStatus
 from worker.storage.store import SqlStore
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]  # fixtures used by the tests below
 
 MOMENT = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 

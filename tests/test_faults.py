@@ -1,7 +1,7 @@
 """The fault suite (issue 4 §6): 200 completions through real processes while callbacks are
 dropped and repeated, Isograd and the receiver fail, a worker is SIGKILLed and Redis restarts.
 
-One run for the module (tests/fault_fixtures.py); the tests below read its report. Run with
+One run for the module (tests/harness/faults.py); the tests below read its report. Run with
 `-s` to see the summary; its JSON is written next to the processes' logs (path printed). The
 recovery timings the suite shortens are tested first, without processes.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault_fixtures import (
+from tests.harness.faults import (
     TARGETS,
     FaultPlan,
     FaultReport,

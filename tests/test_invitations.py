@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fakes import FakeClock
-from tests.pipeline_fixtures import EMAIL, EXCEL, Simulated, clock, simulated, store
+from tests.fixtures.pipeline import EMAIL, EXCEL, Simulated
 from worker.errors import IsogradUnavailableError, RetryableError
 from worker.fields import MAX_CONTEXT_BYTES
 from worker.invitations import (
@@ -32,8 +32,6 @@ from worker.isograd.models import (
 from worker.storage.records import Invitation, InvitationStatus
 from worker.storage.store import SqlStore
 from worker.tokens import CallbackKey, verify_callback_token
-
-__all__ = ["clock", "simulated", "store"]
 
 KEYS = (CallbackKey("k1", b"s" * 32),)
 PUBLIC_URL = "https://relay.example"

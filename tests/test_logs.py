@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,21 +24,6 @@ class _Stream(io.StringIO):
 
     def isatty(self) -> bool:
         return self.tty
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put structlog and the root logger back as they were after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture

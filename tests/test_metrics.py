@@ -18,20 +18,10 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from tests.e2e_fixtures import free_port
-from tests.edge_fixtures import KEYS, PUBLIC_URL, edge_settings, runtime
 from tests.fakes import FakeClock, FixedRandom, RecordingEnqueuer
-from tests.pipeline_fixtures import (
-    EMAIL,
-    ScriptedTarget,
-    Simulated,
-    clock,
-    enqueuer,
-    invite,
-    simulated,
-    store,
-    subscription,
-)
+from tests.fixtures.pipeline import EMAIL, ScriptedTarget, Simulated, invite, subscription
+from tests.fixtures.web import KEYS, PUBLIC_URL, edge_settings
+from tests.harness.processes import free_port
 from webhooks.app import create_app
 from worker.broker import make_broker, queue_depths
 from worker.errors import ConfigurationError, RetryableError
@@ -46,8 +36,6 @@ from worker.sinks.registry import make_sink
 from worker.storage.records import DeliveryStatus, NewInvitation, new_id
 from worker.storage.store import SqlStore
 from worker.tokens import callback_url
-
-__all__ = ["clock", "enqueuer", "runtime", "simulated", "store"]  # fixtures used below
 
 METRICS_TOKEN = "metrics-token-for-tests-0123"
 

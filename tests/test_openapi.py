@@ -13,15 +13,12 @@ from jsonschema import Draft202012Validator
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
-from tests.dashboard_fixtures import fail_delivery, store_event
-from tests.edge_fixtures import admin, runtime, web
-from tests.pipeline_fixtures import EMAIL, EXCEL, clock, enqueuer, simulated, store
+from tests.fixtures.dashboard import fail_delivery, store_event
+from tests.fixtures.pipeline import EMAIL, EXCEL
 from webhooks.app import MAX_BODY_BYTES
 from webhooks.openapi import OPENAPI_PATH, openapi_document
 from worker.events import ASSESSMENT_COMPLETED, event_schema
 from worker.storage.store import SqlStore
-
-__all__ = ["admin", "clock", "enqueuer", "runtime", "simulated", "store", "web"]
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

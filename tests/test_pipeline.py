@@ -12,17 +12,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakes import FakeClock, FixedRandom, RecordingEnqueuer
-from tests.pipeline_fixtures import (
+from tests.fixtures.pipeline import (
     CERTIFICATION,
     EMAIL,
     EXCEL,
     ScriptedTarget,
     Simulated,
-    clock,
-    enqueuer,
     invite,
-    simulated,
-    store,
     subscription,
 )
 from worker.errors import RetryableError
@@ -46,8 +42,6 @@ from worker.storage.records import (
 )
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]  # fixtures used by the tests below
 
 
 def run_completion(

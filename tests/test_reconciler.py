@@ -12,18 +12,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.edge_fixtures import admin, runtime, web
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import (
-    EMAIL,
-    EXCEL,
-    Simulated,
-    clock,
-    enqueuer,
-    simulated,
-    store,
-    subscription,
-)
+from tests.fixtures.pipeline import EMAIL, EXCEL, Simulated, subscription
 from worker.invitations import InvalidInvitationError
 from worker.isograd.models import NewCandidate
 from worker.jobs.completions import CompletionResult, process_completion
@@ -38,8 +28,6 @@ from worker.settings import Settings
 from worker.storage.records import Invitation, InvitationSource, InvitationStatus, NewInvitation
 from worker.storage.store import SqlStore
 from worker.watch import WatchRequest, validate_watch_request, watch_assessment
-
-__all__ = ["admin", "clock", "enqueuer", "runtime", "simulated", "store", "web"]  # fixtures
 
 SCHEDULE = ReconcileSchedule(horizon=timedelta(days=30))
 

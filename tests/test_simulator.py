@@ -9,23 +9,19 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.simulator_fixtures import (
+from tests.fixtures.simulator import (
     CANDIDATE,
     CLIENT_ID,
     CLIENT_SECRET,
     EMAIL,
     TOKEN_PATH,
     IsogradCaller,
-    api,
     make_config,
-    simulator_app,
 )
 from worker.simulator import create_simulator_app
 from worker.simulator.catalogue import PROCTORING_CREDIT, Catalogue, CatalogueTest, SkillSpec
 from worker.simulator.faults import SimulatorFaults
 from worker.simulator.state import ExistingCandidatePolicy
-
-__all__ = ["api", "simulator_app"]  # fixtures used by name
 
 OTHER_EMAIL = "grace.hopper@example.org"
 

@@ -10,22 +10,18 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
-from tests.receiver import RecordingReceiver, ScriptedResponse
-from tests.simulator_fixtures import (
+from tests.fixtures.simulator import (
     CANDIDATE,
     CLIENT_ID,
     CLIENT_SECRET,
     EMAIL,
     TOKEN_PATH,
     IsogradCaller,
-    api,
     make_config,
-    simulator_app,
 )
+from tests.receiver import RecordingReceiver, ScriptedResponse
 from worker.simulator import create_simulator_app
 from worker.simulator.faults import SimulatorFaults
-
-__all__ = ["api", "simulator_app"]  # fixtures used by name
 
 
 @pytest.fixture

@@ -11,15 +11,8 @@ import httpx2
 import pytest
 import requests
 
+from tests.fixtures.simulator import CLIENT_ID, CLIENT_SECRET, ServedSimulator
 from tests.receiver import RecordingReceiver
-from tests.simulator_fixtures import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    ServedSimulator,
-    served_simulator,
-)
-
-__all__ = ["served_simulator"]  # fixtures used by name
 
 
 @pytest.fixture

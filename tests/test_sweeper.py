@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from tests.fakes import FakeClock, FakeSink, FixedRandom, RecordingEnqueuer
-from tests.pipeline_fixtures import subscription
+from tests.fixtures.pipeline import subscription
 from worker.jobs.deliveries import DeliveryResult, deliver
 from worker.scheduler.sweeper import DEFAULT_GRACE, Sweeper
 from worker.storage.records import DeliveryStatus, InvitationStatus, NewInvitation
@@ -18,19 +16,6 @@ from worker.storage.store import SqlStore
 
 GRACE = DEFAULT_GRACE.total_seconds()
 PAYLOAD = {"type": "assessment.completed", "timestamp": "2026-11-27T10:15:00Z", "data": {}}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlStore]:
-    sql_store = SqlStore.from_url(f"sqlite:///{tmp_path / 'relay.db'}", clock=clock)
-    sql_store.migrate()
-    yield sql_store
-    sql_store.close()
 
 
 @pytest.fixture

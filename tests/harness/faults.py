@@ -2,8 +2,8 @@
 
 `run_fault_suite(directory, plan)` starts a dedicated Redis with persistence (its own
 redis-server on a free port, AOF fsynced on every write), a faulty receiver and the relay
-(simulator, web, two workers, scheduler; see tests/e2e_fixtures.py) with short recovery timings,
-invites `plan.completions` candidates, then, with faults on, completes their tests:
+(simulator, web, two workers, scheduler; see tests/harness/processes.py) with short recovery
+timings, invites `plan.completions` candidates, then, with faults on, completes their tests:
 
 - (a) the simulator drops `drop_callback_rate` of its callbacks (the reconciler's act 10 checks
   must find those completions);
@@ -47,7 +47,7 @@ import httpx2
 import redis
 from sqlalchemy import func, select
 
-from tests.e2e_fixtures import (
+from tests.harness.processes import (
     STARTUP_TIMEOUT,
     RelayProcess,
     RelayStack,

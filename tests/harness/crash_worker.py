@@ -1,6 +1,6 @@
 """A worker process for tests/test_crash_recovery.py: one slow actor on a private queue.
 
-Run as `python -m tests.crash_recovery_worker REDIS_URL NAMESPACE MARKS_DIR`. The broker comes
+Run as `python -m tests.harness.crash_worker REDIS_URL NAMESPACE MARKS_DIR`. The broker comes
 from worker.broker.make_broker, so it has the relay's crash-recovery tuning. When the actor
 starts a job it writes `MARKS_DIR/<job id>.<pid>`, then works for minutes: the test SIGKILLs it.
 """

@@ -1,0 +1,1 @@
+"""Test harnesses, not fixtures: real processes and fault runs, shared by the tests and bench/."""
