@@ -1560,13 +1560,15 @@ def _no_credits(sim: Simulated) -> object:
 def _no_proctoring_credits(sim: Simulated) -> object:
     created = invite(sim)
     _set_credits(sim, PROCTORING_CREDIT, 0)
-    return sim.client.add_proctoring(created.pla_tst_id)
+    sim.client.add_proctoring(created.pla_tst_id)
+    return None
 
 
 def _started_test_deleted(sim: Simulated) -> object:
     created = invite(sim)
     sim.control("POST", f"/tests/{created.pla_tst_id}/start")
-    return sim.client.delete_test(created.pla_tst_id)
+    sim.client.delete_test(created.pla_tst_id)
+    return None
 
 
 def _certification_report(sim: Simulated) -> object:
