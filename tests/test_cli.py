@@ -19,6 +19,7 @@ from sqlalchemy import inspect
 from tests.fakes import RecordingEnqueuer
 from tests.fixtures.simulator import CLIENT_ID, CLIENT_SECRET, ServedSimulator
 from worker import cli, processes
+from worker.cli import processes as cli_processes
 from worker.replay import ReplayOutcome, broker_enqueuer, replay_delivery, replay_failed
 from worker.storage.records import Delivery, DeliveryStatus
 from worker.storage.store import SqlStore, utc_now
@@ -152,8 +153,12 @@ def report(environment: pytest.MonkeyPatch) -> Report:
     default arguments when it is imported, so neither capsys nor capfd sees them: hand the
     real functions buffers instead."""
     captured = Report(io.StringIO(), io.StringIO())
-    environment.setattr(cli, "load_settings", partial(processes.load_settings, out=captured.err))
-    environment.setattr(cli, "check_config", partial(processes.check_config, out=captured.out))
+    environment.setattr(
+        cli_processes, "load_settings", partial(processes.load_settings, out=captured.err)
+    )
+    environment.setattr(
+        cli_processes, "check_config", partial(processes.check_config, out=captured.out)
+    )
     return captured
 
 
@@ -190,7 +195,7 @@ def test_worker_refuses_to_start_on_invalid_configuration(
 ) -> None:
     make_invalid(environment)
     started: list[Any] = []
-    environment.setattr(cli, "run_worker", lambda *args, **kwargs: started.append(args))
+    environment.setattr(cli_processes, "run_worker", lambda *args, **kwargs: started.append(args))
 
     code = cli.main(["worker"])
 

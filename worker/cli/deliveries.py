@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from worker.cli.processes import Commands, settings_from
+from worker.processes import CONFIG_ERROR_EXIT, start_logging
 from worker.replay import (
     DeliveryEnqueuer,
     DeliveryStore,
@@ -150,3 +154,91 @@ def run_replay_command(
         ]
     print_replays(replays, out)
     return 0 if all(replay.requeued for replay in replays) else 1
+
+
+def _cmd_deliveries(args: argparse.Namespace) -> int:
+    from worker.cli.deliveries import run_deliveries_command
+    from worker.storage.records import DeliveryStatus
+    from worker.storage.store import SqlStore
+
+    settings = settings_from(args)
+    if settings is None:
+        return CONFIG_ERROR_EXIT
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        return run_deliveries_command(
+            store,
+            status=DeliveryStatus(args.status) if args.status else None,
+            subscription=args.subscription,
+            limit=args.limit,
+            as_json=args.json,
+            out=sys.stdout,
+        )
+    finally:
+        store.close()
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from worker.cli.deliveries import run_replay_command
+    from worker.replay import broker_enqueuer
+    from worker.storage.store import SqlStore
+
+    if bool(args.delivery_ids) == args.all_failed:
+        print("isograd-relay replay: give DELIVERY_ID… or --all-failed", file=sys.stderr)
+        return 2
+    if args.include_cancelled and not args.all_failed:
+        print("isograd-relay replay: --include-cancelled goes with --all-failed", file=sys.stderr)
+        return 2
+    settings = settings_from(args)
+    if settings is None:
+        return CONFIG_ERROR_EXIT
+    start_logging(settings)
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        with broker_enqueuer(settings.broker_url) as enqueuer:
+            return run_replay_command(
+                store,
+                enqueuer,
+                delivery_ids=args.delivery_ids,
+                all_failed=args.all_failed,
+                include_cancelled=args.include_cancelled,
+                subscription=args.subscription,
+                force=args.force,
+                now=datetime.now(UTC),
+                out=sys.stdout,
+            )
+    finally:
+        store.close()
+
+
+def add_commands(commands: Commands, config: argparse.ArgumentParser) -> None:
+    """Register this group's subcommands; `config` is the parent parser adding --config."""
+    deliveries = commands.add_parser(
+        "deliveries", parents=[config], help="list deliveries, newest first"
+    )
+    deliveries.add_argument(
+        "--status",
+        choices=["pending", "delivering", "retrying", "delivered", "failed", "cancelled"],
+    )
+    deliveries.add_argument("--subscription", metavar="NAME")
+    deliveries.add_argument("--limit", type=int, default=50, help="at most N (default 50)")
+    deliveries.add_argument("--json", action="store_true", help="JSON instead of a table")
+    deliveries.set_defaults(handler=_cmd_deliveries)
+
+    replay = commands.add_parser(
+        "replay", parents=[config], help="send deliveries again (failed ones, or by id)"
+    )
+    replay.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")
+    replay.add_argument("--all-failed", action="store_true", help="every failed delivery")
+    replay.add_argument(
+        "--include-cancelled",
+        action="store_true",
+        help="with --all-failed: cancelled deliveries too (subscription disabled, event purged)",
+    )
+    replay.add_argument("--subscription", metavar="NAME", help="with --all-failed: only these")
+    replay.add_argument(
+        "--force", action="store_true", help="also replay deliveries already delivered"
+    )
+    replay.set_defaults(handler=_cmd_replay)
