@@ -20,9 +20,10 @@ from tests.fakes import RecordingEnqueuer
 from tests.fixtures.simulator import CLIENT_ID, CLIENT_SECRET, ServedSimulator
 from worker import cli, processes
 from worker.cli import processes as cli_processes
+from worker.clock import utc_now
 from worker.replay import ReplayOutcome, broker_enqueuer, replay_delivery, replay_failed
 from worker.storage.records import Delivery, DeliveryStatus
-from worker.storage.store import SqlStore, utc_now
+from worker.storage.store import SqlStore
 
 EXCEL = 101
 NOT_ALLOWED = 999_999

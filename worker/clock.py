@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-Clock = Callable[[], datetime]  # the current time, timezone-aware (UTC); same seam as SqlStore's
+Clock = Callable[[], datetime]  # the current time, timezone-aware (UTC)
 
 
 def utc_now() -> datetime:

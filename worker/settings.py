@@ -49,8 +49,6 @@ Environment variables (an empty value counts as unset):
 
 from __future__ import annotations
 
-import os
-import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +57,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from worker.dev.keys import development_callback_key
 from worker.errors import ConfigurationError
 from worker.isograd.environments import IsogradEnvironment, isograd_urls
 from worker.subscriptions import (
@@ -73,8 +72,6 @@ SIMULATOR_CLIENT_SECRET = "simulator-secret"  # noqa: S105 - the simulator's pub
 DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8100"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 DEFAULT_CONFIG_PATH = "relay.toml"
-DEV_KEY_FILE = "callback.key"
-DEV_KID = "dev"
 MIN_ADMIN_TOKEN_LENGTH = 16
 DEFAULT_METRICS_HOST = "127.0.0.1"
 # Shorter strings are not redacted from logs: they would blank out ordinary words.
@@ -176,7 +173,7 @@ class Settings:
                 problems.extend(exc.problems)
         elif simulator:
             try:
-                callback_keys = (_development_key(Path(var_dir)),)
+                callback_keys = (development_callback_key(Path(var_dir)),)
                 notices.append(f"CALLBACK_KEYS unset: using the development key in {var_dir}")
             except OSError as exc:
                 problems.append(f"CALLBACK_KEYS: unset, and the development key failed: {exc}")
@@ -428,25 +425,6 @@ def _load_subscriptions(
     except ConfigurationError as exc:
         problems.extend(exc.problems)
         return (), True
-
-
-def _development_key(var_dir: Path) -> CallbackKey:
-    """The simulator's callback key: random, created once, shared by every local process."""
-    path = var_dir / DEV_KEY_FILE
-    if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        draft = var_dir / f"{DEV_KEY_FILE}.{os.getpid()}.tmp"
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(32) + "\n")
-        try:
-            # link() fails if another process created the key first; then we use theirs.
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return CallbackKey(DEV_KID, path.read_text().strip().encode())
 
 
 def _url_password(url: str | None) -> str | None:

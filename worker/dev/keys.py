@@ -1,4 +1,8 @@
-"""The development admin token: generated once, kept in VAR_DIR/admin.token for `demo` to read."""
+"""Development keys: made once under VAR_DIR and shared by every local process.
+
+The admin token (`dev` writes it, `demo` reads it) and the callback key that signs the callback
+URLs the simulator calls.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import os
 import secrets
 from pathlib import Path
 
+from worker.tokens import CallbackKey
+
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
+DEV_KEY_FILE = "callback.key"
+DEV_KID = "dev"
 
 
 def admin_token_path(var_dir: str | Path) -> Path:
@@ -24,13 +32,29 @@ def read_admin_token(var_dir: str | Path) -> str | None:
 
 def ensure_admin_token(var_dir: str | Path) -> str:
     """The kept token, created (owner-only file) on first use. Safe to run twice."""
-    existing = read_admin_token(var_dir)
-    if existing is not None:
-        return existing
-    path = admin_token_path(var_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(token + "\n")
-    return token
+    return _kept_secret(admin_token_path(var_dir))
+
+
+def development_callback_key(var_dir: Path) -> CallbackKey:
+    """The simulator's callback key: random, created once, shared by every local process."""
+    return CallbackKey(DEV_KID, _kept_secret(var_dir / DEV_KEY_FILE).encode())
+
+
+def _kept_secret(path: Path) -> str:
+    """The random secret kept in `path`, created (owner-only) by the first process to ask."""
+    if path.exists() and not path.read_text().strip():
+        path.unlink()  # an empty file (a crash while writing the old way) holds no secret
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            # link() fails if another process created it first; then we use theirs.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

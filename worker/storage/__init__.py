@@ -17,7 +17,7 @@ from worker.storage.records import (
     SubscriptionState,
     new_id,
 )
-from worker.storage.store import DEFAULT_LEASE, Clock, SqlStore, utc_now
+from worker.storage.store import DEFAULT_LEASE, SqlStore
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -25,7 +25,6 @@ __all__ = [
     "AttemptOutcome",
     "AttemptRecord",
     "CallbackReceipt",
-    "Clock",
     "Delivery",
     "DeliveryStatus",
     "Event",
@@ -38,5 +37,4 @@ __all__ = [
     "SubscriptionState",
     "migrate",
     "new_id",
-    "utc_now",
 ]

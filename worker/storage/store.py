@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from worker.clock import Clock, utc_now
 from worker.errors import RetryableError
 from worker.storage.attempts import MAX_RESPONSE_BODY_BYTES, AttemptsMixin
 from worker.storage.callbacks import CallbacksMixin
@@ -17,9 +18,9 @@ from worker.storage.invitations import InvitationsMixin
 from worker.storage.migrations import upgrade_engine
 from worker.storage.retention import RetentionMixin
 from worker.storage.subscriptions import SubscriptionStatesMixin
-from worker.storage.transactions import DEFAULT_LEASE, Clock, utc_now
+from worker.storage.transactions import DEFAULT_LEASE
 
-__all__ = ["DEFAULT_LEASE", "MAX_RESPONSE_BODY_BYTES", "Clock", "SqlStore", "utc_now"]
+__all__ = ["DEFAULT_LEASE", "MAX_RESPONSE_BODY_BYTES", "SqlStore"]
 
 
 class SqlStore(

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, update
 from sqlalchemy.exc import OperationalError
 
+from worker.clock import Clock, utc_now
 from worker.errors import RetryableError
 from worker.storage.engine import WRITE_OPTION
-
-Clock = Callable[[], datetime]
 
 # A "delivering" row not finished within this time is taken to belong to a crashed worker.
 # Longer than the deliver actor's time limit (6 min), so a live attempt is never re-claimed.
 DEFAULT_LEASE = timedelta(minutes=10)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SqlStoreBase:
