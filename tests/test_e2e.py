@@ -85,7 +85,7 @@ def reference_lti_outcome(gra_typ_id: int, value: float, max_value: float) -> fl
 
 
 def expected_grade(case: GradeCase) -> dict[str, Any]:
-    """DESIGN §3.2's grade object, computed from §3.3's rules."""
+    """The event's grade object, computed independently from Isograd's documented rules."""
     normalized = min(max(case.value / case.max_value, 0.0), 1.0)
     return {
         "gra_typ_id": case.gra_typ_id,

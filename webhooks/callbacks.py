@@ -159,7 +159,7 @@ def callback_routes(
     recent: RecentCompletions | None = None,
     metrics: RelayMetrics | None = None,
 ) -> list[BaseRoute]:
-    """`GET`/`HEAD /callbacks/isograd/{token}` (DESIGN §3.1): 200 when accepted, else 404.
+    """`GET`/`HEAD /callbacks/isograd/{token}`: 200 when accepted, else 404.
 
     `metrics` counts callbacks by result and reason and times them (no invitation id label).
     """

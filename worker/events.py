@@ -1,4 +1,4 @@
-"""Events: the `assessment.completed` document we deliver (DESIGN §3.2) and its JSON Schema."""
+"""Events: the `assessment.completed` document we deliver and its JSON Schema."""
 
 from __future__ import annotations
 

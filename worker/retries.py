@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
-# Svix's schedule, as DESIGN §3.5 adopts it (https://docs.svix.com/retries): the first attempt
+# Svix's schedule, the default (https://docs.svix.com/retries): the first attempt
 # is immediate, then each delay starts when the preceding attempt failed.
 # 8 attempts, 99 305 s ≈ 27.6 h in total.
 SVIX_DELAYS: tuple[float, ...] = (
@@ -79,7 +79,7 @@ class RetrySchedule:
 
         The nominal delay gets ±20 % jitter from `rng`. A 429 answer or a timeout raises it to at
         least 60 s. A `retry_after` hint (seconds, from the target's Retry-After header) is
-        honoured but clamped to [scheduled, 2 * scheduled] (DESIGN §3.5), so a target can slow us
+        honoured but clamped to [scheduled, 2 * scheduled], so a target can slow us
         down, never make us hammer it or stall a delivery for days.
         """
         if attempt_number < 1:

@@ -1,7 +1,7 @@
 """Callback tokens: the signed `{kid}.{invitation_id}.{mac}` path segment Isograd calls back with.
 
 `mac` is base64url (no padding) of HMAC-SHA256(key[kid], b"isograd-callback:v1:" + invitation_id),
-untruncated (DESIGN §3.1). Tokens are signed with the newest key (the last one configured) and
+untruncated. Tokens are signed with the newest key (the last one configured) and
 verified with whichever configured key their kid names, so keys rotate by appending a new one and
 dropping the old one once the invitations signed with it are finished.
 """

@@ -63,7 +63,7 @@ def _cmd_web(args: argparse.Namespace) -> int:
     # No-op handlers underneath make a graceful stop exit 0, as process managers expect.
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda signum, frame: None)
-    # By import string: the worker package never imports the web package (DESIGN §1).
+    # By import string: the worker package never imports the web package (ARCHITECTURE.md).
     # log_config=None keeps our redacting log configuration (worker.logs).
     uvicorn.run(
         "webhooks.asgi:app_from_env",

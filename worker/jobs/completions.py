@@ -1,7 +1,7 @@
 """The pipeline: confirm a completion and store its event, then deliver it, one attempt per job.
 
 Plain functions taking their collaborators as keyword arguments; worker.jobs.actors wraps them in
-Dramatiq actors. Both are keyed by a row id and safe to run twice (DESIGN §2).
+Dramatiq actors. Both are keyed by a row id and safe to run twice (ARCHITECTURE.md, "Reliability").
 """
 
 from __future__ import annotations

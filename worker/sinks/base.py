@@ -10,14 +10,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from worker.outcomes import AttemptOutcome as AttemptOutcome
 
-# DESIGN §3.4: response bodies are stored truncated to at most 20 kB.
+# Response bodies are stored truncated to at most 20 kB: enough to debug, bounded storage.
 MAX_RESPONSE_BODY_BYTES = 20_000
 TRUNCATION_MARKER = "…[truncated]"
 
 
 @dataclass(frozen=True)
 class EventEnvelope:
-    """One event as every sink receives it (DESIGN §3.2).
+    """One event as every sink receives it (README, "Receiving our webhooks").
 
     `timestamp` is the event's own time (ISO 8601, e.g. "2026-11-27T10:15:00Z"), not the attempt
     time; `event_id` is stable across retries and becomes the webhook-id header.

@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = f"isograd-relay/{__version__} (webhook)"
 DEFAULT_TIMEOUT_SECONDS = (
-    15.0  # DESIGN §3.4; also what Svix allows a receiver (docs.svix.com/retries)
+    15.0  # what Svix allows a receiver (docs.svix.com/retries)
 )
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_ERROR_CHARS = 200
@@ -129,7 +129,7 @@ def webhook_secret_problem(secret: str) -> str | None:
 
 
 class WebhookSink:
-    """Delivers events as Standard Webhooks (https://www.standardwebhooks.com/, DESIGN §3.4).
+    """Delivers events as Standard Webhooks (https://www.standardwebhooks.com/).
 
     Each attempt POSTs `envelope.body()` with `webhook-id` (the event id, so receivers can
     deduplicate retries), `webhook-timestamp` (the attempt time, integer seconds) and
@@ -219,7 +219,7 @@ class WebhookSink:
                 content=body,
                 headers=headers,
                 timeout=httpx2.Timeout(self.timeout),
-                follow_redirects=False,  # DESIGN §3.4: a 3xx is a failure, never followed
+                follow_redirects=False,  # a 3xx is a failure, never followed: a redirect must not move a signed payload
             ) as response:
                 deadline = started + self.timeout
                 response_body, read_error = read_response_body(response, deadline=deadline)
@@ -284,7 +284,7 @@ class WebhookSink:
 
 
 def classify_status(status_code: int) -> AttemptOutcome:
-    """Map an HTTP status to an attempt outcome (DESIGN §3.4, after Svix's rules).
+    """Map an HTTP status to an attempt outcome (after Svix's rules, docs.svix.com/retries).
 
     2xx delivered; 410 gone (disable the subscription); 408/425/429/5xx retry; everything else,
     3xx redirects included, is a permanent failure.

@@ -11,7 +11,7 @@ from worker.storage.records import Attempt, AttemptOutcome, AttemptRecord
 from worker.storage.tables import attempts, deliveries
 from worker.storage.transactions import SqlStoreBase
 
-# DESIGN §3.4: response bodies are stored truncated to 20 kB.
+# Response bodies are stored truncated to 20 kB (worker.sinks.base.MAX_RESPONSE_BODY_BYTES).
 MAX_RESPONSE_BODY_BYTES = 20_000
 
 

@@ -16,7 +16,7 @@ JsonObject = dict[str, Any]
 def new_id(prefix: str) -> str:
     """A fresh random id such as ``evt_3q2…``: 128 random bits, url-safe, never a ``.``.
 
-    The callback token uses ``.`` as its separator (DESIGN §3.1), so ids must not contain one.
+    The callback token uses ``.`` as its separator (worker/tokens.py), so ids must not contain one.
     """
     return f"{prefix}_{secrets.token_urlsafe(16)}"
 
@@ -109,7 +109,7 @@ class CallbackReceipt:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A completion to deliver; `payload` is the DESIGN §3.2 envelope."""
+    """A completion to deliver; `payload` is the delivered document (worker/events.py)."""
 
     id: str
     type: str

@@ -10,7 +10,7 @@ from worker.storage.records import InvitationStatus, JsonObject, PurgeCounts
 from worker.storage.tables import attempts, callbacks, events, invitations
 from worker.storage.transactions import SqlStoreBase
 
-# Candidate fields blanked by purge_pii in invitations and in event payloads (DESIGN §3.8).
+# Candidate fields blanked by purge_pii in invitations and in event payloads.
 PII_FIELDS = ("email", "first_name", "last_name")
 
 
@@ -18,7 +18,7 @@ class RetentionMixin(SqlStoreBase):
     def purge_pii(
         self, older_than: datetime, now: datetime | None = None, batch_size: int = 500
     ) -> PurgeCounts:
-        """Blank candidate PII created before `older_than` (DESIGN §3.8); safe to run twice.
+        """Blank candidate PII created before `older_than`; safe to run twice.
 
         Invitations: email and names, once no longer pending (act 4 needs the email until the
         completion is processed). Events: the payload's candidate email and names. Callbacks:
