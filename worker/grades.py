@@ -49,7 +49,7 @@ class Grade:
     percent: float | None
 
     def as_payload(self) -> dict[str, Any]:
-        """The event's "grade" object (its JSON Schema: worker/schemas/assessment.completed.json)."""
+        """The event's "grade" object (worker/schemas/assessment.completed.json)."""
         return {
             "gra_typ_id": self.grade_type,
             "type": self.type_name,

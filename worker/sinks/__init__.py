@@ -1,4 +1,7 @@
-"""Delivery targets: one module per sink kind behind the `Sink` protocol (ARCHITECTURE.md, "Adding a sink")."""
+"""Delivery targets: one module per sink kind behind the `Sink` protocol.
+
+ARCHITECTURE.md, "Adding a sink", says how to write one.
+"""
 
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope, Sink
 from worker.sinks.webhook import WebhookSink

@@ -34,9 +34,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 USER_AGENT = f"isograd-relay/{__version__} (webhook)"
-DEFAULT_TIMEOUT_SECONDS = (
-    15.0  # what Svix allows a receiver (docs.svix.com/retries)
-)
+DEFAULT_TIMEOUT_SECONDS = 15.0  # what Svix allows a receiver (docs.svix.com/retries)
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_ERROR_CHARS = 200
 _DELTA_SECONDS = re.compile(r"[0-9]+")
@@ -219,7 +217,8 @@ class WebhookSink:
                 content=body,
                 headers=headers,
                 timeout=httpx2.Timeout(self.timeout),
-                follow_redirects=False,  # a 3xx is a failure, never followed: a redirect must not move a signed payload
+                # A 3xx is a failure, never followed: a redirect must not move a signed payload.
+                follow_redirects=False,
             ) as response:
                 deadline = started + self.timeout
                 response_body, read_error = read_response_body(response, deadline=deadline)
