@@ -1,9 +1,10 @@
 """The sweeper: re-enqueue work whose broker message was lost, from what SQL says is unfinished.
 
 Nothing waits only in Redis (ARCHITECTURE.md, "Reliability"). A message can be lost: Redis
-restarted without the data, an enqueue failed after the row was written, or Dramatiq acked a message whose retry it
-could not enqueue while Redis was down (https://github.com/Bogdanp/dramatiq/pull/545). The
-sweeper runs in the scheduler and finds that work in SQL:
+restarted without the data, an enqueue failed after the row was written, or Dramatiq acked a
+message whose retry it could not enqueue while Redis was down
+(https://github.com/Bogdanp/dramatiq/pull/545). The sweeper runs in the scheduler and finds
+that work in SQL:
 
 - deliveries due more than `grace` ago and never claimed, or stranded `delivering` by a worker
   that died mid-attempt (its lease expired): reset to due now and enqueued, so each is swept at
