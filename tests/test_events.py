@@ -59,6 +59,7 @@ def a_payload(
     skills: tuple[SkillResult, ...] = (),
     grade_type: int = 2,
     pdf_url: str | None = "https://isograd.example/report.pdf",
+    test_name: str | None = None,
 ) -> dict[str, Any]:
     return build_completion_event(
         event_id="evt_123",
@@ -69,6 +70,7 @@ def a_payload(
         grade=convert_grade(grade_type, 550.0, 1000.0, "550/1000"),
         pdf_url=pdf_url,
         occurred_at=MOMENT,
+        test_name=test_name,
     )
 
 
@@ -102,6 +104,25 @@ def test_a_payload_without_pdf_or_candidate_details_validates(schema: dict[str, 
     invitation = an_invitation(email=None, first_name=None, last_name=None, ext_id=None)
 
     jsonschema.validate(a_payload(invitation, pdf_url=None), schema)
+
+
+def test_a_known_test_name_is_carried_as_data_test_name(schema: dict[str, Any]) -> None:
+    payload = a_payload(test_name="Excel 2019")
+
+    assert payload["data"]["test"]["name"] == "Excel 2019"
+    jsonschema.validate(payload, schema)
+
+
+def test_without_a_test_name_the_key_is_left_out() -> None:
+    assert "name" not in a_payload(test_name=None)["data"]["test"]
+
+
+def test_the_schema_rejects_an_empty_test_name(schema: dict[str, Any]) -> None:
+    payload = a_payload()
+    payload["data"]["test"]["name"] = ""
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(payload, schema)
 
 
 def test_a_payload_with_an_unknown_grade_type_validates(schema: dict[str, Any]) -> None:

@@ -12,12 +12,14 @@ import pytest
 from worker.errors import ConfigurationError
 from worker.retries import SVIX_DELAYS
 from worker.sinks.options import Problems, SinkOptions
+from worker.sinks.registry import KINDS
 from worker.sinks.webhook import WebhookTarget, webhook_secret_problem
 from worker.subscriptions import (
     Subscription,
     parse_subscriptions,
 )
 
+KNOWN_KINDS = ", ".join(KINDS)
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"o" * 24).decode()
 MINIMAL = f"""
@@ -127,7 +129,7 @@ def test_an_env_reference_to_an_invalid_secret_is_a_problem_that_hides_the_value
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ('kind = "slack"', "kind: unknown kind 'slack' (known: webhook)"),
+        ('kind = "sms"', f"kind: unknown kind 'sms' (known: {KNOWN_KINDS})"),
         ('url = "ftp://example.com/x"', "url: must be an http(s) URL"),
         ('url = "https://"', "url: must be an http(s) URL"),
         ('url = "http://[::1"', "url: must be an http(s) URL"),
@@ -240,7 +242,7 @@ timout_seconds = 3
     problems = _problems(text)
 
     assert problems == [
-        "relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: webhook)",
+        f"relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: {KNOWN_KINDS})",
         "relay.toml: subscriptions[1]: unknown key 'timout_seconds'"
         " (did you mean 'timeout_seconds'?)",
         "relay.toml: subscriptions[1].secrets[0]: environment variable MISSING is not set",
@@ -361,3 +363,45 @@ def test_file_references_are_only_read_where_a_kind_allows_key_material() -> Non
     options = SinkOptions({"key": "file:/etc/passwd"}, Problems("x"), environ={})
 
     assert options.secret("key") == "file:/etc/passwd"
+
+
+# Score filter (min_percent / max_percent, inclusive)
+
+
+def _with_percent(lines: str) -> Subscription:
+    (subscription,) = _parse(MINIMAL + lines)
+    return subscription
+
+
+@pytest.mark.parametrize(
+    ("lines", "percent", "expected"),
+    [
+        ("min_percent = 50", 50.0, True),
+        ("min_percent = 50", 49.9, False),
+        ("max_percent = 80", 80.0, True),
+        ("max_percent = 80", 80.1, False),
+        ("min_percent = 50\nmax_percent = 80", 65.0, True),
+        ("min_percent = 50\nmax_percent = 80", 81.0, False),
+        ("min_percent = 0", None, False),
+        ("", None, True),
+    ],
+)
+def test_the_percent_filter_is_inclusive_and_needs_a_percent(
+    lines: str, percent: float | None, expected: bool
+) -> None:
+    subscription = _with_percent(lines)
+
+    assert subscription.matches("assessment.completed", 1, None, percent=percent) is expected
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("min_percent = -1", "min_percent: must be >= 0"),
+        ("max_percent = 101", "max_percent: must be <= 100"),
+        ('min_percent = "50"', "min_percent: must be a number"),
+        ("min_percent = 80\nmax_percent = 50", "max_percent: must be >= min_percent (80)"),
+    ],
+)
+def test_a_bad_percent_filter_is_reported(lines: str, problem: str) -> None:
+    assert _problems(MINIMAL + lines) == [f"relay.toml: subscriptions[0].{problem}"]

@@ -27,12 +27,21 @@ def build_completion_event(
     grade: Grade,
     pdf_url: str | None,
     occurred_at: datetime,
+    test_name: str | None = None,
 ) -> dict[str, Any]:
     """The full `{"type", "timestamp", "data"}` document, as stored in events.payload.
 
     `occurred_at` (timezone-aware) is when we confirmed the completion; act 10 gives no time.
     The candidate's email is part of the event on purpose: it is what the receivers match on.
+    `test_name` (act 14's, when known) is data.test.name; without one the key is left out.
     """
+    test: dict[str, Any] = {
+        "tst_frm_id": invitation.tst_frm_id,
+        "pla_tst_id": pla_tst_id,
+        "status": "completed",
+    }
+    if test_name:
+        test["name"] = test_name
     return {
         "type": ASSESSMENT_COMPLETED,
         "timestamp": format_timestamp(occurred_at),
@@ -47,11 +56,7 @@ def build_completion_event(
                 "can_id": invitation.can_id,
                 "ext_id": invitation.ext_id,
             },
-            "test": {
-                "tst_frm_id": invitation.tst_frm_id,
-                "pla_tst_id": pla_tst_id,
-                "status": "completed",
-            },
+            "test": test,
             "grade": grade.as_payload(),
             "duration_seconds": result.elapsed_seconds,
             "skills": [_skill(skill) for skill in details.skills],

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import httpx2
 
+from worker.catalogue import AssessmentCatalogue
 from worker.clock import Clock, utc_now
 from worker.isograd.client import IsogradClient
 from worker.jobs import Enqueuer
@@ -46,6 +47,7 @@ class Runtime:
     ) -> None:
         self.store = store
         self.client = client
+        self.catalogue = AssessmentCatalogue(client)
         self.http = http
         self.subscriptions = subscriptions
         self.subscriptions_by_name: Mapping[str, Subscription] = {

@@ -8,6 +8,8 @@
     event_types = ["assessment.completed"]   # the default
     tst_frm_ids = [123, 456]              # optional filters; omitted = every test
     sub_com_ids = [42]                    # omitted = every (sub) account
+    min_percent = 50                      # optional, inclusive, on data.grade.percent; an
+    max_percent = 100                     # event without a percent does not match either
     timeout_seconds = 15                  # per request
     retry_schedule = [5, 300, 1800]       # seconds between attempts, after the immediate first
     enabled = true
@@ -56,21 +58,42 @@ class Subscription:
     event_types: frozenset[str] = frozenset({ASSESSMENT_COMPLETED})
     tst_frm_ids: frozenset[int] | None = None
     sub_com_ids: frozenset[int] | None = None
+    min_percent: float | None = None
+    max_percent: float | None = None
     timeout_seconds: float = 15.0
     retry_schedule: tuple[float, ...] = SVIX_DELAYS
     enabled: bool = True
     disable_after_days: float = 5.0
 
-    def matches(self, event_type: str, tst_frm_id: int, sub_com_id: int | None) -> bool:
+    def matches(
+        self,
+        event_type: str,
+        tst_frm_id: int,
+        sub_com_id: int | None,
+        *,
+        percent: float | None = None,
+    ) -> bool:
         """True when this subscription is enabled and wants this event.
 
-        With a sub_com_ids filter, events of the main account (sub_com_id None) do not match.
+        With a sub_com_ids filter, events of the main account (sub_com_id None) do not match;
+        with a min_percent or max_percent (inclusive), an event without a percent (an unknown
+        grade type) does not match.
         """
         return (
             self.enabled
             and event_type in self.event_types
             and (self.tst_frm_ids is None or tst_frm_id in self.tst_frm_ids)
             and (self.sub_com_ids is None or sub_com_id in self.sub_com_ids)
+            and self._percent_matches(percent)
+        )
+
+    def _percent_matches(self, percent: float | None) -> bool:
+        if self.min_percent is None and self.max_percent is None:
+            return True
+        if percent is None:
+            return False
+        return (self.min_percent is None or percent >= self.min_percent) and (
+            self.max_percent is None or percent <= self.max_percent
         )
 
 
@@ -121,6 +144,8 @@ COMMON_KEYS = frozenset(
         "event_types",
         "tst_frm_ids",
         "sub_com_ids",
+        "min_percent",
+        "max_percent",
         "timeout_seconds",
         "retry_schedule",
         "enabled",
@@ -145,6 +170,7 @@ def _parse_one(options: SinkOptions) -> Subscription | None:
     event_types = _event_types(options)
     tst_frm_ids = _id_filter(options, "tst_frm_ids")
     sub_com_ids = _id_filter(options, "sub_com_ids")
+    min_percent, max_percent = _percent_filter(options)
     timeout = options.number("timeout_seconds", default=15.0)
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_SECONDS:
         options.problem("timeout_seconds", f"must be > 0 and <= {MAX_TIMEOUT_SECONDS:g}")
@@ -170,6 +196,8 @@ def _parse_one(options: SinkOptions) -> Subscription | None:
         event_types=event_types,
         tst_frm_ids=tst_frm_ids,
         sub_com_ids=sub_com_ids,
+        min_percent=min_percent,
+        max_percent=max_percent,
         timeout_seconds=timeout,
         retry_schedule=retry_schedule,
         enabled=enabled,
@@ -204,6 +232,17 @@ def _id_filter(options: SinkOptions, key: str) -> frozenset[int] | None:
         options.problem(key, "must contain integers only")
         return None
     return frozenset(values)
+
+
+def _percent_filter(options: SinkOptions) -> tuple[float | None, float | None]:
+    bounds = tuple(
+        options.number(key, minimum=0.0, maximum=100.0) if key in options else None
+        for key in ("min_percent", "max_percent")
+    )
+    low, high = bounds
+    if low is not None and high is not None and low > high:
+        options.problem("max_percent", f"must be >= min_percent ({low:g})")
+    return low, high
 
 
 def _retry_schedule(options: SinkOptions) -> tuple[float, ...]:

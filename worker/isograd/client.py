@@ -39,6 +39,7 @@ from worker.isograd.models import (
     NewCandidate,
     ResultDetails,
     read_int,
+    read_test_names,
     read_values,
 )
 
@@ -386,6 +387,18 @@ class IsogradClient:
         return parse_answer(
             14, lambda a: tuple(read_int(t) for t in read_values(a["tests"])), answer
         )
+
+    def list_test_names(
+        self, *, language: Language | None = None, sub_com_id: int | None = None
+    ) -> dict[int, str]:
+        """Act 14's test names, for the entries that carry one.
+
+        The reference documents `tests` as IDs only (isograd-api.txt, "Get available tests
+        list"), which give no names: an empty mapping. Entries that are objects with a
+        `tst_frm_id` and a non-empty `name` are read, so names appear if Isograd sends them.
+        """
+        answer = self._call_json(14, {"lan_id": language}, sub_com_id)
+        return parse_answer(14, lambda a: read_test_names(read_values(a["tests"])), answer)
 
     def get_credits(self, *, sub_com_id: int | None = None) -> tuple[Credit, ...]:
         """Act 15."""

@@ -222,6 +222,23 @@ def read_float(value: Any) -> float:
     return float(value)
 
 
+def read_test_names(entries: list[Any]) -> dict[int, str]:
+    """tst_frm_id → name for the act 14 entries that are `{"tst_frm_id": …, "name": …}`;
+    plain IDs (what the reference documents) and malformed entries are skipped."""
+    names: dict[int, str] = {}
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        name = entry.get("name")
+        try:
+            tst_frm_id = read_int(entry.get("tst_frm_id"))
+        except (TypeError, ValueError):
+            continue
+        if isinstance(name, str) and name.strip():
+            names[tst_frm_id] = name.strip()
+    return names
+
+
 def read_values(raw: Any) -> list[Any]:
     """The entries of a JSON array that PHP may have encoded as an object (or null when empty)."""
     if raw is None:

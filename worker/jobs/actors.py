@@ -70,6 +70,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
                 clock=runtime.clock,
                 recheck=recheck,
                 metrics=runtime.metrics,
+                catalogue=runtime.catalogue,
             )
 
     def deliver(delivery_id: str) -> None:

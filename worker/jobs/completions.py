@@ -15,6 +15,7 @@ from typing import Protocol
 
 import structlog
 
+from worker.catalogue import AssessmentCatalogue
 from worker.clock import Clock
 from worker.events import ASSESSMENT_COMPLETED, build_completion_event
 from worker.grades import convert_grade
@@ -112,6 +113,7 @@ def process_completion(
     clock: Clock,
     recheck: int = 0,
     metrics: RelayMetrics | None = None,
+    catalogue: AssessmentCatalogue | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
@@ -119,7 +121,8 @@ def process_completion(
     `pla_tst_id`, so a second run creates no event and enqueues nothing. Raises RetryableError
     (IsogradUnavailableError) when Isograd cannot answer now; other Isograd errors are permanent.
     `recheck` is how many re-checks came before this run (it picks the next wait). `metrics`
-    counts runs that return, by result, and new events.
+    counts runs that return, by result, and new events. `catalogue` names the test in the
+    event (data.test.name) when act 14 gives a name.
     """
     started = time.perf_counter()
     outcome = _confirm_completion(
@@ -131,6 +134,7 @@ def process_completion(
         clock=clock,
         recheck=recheck,
         metrics=metrics,
+        catalogue=catalogue,
     )
     if metrics is not None:
         metrics.record_completion(outcome.result, time.perf_counter() - started)
@@ -147,6 +151,7 @@ def _confirm_completion(
     clock: Clock,
     recheck: int,
     metrics: RelayMetrics | None,
+    catalogue: AssessmentCatalogue | None,
 ) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
     if invitation is None:
@@ -234,11 +239,19 @@ def _confirm_completion(
         grade=grade,
         pdf_url=pdf_url,
         occurred_at=now,
+        test_name=None
+        if catalogue is None
+        else catalogue.name(invitation.tst_frm_id, sub_com_id=invitation.sub_com_id),
     )
     targets = [
         subscription.name
         for subscription in subscriptions
-        if subscription.matches(ASSESSMENT_COMPLETED, invitation.tst_frm_id, invitation.sub_com_id)
+        if subscription.matches(
+            ASSESSMENT_COMPLETED,
+            invitation.tst_frm_id,
+            invitation.sub_com_id,
+            percent=grade.percent,
+        )
         and not store.subscription_state(subscription.name).disabled
     ]
     event, deliveries, created = store.create_event(
