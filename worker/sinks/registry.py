@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
 
-from worker.sinks import webhook
+from worker.sinks import http, slack, teams, webhook
 from worker.sinks.base import Sink
 from worker.sinks.options import SinkOptions
 
@@ -57,7 +57,12 @@ class SinkKind(Generic[TargetT]):
 
 KINDS: Mapping[str, SinkKind[Any]] = {
     kind.name: kind
-    for kind in (SinkKind("webhook", webhook.KEYS, webhook.parse_target, webhook.build_sink),)
+    for kind in (
+        SinkKind("webhook", webhook.KEYS, webhook.parse_target, webhook.build_sink),
+        SinkKind("slack", slack.KEYS, slack.parse_target, slack.build_sink),
+        SinkKind("teams", teams.KEYS, teams.parse_target, teams.build_sink),
+        SinkKind("http", http.KEYS, http.parse_target, http.build_sink),
+    )
 }
 
 

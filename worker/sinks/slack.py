@@ -1,0 +1,163 @@
+"""The Slack sink: a Block Kit message about one completion, posted to an incoming webhook.
+
+    [[subscriptions]]
+    name = "hr-channel"
+    kind = "slack"
+    url = "env:SLACK_WEBHOOK_URL"   # https://hooks.slack.com/services/T…/B…/…: a secret
+    include_candidate = true        # false: the message does not name the candidate
+
+The webhook URL is the only credential Slack asks for, so it is a secret: logs redact it and
+pages show its host only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from worker import __version__
+from worker.sinks.base import AttemptResult, EventEnvelope
+from worker.sinks.http_attempt import perform_attempt
+from worker.sinks.options import SinkOptions
+from worker.sinks.summary import ResultSummary
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from worker.sinks.registry import SinkContext
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"isograd-relay/{__version__} (slack)"
+KEYS = frozenset({"url", "include_candidate"})
+
+# Block Kit limits (https://api.slack.com/reference/block-kit/blocks): a header's plain_text is
+# at most 150 characters, a section field's text at most 2000.
+MAX_HEADER_CHARS = 150
+MAX_FIELD_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SlackTarget:
+    """A Slack subscription's settings: the incoming-webhook URL (a secret) and the options."""
+
+    url: str = field(repr=False)
+    include_candidate: bool = True
+
+    def describe(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def secret_values(self) -> tuple[str, ...]:
+        # The path is the secret part (/services/T…/B…/<token>); the host is not.
+        return (self.url, urlsplit(self.url).path)
+
+
+def parse_target(options: SinkOptions) -> SlackTarget | None:
+    url = options.url("url", secret=True)
+    include_candidate = options.flag("include_candidate", default=True)
+    if url is None or include_candidate is None:
+        return None
+    return SlackTarget(url, include_candidate)
+
+
+def build_sink(target: SlackTarget, context: SinkContext) -> SlackSink:
+    return SlackSink(target, client=context.http, timeout=context.timeout, name=context.name)
+
+
+class SlackSink:
+    """Posts `text` (the notification fallback) and Block Kit `blocks` to an incoming webhook.
+
+    Slack's answers (https://api.slack.com/changelog/2016-05-17-changes-to-errors-for-incoming-
+    webhooks, https://api.slack.com/messaging/webhooks#handling_errors): 200 "ok"; 400
+    invalid_payload / no_text / user_not_found, 403 action_prohibited and 404 channel_not_found
+    cannot succeed on retry (FAILED); 410 channel_is_archived disables the subscription (GONE);
+    429 comes with Retry-After (https://api.slack.com/apis/rate-limits) and 5xx (rollup_error)
+    are retried. That is the webhook classification (worker.sinks.http_attempt.classify_status).
+    """
+
+    kind = "slack"
+
+    def __init__(
+        self, target: SlackTarget, *, client: httpx2.Client, timeout: float, name: str
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.timeout = timeout
+        self._client = client
+
+    def __repr__(self) -> str:  # never show the URL
+        return f"SlackSink(name={self.name!r})"
+
+    def send(self, envelope: EventEnvelope, *, attempt_at: datetime) -> AttemptResult:
+        if attempt_at.tzinfo is None:
+            raise ValueError("attempt_at must be timezone-aware")
+        summary = ResultSummary.from_event(
+            envelope.data, include_candidate=self.target.include_candidate
+        )
+        body = json.dumps(render_message(summary), ensure_ascii=False).encode("utf-8")
+        result = perform_attempt(
+            self._client,
+            "POST",
+            self.target.url,
+            content=body,
+            headers={"content-type": "application/json", "user-agent": USER_AGENT},
+            timeout=self.timeout,
+            attempt_at=attempt_at,
+            redact=self.target.secret_values(),
+        )
+        log.debug(
+            "slack_attempt",
+            sink=self.name,
+            event_id=envelope.event_id,
+            outcome=str(result.outcome),
+            status_code=result.status_code,
+            duration_ms=round(result.duration_ms, 1),
+        )
+        return result
+
+
+def render_message(summary: ResultSummary) -> dict[str, Any]:
+    """The webhook body: `text` for notifications and clients without blocks, then `blocks`."""
+    fields = [_field("Test", summary.test)]
+    if summary.candidate:
+        fields.insert(0, _field("Candidate", summary.candidate))
+    score = summary.score()
+    if score:
+        fields.append(_field("Result", score))
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut("Assessment completed", MAX_HEADER_CHARS)},
+        },
+        {"type": "section", "fields": fields},
+    ]
+    if summary.report_url:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"<{escape(summary.report_url)}|Report (PDF)>",
+                },
+            }
+        )
+    return {"text": escape(summary.headline()), "blocks": blocks}
+
+
+def escape(text: str) -> str:
+    """Slack's mrkdwn escaping: &, < and > are control characters
+    (https://api.slack.com/reference/surfaces/formatting#escaping)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _field(label: str, value: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": _cut(f"*{label}*\n{escape(value)}", MAX_FIELD_CHARS)}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
