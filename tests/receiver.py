@@ -17,10 +17,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+Responder = Callable[["RecordedRequest"], "ScriptedResponse"]
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,14 @@ class ScriptedResponse:
 
 
 class RecordingReceiver:
-    """A threaded HTTP server that answers from a script (default: 200 with an empty body)."""
+    """A threaded HTTP server that answers from a script, then from `responder` (a vendor fake,
+    tests/vendor_fakes.py) when one is given, else with `default` (200 with an empty body)."""
 
-    def __init__(self, default: ScriptedResponse | None = None) -> None:
+    def __init__(
+        self, default: ScriptedResponse | None = None, *, responder: Responder | None = None
+    ) -> None:
         self.default = default or ScriptedResponse()
+        self.responder = responder
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._script: deque[ScriptedResponse] = deque()
@@ -116,7 +123,9 @@ class RecordingReceiver:
         with self._arrived:
             self._requests.append(request)
             self._arrived.notify_all()
-            return self._script.popleft() if self._script else self.default
+            if self._script:
+                return self._script.popleft()
+        return self.responder(request) if self.responder is not None else self.default
 
     def _pause(self, seconds: float) -> None:
         # An Event wait, not a sleep: stop() cuts it short so no handler outlives the receiver.
