@@ -31,11 +31,11 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import structlog
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker import __version__
@@ -69,6 +69,21 @@ _OWN_HEADERS = frozenset({"content-type", "content-length", "host"})
 # StrictUndefined so a missing key or a refused attribute fails instead of rendering "", and
 # no autoescape (bodies are JSON or text, not HTML; `tojson` quotes values for JSON).
 _SANDBOX = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def _dumps(value: Any, **options: Any) -> str:
+    """`tojson`'s encoder: an undefined value fails as UndefinedError naming the missing key
+    (json.dumps alone says only "StrictUndefined is not JSON serializable")."""
+
+    def refuse(item: object) -> object:
+        if isinstance(item, Undefined):
+            item._fail_with_undefined_error()
+        raise TypeError(f"{type(item).__name__} is not JSON serializable")
+
+    return json.dumps(value, default=refuse, **options)
+
+
+_SANDBOX.policies["json.dumps_function"] = _dumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +211,16 @@ class HttpSink:
         if isinstance(rendered, AttemptResult):
             return self._logged(envelope, rendered)
         url, body = rendered
+        cached = self._has_token()
         result = self._authorised_attempt(url, body, attempt_at)
         if (
             result.status_code == 401
             and isinstance(self.target.auth, ClientCredentialsAuth)
-            and self._forget_token()
+            and cached
         ):
-            # The cached token was revoked or expired early: fetch a new one, once.
+            # The cached token was revoked or expired early: fetch a new one, once. A token
+            # fetched for this very attempt is not fetched again: the API refuses the client.
+            self._forget_token()
             result = self._authorised_attempt(url, body, attempt_at)
         return self._logged(envelope, result)
 
@@ -214,15 +232,17 @@ class HttpSink:
             "data": envelope.data,
         }
         variables = {"event": event, "data": envelope.data}
+        # A template can raise more than TemplateError (a filter's TypeError, a ZeroDivisionError
+        # in an expression): any of them is the template's fault, recorded, never raised.
         try:
             url = self.target.url_template.render(variables).strip()
-        except TemplateError as exc:
-            return self._failed(f"url template: {_template_error(exc)}")
+        except Exception as exc:
+            return self._failed(f"url template {_template_error(exc)}")
         if not is_http_url(url):
             return self._failed("url template: rendered URL is not an http(s) URL")
         try:
             text = self.target.body_template.render(variables)
-        except TemplateError as exc:
+        except Exception as exc:
             return self._failed(f"body template {_template_error(exc)}")
         if _is_json(self.target.content_type):
             try:
@@ -318,11 +338,13 @@ class HttpSink:
             self._token = (token, expires)
             return token
 
-    def _forget_token(self) -> bool:
+    def _has_token(self) -> bool:
         with self._token_lock:
-            had_token = self._token is not None
+            return self._token is not None and time.monotonic() < self._token[1]
+
+    def _forget_token(self) -> None:
+        with self._token_lock:
             self._token = None
-            return had_token
 
     def _failed(self, error: str) -> AttemptResult:
         for secret in sorted(self.target.secrets, key=len, reverse=True):
@@ -365,7 +387,7 @@ def _read_token(body: str) -> tuple[str | None, float]:
     return token, float(lifetime)
 
 
-def _template_error(exc: TemplateError) -> str:
+def _template_error(exc: Exception) -> str:
     """`line 3: UndefinedError: 'dict object' has no attribute 'x'` for a template failure."""
     line: int | None = (
         getattr(exc, "lineno", None) if isinstance(exc, TemplateSyntaxError) else None

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
@@ -55,7 +55,8 @@ class TeamsTarget:
 
     def secret_values(self) -> tuple[str, ...]:
         parts = urlsplit(self.url)
-        return tuple(value for value in (self.url, parts.path, parts.query) if value)
+        signatures = parse_qs(parts.query).get("sig", [])
+        return tuple(value for value in (self.url, parts.query, *signatures) if value)
 
 
 def parse_target(options: SinkOptions) -> TeamsTarget | None:
