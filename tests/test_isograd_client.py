@@ -621,6 +621,20 @@ def test_available_tests_send_the_language(make_client: MakeClient) -> None:
     assert fake.form() == {"act_id": "14", "lan_id": "5"}
 
 
+def test_the_documented_act_14_answer_of_ids_gives_no_test_names(make_client: MakeClient) -> None:
+    client, fake = make_client(ok(tests=[55, 56]))
+
+    assert client.list_test_names(sub_com_id=42) == {}
+    assert fake.form() == {"act_id": "14", "sub_com_id": "42"}
+
+
+def test_act_14_entries_with_a_name_are_read_and_others_skipped(make_client: MakeClient) -> None:
+    tests = [55, {"tst_frm_id": "56", "name": " Word 2019 "}, {"name": "no id"}, {"tst_frm_id": 7}]
+    client, _ = make_client(ok(tests=tests))
+
+    assert client.list_test_names() == {56: "Word 2019"}
+
+
 # Redirects and HTML
 
 

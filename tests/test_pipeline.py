@@ -21,6 +21,7 @@ from tests.fixtures.pipeline import (
     invite,
     subscription,
 )
+from worker.catalogue import AssessmentCatalogue
 from worker.errors import RetryableError
 from worker.events import build_completion_event
 from worker.grades import convert_grade
@@ -677,3 +678,73 @@ def test_the_recording_enqueuer_keeps_jobs_in_order() -> None:
         ("delivery", "dlv_1"),
         ("completion", "inv_1"),
     ]
+
+
+def test_a_min_percent_subscription_gets_only_events_at_or_above_it(
+    store: SqlStore, simulated: Simulated, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete", value=550, max_value=1000)
+    subscriptions = (
+        subscription("passes", min_percent=55.0),
+        subscription("high-scores", min_percent=80.0),
+        subscription("low-scores", max_percent=54.9),
+    )
+
+    outcome = run_completion(
+        invitation.id,
+        store=store,
+        simulated=simulated,
+        enqueuer=enqueuer,
+        clock=clock,
+        subscriptions=subscriptions,
+    )
+
+    assert [d.subscription for d in store.list_deliveries(event_id=outcome.event_id)] == ["passes"]
+
+
+class NamedTests:
+    """Act 14 answering with names (or failing with `error`)."""
+
+    def __init__(self, names: dict[int, str], error: Exception | None = None) -> None:
+        self.names, self.error = names, error
+
+    def list_test_names(self, *, sub_com_id: int | None = None) -> dict[int, str]:
+        if self.error is not None:
+            raise self.error
+        return self.names
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (NamedTests({EXCEL: "Excel 2019"}), {"name": "Excel 2019"}),
+        (NamedTests({}, RetryableError("act 14 down")), {}),
+    ],
+)
+def test_the_event_names_the_test_when_act_14_can_and_completes_anyway(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    source: NamedTests,
+    expected: dict[str, str],
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete")
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=simulated.client,
+        subscriptions=(subscription(),),
+        enqueuer=enqueuer,
+        clock=clock,
+        catalogue=AssessmentCatalogue(source),
+    )
+
+    assert outcome.result is CompletionResult.COMPLETED
+    event = store.get_event(outcome.event_id or "")
+    assert event is not None
+    test = event.payload["data"]["test"]
+    assert {key: test[key] for key in test if key == "name"} == expected
