@@ -3,6 +3,7 @@ in-process simulator, and a real WebhookSink against a scripted MockTransport ta
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,8 @@ from worker.jobs.completions import (
 )
 from worker.jobs.deliveries import DeliveryOutcome, DeliveryResult, deliver
 from worker.sinks.registry import make_sink
+from worker.sinks.slack import SlackTarget
+from worker.sinks.teams import TeamsTarget
 from worker.storage.records import (
     DeliveryStatus,
     InvitationStatus,
@@ -42,7 +45,7 @@ from worker.storage.records import (
     new_id,
 )
 from worker.storage.store import SqlStore
-from worker.subscriptions import Subscription
+from worker.subscriptions import Subscription, parse_subscriptions
 
 
 def run_completion(
@@ -748,3 +751,73 @@ def test_the_event_names_the_test_when_act_14_can_and_completes_anyway(
     assert event is not None
     test = event.payload["data"]["test"]
     assert {key: test[key] for key in test if key == "name"} == expected
+
+
+# Every sink kind goes through the same delivery: retries, dead letter, auto-disable, attempts.
+
+KIND_TARGETS = {
+    "slack": lambda: SlackTarget("https://hooks.slack.com/services/T1/B1/secret"),
+    "teams": lambda: TeamsTarget("https://flow.example/workflows/1?sig=secret"),
+    "http": lambda: subscription_target(
+        '[[subscriptions]]\nname = "hr"\nkind = "http"\n'
+        'url = "https://api.example.com/x"\nbody = "{}"\n'
+    ),
+}
+
+
+def subscription_target(toml: str) -> Any:
+    (found,) = parse_subscriptions(tomllib.loads(toml), {})
+    return found.target
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_TARGETS))
+def test_every_kind_is_retried_then_delivered_with_its_attempts_recorded(
+    make_delivering: Any, store: SqlStore, clock: FakeClock, kind: str
+) -> None:
+    setup: Delivering = make_delivering(
+        httpx2.Response(503, text="busy"),
+        httpx2.Response(200, text="ok"),
+        kind=kind,
+        target=KIND_TARGETS[kind](),
+    )
+
+    first = setup.run()
+    clock.advance(first.next_attempt_in or 0)
+    second = setup.run()
+
+    assert (first.result, second.result) == (
+        DeliveryResult.RETRY_SCHEDULED,
+        DeliveryResult.DELIVERED,
+    )
+    attempts = store.list_attempts(setup.delivery_id)
+    assert [(a.status_code, a.response_body) for a in attempts] == [(503, "busy"), (200, "ok")]
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_TARGETS))
+def test_every_kind_is_disabled_by_a_410(make_delivering: Any, store: SqlStore, kind: str) -> None:
+    setup: Delivering = make_delivering(
+        httpx2.Response(410), kind=kind, target=KIND_TARGETS[kind]()
+    )
+
+    assert setup.run().result is DeliveryResult.SUBSCRIPTION_DISABLED
+    assert store.subscription_state("hr").disabled
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_TARGETS))
+def test_every_kind_dead_letters_once_the_schedule_is_exhausted(
+    make_delivering: Any, clock: FakeClock, kind: str
+) -> None:
+    setup: Delivering = make_delivering(
+        httpx2.Response(500),
+        httpx2.Response(500),
+        kind=kind,
+        target=KIND_TARGETS[kind](),
+        retry_schedule=(5.0,),
+    )
+
+    first = setup.run()
+    clock.advance(first.next_attempt_in or 0)
+    last = setup.run()
+
+    assert last.result is DeliveryResult.FAILED
+    assert setup.status() is DeliveryStatus.FAILED
