@@ -191,6 +191,25 @@ def test_check_config_lists_every_problem_and_exits_2(
         assert f"  - {problem}" in err
 
 
+def test_check_config_reports_a_template_syntax_error_with_its_line(
+    environment: pytest.MonkeyPatch, report: Report, tmp_path: Path
+) -> None:
+    (tmp_path / "relay.toml").write_text(
+        '[[subscriptions]]\nname = "hris"\nkind = "http"\n'
+        'url = "https://api.example.com/x"\nbody = """{\n  "a": {{ data.grade.percent \n}"""\n',
+        encoding="utf-8",
+    )
+
+    code = cli.main(["check-config"])
+
+    assert code == 2
+    # The expression opened on line 2 meets a stray "}" on line 3, where Jinja stops.
+    assert (
+        "  - relay.toml: subscriptions[0].body: template syntax error on line 3: unexpected '}'"
+        in report.err.getvalue()
+    )
+
+
 def test_worker_refuses_to_start_on_invalid_configuration(
     environment: pytest.MonkeyPatch, report: Report
 ) -> None:
