@@ -216,6 +216,27 @@ def test_a_body_that_is_not_json_fails_naming_the_line() -> None:
     assert "Martin" not in result.error
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            "{{ 1 // 0 }}",
+            "body template line 1: ZeroDivisionError: integer division or modulo by zero",
+        ),
+        (
+            "{{ '[' * 100000 }}{{ ']' * 100000 }}",
+            "body template: rendered JSON is nested too deeply",
+        ),
+    ],
+)
+def test_any_template_failure_is_a_recorded_failure_not_a_crash(body: str, error: str) -> None:
+    toml = config('url = "https://api.example.com/x"', f'body = "{body}"')
+
+    result = send(toml, transport(Recorder()))
+
+    assert (result.outcome, result.error) == (AttemptOutcome.FAILED, error)
+
+
 def test_a_template_syntax_error_is_a_configuration_problem_with_its_line() -> None:
     toml = config('url = "https://api.example.com/x"', 'body = """{\n{% if %}\n}"""')
 

@@ -237,26 +237,25 @@ class HttpSink:
         try:
             url = self.target.url_template.render(variables).strip()
         except Exception as exc:
-            return self._failed(f"url template {_template_error(exc)}")
+            return self._failed(f"url template{_template_error(exc)}")
         if not is_http_url(url):
             return self._failed("url template: rendered URL is not an http(s) URL")
         try:
             text = self.target.body_template.render(variables)
         except Exception as exc:
-            return self._failed(f"body template {_template_error(exc)}")
+            return self._failed(f"body template{_template_error(exc)}")
         if _is_json(self.target.content_type):
             try:
                 json.loads(text)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 # Jinja keeps the template's newlines (no trim_blocks), so a rendered line is
                 # the template's line unless a loop or a value with newlines added lines.
-                where = getattr(exc, "lineno", None)
-                column = getattr(exc, "colno", None)
-                message = getattr(exc, "msg", "invalid JSON")
                 return self._failed(
-                    f"body template line {where}: rendered body is not valid JSON"
-                    f" ({message}, column {column})"
+                    f"body template line {exc.lineno}: rendered body is not valid JSON"
+                    f" ({exc.msg}, column {exc.colno})"
                 )
+            except RecursionError:
+                return self._failed("body template: rendered JSON is nested too deeply")
         return url, text.encode("utf-8")
 
     def _authorised_attempt(self, url: str, body: bytes, attempt_at: datetime) -> AttemptResult:
@@ -388,15 +387,14 @@ def _read_token(body: str) -> tuple[str | None, float]:
 
 
 def _template_error(exc: Exception) -> str:
-    """`line 3: UndefinedError: 'dict object' has no attribute 'x'` for a template failure."""
-    line: int | None = (
-        getattr(exc, "lineno", None) if isinstance(exc, TemplateSyntaxError) else None
-    )
+    """` line 3: UndefinedError: 'dict object' has no attribute 'x'` for a template failure
+    (`: …` when no template line is known)."""
+    line = exc.lineno if isinstance(exc, TemplateSyntaxError) else None
     if line is None:
         frames = traceback.extract_tb(exc.__traceback__)
         lines = [frame.lineno for frame in frames if frame.filename == _TEMPLATE_FILENAME]
         line = lines[-1] if lines else None
-    where = f"line {line}: " if line is not None else ""
+    where = f" line {line}: " if line is not None else ": "
     return where + describe_error(exc)
 
 
