@@ -341,6 +341,29 @@ def test_redacted_secrets_list_every_secret_value(tmp_path: Path) -> None:
     }
 
 
+def test_redacted_secrets_list_the_chat_urls_and_api_credentials_of_every_kind(
+    tmp_path: Path,
+) -> None:
+    slack = "https://hooks.slack.com/services/T1/B1/slack-path-secret"
+    teams = "https://flow.example/workflows/1?api-version=1&sig=teams-signature"
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f'[[subscriptions]]\nname = "s"\nkind = "slack"\nurl = "{slack}"\n\n'
+        f'[[subscriptions]]\nname = "t"\nkind = "teams"\nurl = "{teams}"\n\n'
+        '[[subscriptions]]\nname = "h"\nkind = "http"\nurl = "https://api.example.com/x"\n'
+        'body = "{}"\nheaders = { "X-Key" = "env:X_KEY" }\n'
+        'auth = { type = "oauth2_client_credentials", token_url = "https://api.example.com/t",'
+        ' client_id = "client", client_secret = "env:CLIENT_SECRET" }\n'
+    )
+    environ = PRODUCTION | {"X_KEY": "header-key-value", "CLIENT_SECRET": "oauth-client-secret"}
+
+    secrets = Settings.from_env(environ, config_path=str(config)).redacted_secrets()
+
+    for value in (slack, "/services/T1/B1/slack-path-secret", teams, "teams-signature"):
+        assert value in secrets
+    assert {"header-key-value", "oauth-client-secret"} <= set(secrets)
+
+
 def test_redacted_secrets_skip_values_too_short_to_redact_safely() -> None:
     settings = Settings(database_url="postgresql+psycopg://relay:pw@db/relay")
 

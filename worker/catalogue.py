@@ -29,7 +29,7 @@ class AssessmentNameSource(Protocol):
 
 
 class AssessmentCatalogue:
-    """Test names per (sub) account, read at most once per TTL; safe to share between threads."""
+    """Test names per (sub) account, read once per TTL; safe to share between threads."""
 
     def __init__(
         self,
@@ -53,18 +53,19 @@ class AssessmentCatalogue:
 
     def _names(self, sub_com_id: int | None) -> Mapping[int, str]:
         with self._lock:
-            now = self._monotonic()
             cached = self._cached.get(sub_com_id)
-            if cached is not None and now < cached[1]:
-                return cached[0]
-            try:
-                names = dict(self._source.list_test_names(sub_com_id=sub_com_id))
-                expires = now + self._ttl
-            except RelayError as exc:
-                log.warning(
-                    "test_names_unavailable", sub_com_id=sub_com_id, error=type(exc).__name__
-                )
-                names = dict(cached[0]) if cached is not None else {}  # stale beats nothing
-                expires = now + self._failure_ttl
+        now = self._monotonic()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        # Asked outside the lock, so a slow act 14 holds up only the completions that need it;
+        # two threads missing at once both ask, and the later answer is kept.
+        try:
+            names: Mapping[int, str] = dict(self._source.list_test_names(sub_com_id=sub_com_id))
+            expires = now + self._ttl
+        except RelayError as exc:
+            log.warning("test_names_unavailable", sub_com_id=sub_com_id, error=type(exc).__name__)
+            names = cached[0] if cached is not None else {}  # stale beats nothing
+            expires = now + self._failure_ttl
+        with self._lock:
             self._cached[sub_com_id] = (names, expires)
-            return names
+        return names
