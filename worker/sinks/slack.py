@@ -76,7 +76,7 @@ class SlackSink:
     webhooks, https://api.slack.com/messaging/webhooks#handling_errors): 200 "ok"; 400
     invalid_payload / no_text / user_not_found, 403 action_prohibited and 404 channel_not_found
     cannot succeed on retry (FAILED); 410 channel_is_archived disables the subscription (GONE);
-    429 comes with Retry-After (https://api.slack.com/apis/rate-limits) and 5xx (rollup_error)
+    429 comes with Retry-After (https://api.slack.com/docs/rate-limits) and 5xx (rollup_error)
     are retried. That is the webhook classification (worker.sinks.http_attempt.classify_status).
     """
 
