@@ -32,7 +32,8 @@ SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def hibob_example() -> str:
-    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text("utf-8"), re.S)
+    text = (ROOT / "README.md").read_text("utf-8")
+    blocks: list[str] = re.findall(r"```toml\n(.*?)```", text, re.S)
     return next(block for block in blocks if block.startswith("# example: hibob\n"))
 
 

@@ -9,16 +9,14 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
-from tests.dashboard_fixtures import sign_in
-from tests.edge_fixtures import ADMIN_TOKEN, PUBLIC_URL, edge_settings
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import Simulated, clock, enqueuer, simulated, store
+from tests.fixtures.dashboard import sign_in
+from tests.fixtures.pipeline import Simulated
+from tests.fixtures.web import ADMIN_TOKEN, PUBLIC_URL, edge_settings
 from webhooks.app import create_app
 from worker.runtime import Runtime
 from worker.storage.store import SqlStore
 from worker.subscriptions import parse_subscriptions
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]  # fixtures used by the tests below
 
 SLACK_PATH = "/services/T0SLACK/B0SLACK/sl4ck-secret-path"
 TEAMS_SIG = "t3ams-signature-value"

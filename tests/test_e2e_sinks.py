@@ -2,7 +2,7 @@
 Teams fake and an http sink (Personio fake, OAuth2), each filtered by min_percent, each once.
 
 The fakes (tests/vendor_fakes.py) listen on real ports; the relay's simulator, web and worker
-run as processes on real Redis (tests/e2e_fixtures.py).
+run as processes on real Redis (tests/harness/processes.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.e2e_fixtures import RelayStack, new_webhook_secret, relay_stack, wait_until
+from tests.harness.processes import RelayStack, new_webhook_secret, relay_stack, wait_until
 from tests.receiver import RecordingReceiver
 from tests.vendor_fakes import FakePersonio, FakeSlack, FakeTeams
 from worker.storage.records import DeliveryStatus

@@ -4,7 +4,7 @@ in-process simulator, and a real WebhookSink against a scripted MockTransport ta
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +35,7 @@ from worker.jobs.completions import (
     process_completion,
 )
 from worker.jobs.deliveries import DeliveryOutcome, DeliveryResult, deliver
-from worker.sinks.registry import make_sink
+from worker.sinks.registry import SinkTarget, make_sink
 from worker.sinks.slack import SlackTarget
 from worker.sinks.teams import TeamsTarget
 from worker.storage.records import (
@@ -755,19 +755,23 @@ def test_the_event_names_the_test_when_act_14_can_and_completes_anyway(
 
 # Every sink kind goes through the same delivery: retries, dead letter, auto-disable, attempts.
 
-KIND_TARGETS = {
+
+def http_target() -> SinkTarget:
+    (found,) = parse_subscriptions(
+        tomllib.loads(
+            '[[subscriptions]]\nname = "hr"\nkind = "http"\n'
+            'url = "https://api.example.com/x"\nbody = "{}"\n'
+        ),
+        {},
+    )
+    return found.target
+
+
+KIND_TARGETS: dict[str, Callable[[], SinkTarget]] = {
     "slack": lambda: SlackTarget("https://hooks.slack.com/services/T1/B1/secret"),
     "teams": lambda: TeamsTarget("https://flow.example/workflows/1?sig=secret"),
-    "http": lambda: subscription_target(
-        '[[subscriptions]]\nname = "hr"\nkind = "http"\n'
-        'url = "https://api.example.com/x"\nbody = "{}"\n'
-    ),
+    "http": http_target,
 }
-
-
-def subscription_target(toml: str) -> Any:
-    (found,) = parse_subscriptions(tomllib.loads(toml), {})
-    return found.target
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_TARGETS))

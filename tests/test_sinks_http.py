@@ -27,7 +27,7 @@ TOKEN = "api-t0ken-very-secret"
 
 def readme_example(name: str) -> str:
     """The README's ```toml block that starts with `# example: <name>`."""
-    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    blocks: list[str] = re.findall(r"```toml\n(.*?)```", README.read_text("utf-8"), re.S)
     (block,) = [block for block in blocks if block.startswith(f"# example: {name}\n")]
     return block
 

@@ -186,7 +186,7 @@ def build_sink(target: HttpTarget, context: SinkContext) -> HttpSink:
 class HttpSink:
     """Renders the user's request for each event and sends it; never raises for what the API
     answers. Template and JSON problems are permanent failures (the same event renders the same
-    way on every retry); answers are classified as webhooks' are (DESIGN §3.4).
+    way on every retry); answers are classified as webhooks' are (http_attempt.classify_status).
     """
 
     kind = "http"
