@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
 
-from worker.sinks import webhook
+from worker.sinks import bamboohr, lti11, lti13, webhook
 from worker.sinks.base import Sink
 from worker.sinks.options import SinkOptions
 
@@ -57,7 +57,12 @@ class SinkKind(Generic[TargetT]):
 
 KINDS: Mapping[str, SinkKind[Any]] = {
     kind.name: kind
-    for kind in (SinkKind("webhook", webhook.KEYS, webhook.parse_target, webhook.build_sink),)
+    for kind in (
+        SinkKind("webhook", webhook.KEYS, webhook.parse_target, webhook.build_sink),
+        SinkKind("bamboohr", bamboohr.KEYS, bamboohr.parse_target, bamboohr.build_sink),
+        SinkKind("lti11", lti11.KEYS, lti11.parse_target, lti11.build_sink),
+        SinkKind("lti13", lti13.KEYS, lti13.parse_target, lti13.build_sink),
+    )
 }
 
 
