@@ -20,7 +20,7 @@ from tests.receiver import RecordingReceiver, ScriptedResponse
 from worker.errors import ConfigurationError
 from worker.sinks import AttemptOutcome, AttemptResult, EventEnvelope, Sink, WebhookSink
 from worker.sinks.base import MAX_RESPONSE_BODY_BYTES, TRUNCATION_MARKER
-from worker.sinks.webhook import parse_retry_after, read_response_body
+from worker.sinks.http_attempt import parse_retry_after, read_response_body
 
 SECRET_A = "whsec_" + base64.b64encode(b"a" * 32).decode()
 SECRET_B = "whsec_" + base64.b64encode(b"b" * 32).decode()

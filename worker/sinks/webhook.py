@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -19,13 +17,13 @@ from standardwebhooks.webhooks import Webhook
 
 from worker import __version__
 from worker.errors import ConfigurationError
-from worker.sinks.base import (
-    MAX_RESPONSE_BODY_BYTES,
-    TRUNCATION_MARKER,
-    AttemptOutcome,
-    AttemptResult,
-    EventEnvelope,
-)
+from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
+
+# The shared HTTP attempt code lived here first; these names stay importable from this module.
+from worker.sinks.http_attempt import classify_status as classify_status
+from worker.sinks.http_attempt import parse_retry_after as parse_retry_after
+from worker.sinks.http_attempt import perform_attempt
+from worker.sinks.http_attempt import read_response_body as read_response_body
 from worker.sinks.options import ENV_PREFIX, SinkOptions
 
 if TYPE_CHECKING:
@@ -37,9 +35,6 @@ USER_AGENT = f"isograd-relay/{__version__} (webhook)"
 DEFAULT_TIMEOUT_SECONDS = (
     15.0  # DESIGN §3.4; also what Svix allows a receiver (docs.svix.com/retries)
 )
-_RETRYABLE_STATUSES = frozenset({408, 425, 429})
-_MAX_ERROR_CHARS = 200
-_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 # Standard Webhooks: a symmetric secret is random, at least 24 bytes and at most 64 (512 bits).
@@ -192,8 +187,15 @@ class WebhookSink:
             "user-agent": USER_AGENT,
             **self.signature_headers(envelope.event_id, attempt_at, body),
         }
-        started = time.perf_counter()
-        result = self._post(body, headers, attempt_at, started)
+        result = perform_attempt(
+            self._client,
+            "POST",
+            self.url,
+            content=body,
+            headers=headers,
+            timeout=self.timeout,
+            attempt_at=attempt_at,
+        )
         return self._logged(envelope, result)
 
     def signature_headers(self, event_id: str, attempt_at: datetime, body: bytes) -> dict[str, str]:
@@ -208,65 +210,6 @@ class WebhookSink:
             "webhook-timestamp": str(int(utc_time.timestamp())),
             "webhook-signature": signatures,
         }
-
-    def _post(
-        self, body: bytes, headers: dict[str, str], attempt_at: datetime, started: float
-    ) -> AttemptResult:
-        try:
-            with self._client.stream(
-                "POST",
-                self.url,
-                content=body,
-                headers=headers,
-                timeout=httpx2.Timeout(self.timeout),
-                follow_redirects=False,  # DESIGN §3.4: a 3xx is a failure, never followed
-            ) as response:
-                deadline = started + self.timeout
-                response_body, read_error = read_response_body(response, deadline=deadline)
-                status = response.status_code
-                retry_after_header = response.headers.get("retry-after")
-        except httpx2.TimeoutException as exc:
-            return AttemptResult(
-                AttemptOutcome.RETRY,
-                status_code=None,
-                duration_ms=_elapsed_ms(started),
-                error=f"timed out after {self.timeout:g} s ({type(exc).__name__})",
-                timed_out=True,
-            )
-        except httpx2.UnsupportedProtocol as exc:
-            return self._transport_failure(AttemptOutcome.FAILED, exc, started)
-        except httpx2.TransportError as exc:  # connection refused/reset, DNS, TLS, protocol errors
-            return self._transport_failure(AttemptOutcome.RETRY, exc, started)
-        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
-            return self._transport_failure(AttemptOutcome.FAILED, exc, started)
-        outcome = classify_status(status)
-        retry_after = None
-        if outcome is AttemptOutcome.RETRY:
-            retry_after = parse_retry_after(retry_after_header, now=attempt_at)
-        return AttemptResult(
-            outcome,
-            status_code=status,
-            duration_ms=_elapsed_ms(started),
-            response_body=response_body,
-            error=read_error,
-            retry_after=retry_after,
-        )
-
-    def _transport_failure(
-        self, outcome: AttemptOutcome, exc: Exception, started: float
-    ) -> AttemptResult:
-        return AttemptResult(
-            outcome,
-            status_code=None,
-            duration_ms=_elapsed_ms(started),
-            error=self._describe(exc),
-        )
-
-    def _describe(self, exc: Exception) -> str:
-        """One line naming the exception; the URL is removed since it may carry a token."""
-        message = " ".join(str(exc).split()).replace(self.url, "<url>")
-        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        return text[:_MAX_ERROR_CHARS]
 
     def _logged(self, envelope: EventEnvelope, result: AttemptResult) -> AttemptResult:
         # Only identifiers and the classification: never the URL, secrets or body (it holds the
@@ -283,78 +226,6 @@ class WebhookSink:
         return result
 
 
-def classify_status(status_code: int) -> AttemptOutcome:
-    """Map an HTTP status to an attempt outcome (DESIGN §3.4, after Svix's rules).
-
-    2xx delivered; 410 gone (disable the subscription); 408/425/429/5xx retry; everything else,
-    3xx redirects included, is a permanent failure.
-    """
-    if 200 <= status_code < 300:
-        return AttemptOutcome.DELIVERED
-    if status_code == 410:
-        return AttemptOutcome.GONE
-    if status_code in _RETRYABLE_STATUSES or 500 <= status_code < 600:
-        return AttemptOutcome.RETRY
-    return AttemptOutcome.FAILED
-
-
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3), measured from aware `now`.
-
-    Accepts delay-seconds ("120") or an HTTP-date (a date in the past means 0). Anything else,
-    like a negative or fractional number, is ignored (None).
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if _DELTA_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" means UTC with no claim about local time (RFC 5322)
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def read_response_body(response: httpx2.Response, *, deadline: float) -> tuple[str, str | None]:
-    """Read at most MAX_RESPONSE_BODY_BYTES of a streamed response, decoded leniently.
-
-    Returns `(text, error)`. Reading stops at the byte limit or once `deadline` (a
-    `time.perf_counter()` value) has passed; a cut body ends with TRUNCATION_MARKER. A body that
-    fails to arrive yields what was read and a one-line error: the status line has already been
-    received, so it still decides the outcome.
-    """
-    buffer = bytearray()
-    truncated = False
-    error = None
-    try:
-        for chunk in response.iter_bytes():
-            buffer += chunk
-            if len(buffer) > MAX_RESPONSE_BODY_BYTES or time.perf_counter() > deadline:
-                truncated = True
-                break
-    except httpx2.HTTPError as exc:
-        error = f"response body unreadable ({type(exc).__name__})"
-        truncated = True
-    if truncated:
-        keep = max(0, MAX_RESPONSE_BODY_BYTES - len(TRUNCATION_MARKER.encode("utf-8")))
-        text = _decode(bytes(buffer[:keep]), response.charset_encoding) + TRUNCATION_MARKER
-    else:
-        text = _decode(bytes(buffer), response.charset_encoding)
-    return text, error
-
-
-def _decode(data: bytes, charset: str | None) -> str:
-    try:
-        text = data.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # an unknown charset, or a codec that is not a text encoding ("base64")
-        text = data.decode("utf-8", errors="replace")
-    # NUL cannot be stored in a PostgreSQL text column.
-    return text.replace("\x00", "\ufffd")
-
-
 def _make_signer(name: str, position: int, secret: str) -> Webhook:
     try:
         return Webhook(secret)
@@ -362,7 +233,3 @@ def _make_signer(name: str, position: int, secret: str) -> Webhook:
         raise ConfigurationError(
             f"sink {name!r}: secret #{position} is not a valid whsec_ base64 secret"
         ) from exc
-
-
-def _elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
