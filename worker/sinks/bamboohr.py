@@ -31,9 +31,9 @@ import structlog
 
 from worker import __version__
 from worker.sinks.base import AttemptResult, EventEnvelope
+from worker.sinks.http_attempt import perform_attempt
 from worker.sinks.options import SinkOptions
-from worker.sinks.routing import MissingRoutingError, context_text, text_field
-from worker.sinks.vendor_http import Reply, exchange, failed, one_line, result_of
+from worker.sinks.routing import MissingRoutingError, context_text, not_sent, text_field
 
 if TYPE_CHECKING:
     from worker.sinks.registry import SinkContext
@@ -195,7 +195,7 @@ class BambooHRSink:
         try:
             employee_id = self._employee_id(envelope)
         except MissingRoutingError as exc:
-            return self._logged(envelope, failed(str(exc)))
+            return self._logged(envelope, not_sent(str(exc)))
         if self.target.mode == "training":
             path = f"training/record/employee/{employee_id}"
             document = training_record(envelope, self.target.training_type_id or 0)
@@ -210,14 +210,18 @@ class BambooHRSink:
             "user-agent": USER_AGENT,
         }
         body = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        reply = exchange(
-            self._client, "POST", url, timeout=self.timeout, content=body, headers=headers
+        result = perform_attempt(
+            self._client,
+            "POST",
+            url,
+            content=body,
+            headers=headers,
+            timeout=self.timeout,
+            attempt_at=attempt_at,
+            explain=bamboohr_reason,
+            redact=self.target.secret_values(),
         )
-        if isinstance(reply, Reply):
-            return self._logged(
-                envelope, result_of(reply, attempt_at=attempt_at, error=_reason(reply))
-            )
-        return self._logged(envelope, reply)
+        return self._logged(envelope, result)
 
     def _employee_id(self, envelope: EventEnvelope) -> str:
         if self.target.employee_id_from == "ext_id":
@@ -294,11 +298,10 @@ def _grade_text(grade: Mapping[str, Any]) -> str:
     return f"{value}/{maximum}" if maximum is not None else str(value)
 
 
-def _reason(reply: Reply) -> str | None:
-    if reply.status_code < 400:
-        return None
-    reason = reply.headers.get(ERROR_HEADER)
-    return one_line(f"BambooHR: {reason}") if reason else None
+def bamboohr_reason(status: int, headers: httpx2.Headers, body: str) -> str | None:
+    """BambooHR's reason for a refusal, from its X-BambooHR-Error-Message header."""
+    reason = headers.get(ERROR_HEADER) if status >= 400 else None
+    return f"BambooHR: {reason}" if reason else None
 
 
 def _basic_credentials(api_key: str) -> str:

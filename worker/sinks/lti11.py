@@ -27,9 +27,15 @@ from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_TYPE_AUTH_HEADER, Cli
 
 from worker import __version__
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
+from worker.sinks.http_attempt import classify_status, perform_attempt
 from worker.sinks.options import SinkOptions
-from worker.sinks.routing import MissingRoutingError, context_table, text_field, url_field
-from worker.sinks.vendor_http import Reply, exchange, failed, one_line, result_of
+from worker.sinks.routing import (
+    MissingRoutingError,
+    context_table,
+    not_sent,
+    text_field,
+    url_field,
+)
 
 if TYPE_CHECKING:
     from worker.sinks.registry import SinkContext
@@ -77,8 +83,8 @@ class Lti11Sink:
     """Replaces the candidate's result in the LMS (safe to repeat: replaceResult overwrites).
 
     HTTP statuses follow DESIGN §3.4 (401 and other 4xx permanent, 408/429/5xx retried); a 2xx
-    is only delivered when its `imsx_codeMajor` is `success`: `failure` and `unsupported` are
-    permanent with the consumer's `imsx_description` recorded, `processing` is retried.
+    is only delivered when its `imsx_codeMajor` is `success` (see classify_answer), and the
+    consumer's `imsx_description` is recorded otherwise.
     """
 
     kind = "lti11"
@@ -101,29 +107,30 @@ class Lti11Sink:
             url = url_field(routing, OUTCOME_URL_KEY, where=where)
             sourcedid = text_field(routing, SOURCEDID_KEY, where=where)
         except MissingRoutingError as exc:
-            return self._logged(envelope, failed(str(exc)))
+            return self._logged(envelope, not_sent(str(exc)))
         score = _lti_outcome(envelope.data.get("grade"))
         if score is None:
             return self._logged(
-                envelope, failed("grade.lti_outcome is missing (an unknown grade type?)")
+                envelope, not_sent("grade.lti_outcome is missing (an unknown grade type?)")
             )
         body = replace_result_request(sourcedid, score, message_id=uuid.uuid4().hex)
         try:
             headers = self.signed_headers(url, body)
         except ValueError as exc:  # oauthlib refuses URIs it cannot sign
-            return self._logged(envelope, failed(f"cannot sign the request ({exc})"))
-        reply = exchange(
+            return self._logged(envelope, not_sent(f"cannot sign the request ({exc})"))
+        result = perform_attempt(
             self._client,
             "POST",
             url,
-            timeout=self.timeout,
             content=body.encode("utf-8"),
             headers=headers,
-            hide=(sourcedid,),
+            timeout=self.timeout,
+            attempt_at=attempt_at,
+            classify=classify_answer,
+            explain=explain_answer,
+            redact=(sourcedid, self.target.shared_secret),
         )
-        if not isinstance(reply, Reply):
-            return self._logged(envelope, reply)
-        return self._logged(envelope, self._judge(reply, attempt_at))
+        return self._logged(envelope, result)
 
     def signed_headers(self, url: str, body: str) -> dict[str, str]:
         """The request's headers, Authorization being oauthlib's OAuth 1.0a signature.
@@ -146,28 +153,6 @@ class Lti11Sink:
             "user-agent": USER_AGENT,
         }
 
-    def _judge(self, reply: Reply, attempt_at: datetime) -> AttemptResult:
-        if not 200 <= reply.status_code < 300:
-            return result_of(reply, attempt_at=attempt_at)
-        status = code_major(reply.body)
-        if status is None:
-            return result_of(
-                reply,
-                attempt_at=attempt_at,
-                outcome=AttemptOutcome.FAILED,
-                error="the answer is not an imsx_POXEnvelopeResponse",
-            )
-        major, description = status
-        if major == "success":
-            return result_of(reply, attempt_at=attempt_at, outcome=AttemptOutcome.DELIVERED)
-        outcome = AttemptOutcome.RETRY if major == "processing" else AttemptOutcome.FAILED
-        return result_of(
-            reply,
-            attempt_at=attempt_at,
-            outcome=outcome,
-            error=one_line(f"imsx_codeMajor {major}: {description or 'no description'}"),
-        )
-
     def _logged(self, envelope: EventEnvelope, result: AttemptResult) -> AttemptResult:
         log.debug(
             "lti11_attempt",
@@ -177,6 +162,34 @@ class Lti11Sink:
             status_code=result.status_code,
         )
         return result
+
+
+def classify_answer(status: int, body: str) -> AttemptOutcome:
+    """HTTP statuses as DESIGN §3.4; a 2xx is judged by its imsx_codeMajor.
+
+    `success` is delivered, `processing` retried (the consumer has not stored it yet), anything
+    else (`failure`, `unsupported`, or a 2xx that is no POX response) a permanent failure.
+    """
+    if not 200 <= status < 300:
+        return classify_status(status)
+    answer = code_major(body)
+    major = None if answer is None else answer[0]
+    if major == "success":
+        return AttemptOutcome.DELIVERED
+    return AttemptOutcome.RETRY if major == "processing" else AttemptOutcome.FAILED
+
+
+def explain_answer(status: int, headers: httpx2.Headers, body: str) -> str | None:
+    """The consumer's imsx_description of a 2xx that is not a success."""
+    if not 200 <= status < 300:
+        return None
+    answer = code_major(body)
+    if answer is None:
+        return "the answer is not an imsx_POXEnvelopeResponse"
+    major, description = answer
+    if major == "success":
+        return None
+    return f"imsx_codeMajor {major}: {description or 'no description'}"
 
 
 def replace_result_request(sourcedid: str, score: float, *, message_id: str) -> str:

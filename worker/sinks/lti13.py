@@ -31,9 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from worker import __version__
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
+from worker.sinks.http_attempt import classify_status, perform_attempt
 from worker.sinks.options import SinkOptions
-from worker.sinks.routing import MissingRoutingError, context_table, text_field, url_field
-from worker.sinks.vendor_http import Reply, exchange, failed, one_line, result_of
+from worker.sinks.routing import (
+    MissingRoutingError,
+    context_table,
+    not_sent,
+    text_field,
+    url_field,
+)
 
 if TYPE_CHECKING:
     from worker.sinks.registry import SinkContext
@@ -155,10 +161,10 @@ class Lti13Sink:
             lineitem = url_field(routing, "lineitem", where=where)
             user_id = text_field(routing, "user_id", where=where)
         except MissingRoutingError as exc:
-            return self._logged(envelope, failed(str(exc)))
+            return self._logged(envelope, not_sent(str(exc)))
         score = score_values(envelope.data.get("grade"))
         if score is None:
-            return self._logged(envelope, failed("grade has neither value/max nor normalized"))
+            return self._logged(envelope, not_sent("grade has neither value/max nor normalized"))
         document = {
             "userId": user_id,
             "scoreGiven": score[0],
@@ -172,33 +178,32 @@ class Lti13Sink:
         token = self._access_token(attempt_at)
         if isinstance(token, AttemptResult):
             return self._logged(envelope, token)
-        reply = self._post_score(url, body, token, user_id)
-        if isinstance(reply, Reply) and reply.status_code == 401 and not token.fetched:
+        result = self._post_score(url, body, token, user_id, attempt_at)
+        if result.status_code == 401 and not token.fetched:
             # A cached token the platform no longer honours (revoked, clock skew): once more.
             self._forget(token)
             token = self._access_token(attempt_at)
             if isinstance(token, AttemptResult):
                 return self._logged(envelope, token)
-            reply = self._post_score(url, body, token, user_id)
-        if not isinstance(reply, Reply):
-            return self._logged(envelope, reply)
-        return self._logged(envelope, result_of(reply, attempt_at=attempt_at))
+            result = self._post_score(url, body, token, user_id, attempt_at)
+        return self._logged(envelope, result)
 
     def _post_score(
-        self, url: str, body: bytes, token: _Token, user_id: str
-    ) -> Reply | AttemptResult:
-        return exchange(
+        self, url: str, body: bytes, token: _Token, user_id: str, attempt_at: datetime
+    ) -> AttemptResult:
+        return perform_attempt(
             self._client,
             "POST",
             url,
-            timeout=self.timeout,
             content=body,
             headers={
                 "authorization": f"Bearer {token.value}",
                 "content-type": SCORE_MEDIA_TYPE,
                 "user-agent": USER_AGENT,
             },
-            hide=(token.value, user_id),
+            timeout=self.timeout,
+            attempt_at=attempt_at,
+            redact=(token.value, user_id),
         )
 
     def client_assertion(self, now: datetime) -> str:
@@ -238,40 +243,33 @@ class Lti13Sink:
             "client_assertion": self.client_assertion(now),
             "scope": SCORE_SCOPE,
         }
-        reply = exchange(
+        result = perform_attempt(
             self._client,
             "POST",
             self.target.token_url,
-            timeout=self.timeout,
             content=urlencode(form).encode("ascii"),
             headers={
                 "content-type": "application/x-www-form-urlencoded",
                 "accept": "application/json",
                 "user-agent": USER_AGENT,
             },
+            timeout=self.timeout,
+            attempt_at=now,
+            classify=classify_token_answer,
+            explain=explain_token_answer,
         )
-        if not isinstance(reply, Reply):
-            return _about_token(reply)
-        answer = _json_object(reply.body)
-        if not 200 <= reply.status_code < 300:
-            # RFC 6749 §5.2: {"error": "invalid_client", "error_description": "..."}.
-            error = " ".join(str(answer.get(k, "")) for k in ("error", "error_description"))
-            return result_of(
-                reply, attempt_at=now, error=f"token endpoint: {error.strip() or 'refused'}"
-            )
-        value = answer.get("access_token")
-        if not isinstance(value, str) or not value:
-            return result_of(
-                reply,
-                attempt_at=now,
-                outcome=AttemptOutcome.FAILED,
-                error="token endpoint: the answer has no access_token",
-            )
+        if result.outcome is not AttemptOutcome.DELIVERED:
+            if result.status_code is None:  # a transport failure: say which request it was
+                return replace(result, error=f"token endpoint: {result.error}")
+            if 200 <= result.status_code < 300:  # a 2xx body may hold credentials: not stored
+                return replace(result, response_body="")
+            return result
+        answer = _json_object(result.response_body)
         lifetime = answer.get("expires_in")
         seconds = DEFAULT_TOKEN_LIFETIME.total_seconds()
-        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
+        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
             seconds = float(lifetime)
-        return _Token(value, now + timedelta(seconds=seconds) - TOKEN_MARGIN)
+        return _Token(str(answer["access_token"]), now + timedelta(seconds=seconds) - TOKEN_MARGIN)
 
     def _logged(self, envelope: EventEnvelope, result: AttemptResult) -> AttemptResult:
         log.debug(
@@ -315,11 +313,19 @@ def _json_object(text: str) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _about_token(result: AttemptResult) -> AttemptResult:
-    return AttemptResult(
-        result.outcome,
-        status_code=result.status_code,
-        duration_ms=result.duration_ms,
-        error=one_line(f"token endpoint: {result.error}"),
-        timed_out=result.timed_out,
-    )
+def classify_token_answer(status: int, body: str) -> AttemptOutcome:
+    """A token answer: statuses as DESIGN §3.4; a 2xx without an access_token is permanent."""
+    if not 200 <= status < 300:
+        return classify_status(status)
+    token = _json_object(body).get("access_token")
+    return AttemptOutcome.DELIVERED if isinstance(token, str) and token else AttemptOutcome.FAILED
+
+
+def explain_token_answer(status: int, headers: httpx2.Headers, body: str) -> str | None:
+    """Why the token endpoint said no: RFC 6749 §5.2's `error` and `error_description`."""
+    answer = _json_object(body)
+    if 200 <= status < 300:
+        token = answer.get("access_token")
+        return None if isinstance(token, str) and token else "token endpoint: no access_token"
+    error = " ".join(str(answer.get(key, "")) for key in ("error", "error_description"))
+    return f"token endpoint: {error.strip() or f'HTTP {status}'}"

@@ -11,10 +11,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.errors import MissingRoutingError
-from worker.sinks.base import EventEnvelope
+from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
 from worker.sinks.options import is_http_url
 
-__all__ = ["MissingRoutingError", "context_table", "context_text", "text_field", "url_field"]
+__all__ = [
+    "MissingRoutingError",
+    "context_table",
+    "context_text",
+    "not_sent",
+    "text_field",
+    "url_field",
+]
 
 
 def context_table(envelope: EventEnvelope, key: str) -> Mapping[str, Any]:
@@ -53,3 +60,8 @@ def context_text(envelope: EventEnvelope, key: str) -> str:
 def _context(envelope: EventEnvelope) -> Mapping[str, Any]:
     context = envelope.data.get("context")
     return context if isinstance(context, Mapping) else {}
+
+
+def not_sent(reason: str) -> AttemptResult:
+    """The permanent failure of an event its sink cannot send (missing routing data, no grade)."""
+    return AttemptResult(AttemptOutcome.FAILED, status_code=None, duration_ms=0.0, error=reason)
