@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from worker import __version__
+from worker.errors import ConfigurationError
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
 from worker.sinks.http_attempt import classify_status, perform_attempt
 from worker.sinks.options import SinkOptions
@@ -143,8 +144,12 @@ class Lti13Sink:
         self.name = name
         self.timeout = timeout
         self._client = client
-        key = serialization.load_pem_private_key(target.private_key.encode(), password=None)
-        assert isinstance(key, RSAPrivateKey)  # parse_target checked it
+        # parse_target loaded (and so validated) this key already; RSA validation is slow.
+        key = serialization.load_pem_private_key(
+            target.private_key.encode(), password=None, unsafe_skip_rsa_key_validation=True
+        )
+        if not isinstance(key, RSAPrivateKey):
+            raise ConfigurationError(f"sink {name!r}: private_key must be an RSA private key")
         self._key = key
         self._lock = threading.Lock()
         self._token: _Token | None = None
