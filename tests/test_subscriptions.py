@@ -12,6 +12,7 @@ import pytest
 from worker.errors import ConfigurationError
 from worker.retries import SVIX_DELAYS
 from worker.sinks.options import Problems, SinkOptions
+from worker.sinks.registry import KINDS
 from worker.sinks.webhook import WebhookTarget, webhook_secret_problem
 from worker.subscriptions import (
     Subscription,
@@ -127,7 +128,7 @@ def test_an_env_reference_to_an_invalid_secret_is_a_problem_that_hides_the_value
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ('kind = "slack"', "kind: unknown kind 'slack' (known: webhook)"),
+        ('kind = "sms"', f"kind: unknown kind 'sms' (known: {', '.join(KINDS)})"),
         ('url = "ftp://example.com/x"', "url: must be an http(s) URL"),
         ('url = "https://"', "url: must be an http(s) URL"),
         ('url = "http://[::1"', "url: must be an http(s) URL"),
@@ -240,7 +241,7 @@ timout_seconds = 3
     problems = _problems(text)
 
     assert problems == [
-        "relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: webhook)",
+        f"relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: {', '.join(KINDS)})",
         "relay.toml: subscriptions[1]: unknown key 'timout_seconds'"
         " (did you mean 'timeout_seconds'?)",
         "relay.toml: subscriptions[1].secrets[0]: environment variable MISSING is not set",
