@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 DELIVERY_TIMEOUT = 20.0
 BAMBOO_KEY = "bamboo-e2e-key-0123456789"
 LTI_SECRET = "lti-e2e-shared-secret-0123456789"
-KINDS = ("bamboo-training", "bamboo-table", "lms-lti11", "lms-lti13")
+SUBSCRIPTIONS = ("bamboo-training", "bamboo-table", "lms-lti11", "lms-lti13")
 
 
 def employee_id(case: GradeCase) -> int:
@@ -284,7 +284,7 @@ def test_every_delivery_is_recorded_delivered(
         rows = connection.execute(select(deliveries.c.subscription, deliveries.c.status)).all()
 
     assert sorted((row.subscription, row.status) for row in rows) == sorted(
-        (kind, "delivered") for kind in KINDS for _ in GRADE_CASES
+        (kind, "delivered") for kind in SUBSCRIPTIONS for _ in GRADE_CASES
     )
 
 
