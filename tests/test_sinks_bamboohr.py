@@ -306,3 +306,8 @@ def test_neither_the_key_nor_the_email_appear_in_logs_or_errors(http: httpx2.Cli
     assert KEY not in text
     assert EMAIL not in text
     assert [entry["event"] for entry in logs] == ["bamboohr_attempt"] * 2
+
+
+def test_a_naive_attempt_time_is_refused(http: httpx2.Client) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sink_for(TRAINING, http).send(completed_event(), attempt_at=datetime(2026, 11, 27))

@@ -242,3 +242,8 @@ def test_the_secret_and_email_never_appear_in_logs_or_errors(sink: Lti11Sink) ->
     text = repr(logs) + repr(results) + repr(sink)
     assert SECRET not in text
     assert EMAIL not in text
+
+
+def test_a_naive_attempt_time_is_refused(sink: Lti11Sink) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sink.send(completed_event(ROUTED), attempt_at=datetime(2026, 11, 27))

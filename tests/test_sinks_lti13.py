@@ -389,3 +389,8 @@ def test_neither_the_key_the_token_nor_the_email_appear_in_logs_or_errors(
     assert pem(tool_key).splitlines()[1] not in text
     assert EMAIL not in text
     assert "Bearer" not in text
+
+
+def test_a_naive_attempt_time_is_refused(sink: Lti13Sink) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sink.send(completed_event(ROUTED), attempt_at=datetime(2026, 11, 27))

@@ -192,6 +192,9 @@ class BambooHRSink:
         return f"BambooHRSink(name={self.name!r}, mode={self.target.mode!r})"
 
     def send(self, envelope: EventEnvelope, *, attempt_at: datetime) -> AttemptResult:
+        """One attempt (aware `attempt_at`; ValueError for a naive one, as every sink)."""
+        if attempt_at.tzinfo is None:
+            raise ValueError("attempt_at must be timezone-aware")
         try:
             employee_id = self._employee_id(envelope)
         except MissingRoutingError as exc:

@@ -101,6 +101,9 @@ class Lti11Sink:
         return f"Lti11Sink(name={self.name!r})"
 
     def send(self, envelope: EventEnvelope, *, attempt_at: datetime) -> AttemptResult:
+        """One attempt (aware `attempt_at`; ValueError for a naive one, as every sink)."""
+        if attempt_at.tzinfo is None:
+            raise ValueError("attempt_at must be timezone-aware")
         try:
             routing = context_table(envelope, CONTEXT_KEY)
             where = f"context.{CONTEXT_KEY}"
