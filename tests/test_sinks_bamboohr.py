@@ -311,3 +311,15 @@ def test_neither_the_key_nor_the_email_appear_in_logs_or_errors(http: httpx2.Cli
 def test_a_naive_attempt_time_is_refused(http: httpx2.Client) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         sink_for(TRAINING, http).send(completed_event(), attempt_at=datetime(2026, 11, 27))
+
+
+def test_an_event_that_cannot_be_written_fails_without_sending(
+    fake: FakeBambooHR, http: httpx2.Client
+) -> None:
+    event = completed_event({"bamboohr_employee_id": "42"}, timestamp="27/11/2026")
+
+    result = sink_for(TRAINING, http).send(event, attempt_at=NOW)
+
+    assert result.outcome is AttemptOutcome.FAILED
+    assert result.error == "the event cannot be written as a BambooHR record (ValueError)"
+    assert fake.records() == []

@@ -201,10 +201,17 @@ class BambooHRSink:
             return self._logged(envelope, not_sent(str(exc)))
         if self.target.mode == "training":
             path = f"training/record/employee/{employee_id}"
-            document = training_record(envelope, self.target.training_type_id or 0)
         else:
             path = f"employees/{employee_id}/tables/{quote(self.target.table or '', safe='')}"
-            document = table_row(envelope, self.target.fields)
+        try:
+            if self.target.mode == "training":
+                document = training_record(envelope, self.target.training_type_id or 0)
+            else:
+                document = table_row(envelope, self.target.fields)
+            body = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except ValueError as exc:  # a timestamp that is not ISO 8601, a NaN in the data
+            reason = f"the event cannot be written as a BambooHR record ({type(exc).__name__})"
+            return self._logged(envelope, not_sent(reason))
         url = f"{self.target.base_url}/api/gateway.php/{self.target.company_domain}/v1/{path}"
         headers = {
             "authorization": f"Basic {_basic_credentials(self.target.api_key)}",
@@ -212,7 +219,6 @@ class BambooHRSink:
             "accept": "application/json",
             "user-agent": USER_AGENT,
         }
-        body = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
         result = perform_attempt(
             self._client,
             "POST",
