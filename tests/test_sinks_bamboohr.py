@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fake_bamboohr import FakeBambooHR
-from tests.sink_events import EMAIL, completed_event
+from tests.record_events import EMAIL, completed_event
 from worker.errors import ConfigurationError
 from worker.sinks.bamboohr import BambooHRSink, BambooHRTarget
 from worker.sinks.base import AttemptOutcome

@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fake_lti11 import NS, FakeLti11Consumer
-from tests.sink_events import EMAIL, completed_event
+from tests.record_events import EMAIL, completed_event
 from worker.errors import ConfigurationError
 from worker.sinks.base import AttemptOutcome
 from worker.sinks.lti11 import Lti11Sink, Lti11Target, code_major, format_score

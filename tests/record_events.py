@@ -1,4 +1,4 @@
-"""Events for the record sinks' tests: an `assessment.completed` envelope with routing context."""
+"""Events for the record sinks' tests: a completed event carrying routing context."""
 
 from __future__ import annotations
 
