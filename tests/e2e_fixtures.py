@@ -307,21 +307,21 @@ def relay_stack(
     workers: int = 1,
     scheduler: bool = False,
     extra_env: Mapping[str, str] | None = None,
-    extra_toml: str = "",
+    config: str | None = None,
 ) -> Iterator[RelayStack]:
     """Start simulator, web and worker on free ports (SQLite in `directory` unless
     `database_url`); yield once all are ready; stop them all on exit, even after a failure.
 
     `workers` > 1 starts more worker processes ("worker", "worker-2", ...); `scheduler` starts
-    `isograd-relay scheduler` too; `extra_env` is added to every process's environment and
-    `extra_toml` (more `[[subscriptions]]`, of any kind) to relay.toml."""
+    `isograd-relay scheduler` too; `extra_env` is added to every process's environment;
+    `config` is a relay.toml written instead of the one made from `targets`."""
     directory.mkdir(parents=True, exist_ok=True)
     command = relay_command()
     with ExitStack() as cleanup:
         broker_url = cleanup.enter_context(claim_redis_db(redis_url))
         simulator_port, web_port = free_port(), free_port()
         config_path = directory / "relay.toml"
-        config_path.write_text(relay_toml(targets, receiver_url) + extra_toml, encoding="utf-8")
+        config_path.write_text(config or relay_toml(targets, receiver_url), encoding="utf-8")
         stack = RelayStack(
             directory=directory,
             simulator_url=f"http://127.0.0.1:{simulator_port}",

@@ -184,7 +184,7 @@ def records(
             receiver_url="http://127.0.0.1:9",  # no webhook subscription
             targets=(),
             extra_env={"BAMBOO_KEY": BAMBOO_KEY, "LTI_SECRET": LTI_SECRET},
-            extra_toml=subscriptions_toml(vendors.urls, key_path),
+            config=subscriptions_toml(vendors.urls, key_path),
         ) as stack,
         httpx2.Client(timeout=10) as http,
     ):

@@ -19,6 +19,7 @@ from worker.subscriptions import (
     parse_subscriptions,
 )
 
+KNOWN_KINDS = ", ".join(KINDS)
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"o" * 24).decode()
 MINIMAL = f"""
@@ -128,7 +129,7 @@ def test_an_env_reference_to_an_invalid_secret_is_a_problem_that_hides_the_value
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ('kind = "sms"', f"kind: unknown kind 'sms' (known: {', '.join(KINDS)})"),
+        ('kind = "sms"', f"kind: unknown kind 'sms' (known: {KNOWN_KINDS})"),
         ('url = "ftp://example.com/x"', "url: must be an http(s) URL"),
         ('url = "https://"', "url: must be an http(s) URL"),
         ('url = "http://[::1"', "url: must be an http(s) URL"),
@@ -241,7 +242,7 @@ timout_seconds = 3
     problems = _problems(text)
 
     assert problems == [
-        f"relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: {', '.join(KINDS)})",
+        f"relay.toml: subscriptions[0].kind: unknown kind 'sms' (known: {KNOWN_KINDS})",
         "relay.toml: subscriptions[1]: unknown key 'timout_seconds'"
         " (did you mean 'timeout_seconds'?)",
         "relay.toml: subscriptions[1].secrets[0]: environment variable MISSING is not set",
