@@ -78,3 +78,25 @@ def test_describe_error_replaces_the_longest_secret_first() -> None:
     error = describe_error(ValueError("abc abcdef"), redact=("abc", "abcdef", ""))
 
     assert error == "ValueError: <redacted> <redacted>"
+
+
+def test_an_explainer_reason_becomes_the_error_on_one_line() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(400, headers={"x-reason": "bad\n  date"}, text="ignored")
+
+    def explain(status: int, headers: httpx2.Headers, body: str) -> str | None:
+        return f"{status}: {headers['x-reason']}"
+
+    result = attempt(httpx2.MockTransport(handler), explain=explain)
+
+    assert (result.outcome, result.error) == (AttemptOutcome.FAILED, "400: bad date")
+    assert result.response_body == "ignored"
+
+
+def test_an_explainer_without_a_reason_leaves_the_error_unset() -> None:
+    result = attempt(
+        httpx2.MockTransport(lambda request: httpx2.Response(204)),
+        explain=lambda status, headers, body: None,
+    )
+
+    assert (result.outcome, result.error) == (AttemptOutcome.DELIVERED, None)

@@ -11,7 +11,9 @@
         ├── IsogradProtocolError      Isograd answered something that is not the documented JSON
         ├── IsogradApiError           Isograd answered success=false (worker.isograd.errors has one
         │                             subclass per documented error_code)
-        └── SinkRejectedError         a delivery target refused the request for good (4xx, 3xx)
+        ├── SinkRejectedError         a delivery target refused the request for good (4xx, 3xx)
+        └── MissingRoutingError       an event lacks the routing data its sink needs (a key of
+                                      the invitation's context), named in the message
 
 Errors carry their context as attributes and chain their cause (`raise ... from exc`); third-party
 exceptions never leave the adapter that caught them.
@@ -116,3 +118,7 @@ class SinkRejectedError(PermanentError):
         self.status_code = status_code
         self.gone = gone
         super().__init__(message)
+
+
+class MissingRoutingError(PermanentError):
+    """An event lacks routing data; the message names the key (`context.lti13.user_id`)."""

@@ -10,7 +10,9 @@ Every HTTP sink kind makes its attempts through `perform_attempt`, so they all c
     )
 
 A kind with its own answer rules passes `classify` (status and body text → outcome); Retry-After
-is read whenever the outcome is RETRY.
+is read whenever the outcome is RETRY. A kind whose target says why it refused (an error header,
+a status description in the body) passes `explain` (status, headers, body → reason or None): the
+reason becomes the attempt's error, on one line.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from worker.sinks.base import (
 
 __all__ = [
     "Classifier",
+    "Explainer",
     "classify_status",
     "describe_error",
     "elapsed_ms",
@@ -42,6 +45,9 @@ __all__ = [
 
 Classifier = Callable[[int, str], AttemptOutcome]
 """Maps (status code, response body text) to an outcome."""
+
+Explainer = Callable[[int, httpx2.Headers, str], str | None]
+"""The target's reason for its answer (status code, headers, body text), or None."""
 
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_ERROR_CHARS = 200
@@ -58,6 +64,7 @@ def perform_attempt(
     timeout: float,
     attempt_at: datetime,
     classify: Classifier | None = None,
+    explain: Explainer | None = None,
     redact: Sequence[str] = (),
 ) -> AttemptResult:
     """Send one request and classify its answer; never raises for HTTP or network trouble.
@@ -82,6 +89,7 @@ def perform_attempt(
             body, read_error = read_response_body(response, deadline=started + timeout)
             status = response.status_code
             retry_after_header = response.headers.get("retry-after")
+            reason = explain(status, response.headers, body) if explain is not None else None
     except httpx2.TimeoutException as exc:
         return AttemptResult(
             AttemptOutcome.RETRY,
@@ -105,7 +113,7 @@ def perform_attempt(
         status_code=status,
         duration_ms=elapsed_ms(started),
         response_body=body,
-        error=read_error,
+        error=_one_line(reason) if reason else read_error,
         retry_after=retry_after,
     )
 
@@ -182,6 +190,10 @@ def describe_error(exc: Exception, *, url: str | None = None, redact: Sequence[s
         message = message.replace(secret, "<redacted>")
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text[:_MAX_ERROR_CHARS]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:_MAX_ERROR_CHARS]
 
 
 def elapsed_ms(started: float) -> float:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
 
-from worker.sinks import http, slack, teams, webhook
+from worker.sinks import bamboohr, http, lti11, lti13, slack, teams, webhook
 from worker.sinks.base import Sink
 from worker.sinks.options import SinkOptions
 
@@ -62,6 +62,9 @@ KINDS: Mapping[str, SinkKind[Any]] = {
         SinkKind("slack", slack.KEYS, slack.parse_target, slack.build_sink),
         SinkKind("teams", teams.KEYS, teams.parse_target, teams.build_sink),
         SinkKind("http", http.KEYS, http.parse_target, http.build_sink),
+        SinkKind("bamboohr", bamboohr.KEYS, bamboohr.parse_target, bamboohr.build_sink),
+        SinkKind("lti11", lti11.KEYS, lti11.parse_target, lti11.build_sink),
+        SinkKind("lti13", lti13.KEYS, lti13.parse_target, lti13.build_sink),
     )
 }
 
