@@ -22,7 +22,7 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.record_events import completed_event
+from tests.vendors.events import completed_event
 from worker.sinks.bamboohr import BambooHRSink, BambooHRTarget
 from worker.sinks.base import AttemptOutcome, Sink
 from worker.sinks.lti11 import Lti11Sink, Lti11Target

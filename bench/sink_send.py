@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx2
 import structlog
 
-from tests.sink_events import envelope
+from tests.vendors.events import envelope
 from worker.sinks.registry import make_sink
 from worker.subscriptions import parse_subscriptions
 

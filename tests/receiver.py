@@ -48,7 +48,7 @@ class ScriptedResponse:
 
 class RecordingReceiver:
     """A threaded HTTP server that answers from a script, then from `responder` (a vendor fake,
-    tests/vendor_fakes.py) when one is given, else with `default` (200 with an empty body)."""
+    tests/vendors/chat_hris.py) when one is given, else with `default` (200 with an empty body)."""
 
     def __init__(
         self, default: ScriptedResponse | None = None, *, responder: Responder | None = None

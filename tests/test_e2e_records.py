@@ -1,7 +1,7 @@
 """End to end with real processes for the record sinks: BambooHR, LTI 1.1 and LTI 1.3.
 
 The simulator, `isograd-relay web` and `worker` run as subprocesses on real Redis; the vendors
-are the fakes of tests/fake_*.py served over real HTTP (tests/vendor_server.py), verifying as
+are the fakes of tests/fake_*.py served over real HTTP (tests/vendors/server.py), verifying as
 the real ones do (Basic auth and fields; the OAuth 1.0a signature and body hash; the RS256
 client assertion and the AGS score). Each of the six Isograd grade types is completed once with
 routing data for every kind in its invitation's context, and must reach each vendor with the
@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from tests.fake_bamboohr import FakeBambooHR
-from tests.fake_lti11 import FakeLti11Consumer
-from tests.fake_lti13 import FakeLti13Platform
 from tests.harness.processes import RelayStack, relay_stack, wait_until
 from tests.test_e2e import GRADE_CASES, GradeCase, reference_lti_outcome
-from tests.vendor_server import VendorServer
+from tests.vendors.bamboohr import FakeBambooHR
+from tests.vendors.lti11 import FakeLti11Consumer
+from tests.vendors.lti13 import FakeLti13Platform
+from tests.vendors.server import VendorServer
 from worker.storage.store import SqlStore
 from worker.storage.tables import deliveries
 

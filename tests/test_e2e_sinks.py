@@ -1,7 +1,7 @@
 """End to end with real processes: one completion delivered at once to a webhook, a Slack fake, a
 Teams fake and an http sink (Personio fake, OAuth2), each filtered by min_percent, each once.
 
-The fakes (tests/vendor_fakes.py) listen on real ports; the relay's simulator, web and worker
+The fakes (tests/vendors/chat_hris.py) listen on real ports; the relay's simulator, web and worker
 run as processes on real Redis (tests/harness/processes.py).
 """
 
@@ -18,7 +18,7 @@ import pytest
 
 from tests.harness.processes import RelayStack, new_webhook_secret, relay_stack, wait_until
 from tests.receiver import RecordingReceiver
-from tests.vendor_fakes import FakePersonio, FakeSlack, FakeTeams
+from tests.vendors.chat_hris import FakePersonio, FakeSlack, FakeTeams
 from worker.storage.records import DeliveryStatus
 from worker.storage.store import SqlStore
 

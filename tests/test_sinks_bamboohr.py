@@ -11,8 +11,8 @@ import httpx2
 import pytest
 from structlog.testing import capture_logs
 
-from tests.fake_bamboohr import FakeBambooHR
-from tests.record_events import EMAIL, completed_event
+from tests.vendors.bamboohr import FakeBambooHR
+from tests.vendors.events import EMAIL, completed_event
 from worker.errors import ConfigurationError
 from worker.sinks.bamboohr import BambooHRSink, BambooHRTarget
 from worker.sinks.base import AttemptOutcome

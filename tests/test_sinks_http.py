@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.receiver import RecordedRequest, ScriptedResponse
-from tests.sink_events import EMAIL, envelope, subscription
-from tests.vendor_fakes import FakeHiBob, FakePersonio, transport
+from tests.vendors.chat_hris import FakeHiBob, FakePersonio, transport
+from tests.vendors.events import EMAIL, envelope, subscription
 from worker.errors import ConfigurationError
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope, Sink
 from worker.sinks.registry import make_sink

@@ -13,8 +13,8 @@ import httpx2
 import pytest
 from structlog.testing import capture_logs
 
-from tests.fake_lti11 import NS, FakeLti11Consumer
-from tests.record_events import EMAIL, completed_event
+from tests.vendors.events import EMAIL, completed_event
+from tests.vendors.lti11 import NS, FakeLti11Consumer
 from worker.errors import ConfigurationError
 from worker.sinks.base import AttemptOutcome
 from worker.sinks.lti11 import Lti11Sink, Lti11Target, code_major, format_score

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from structlog.testing import capture_logs
 
-from tests.fake_lti13 import SCORE_MEDIA_TYPE, FakeLti13Platform
-from tests.record_events import EMAIL, completed_event
+from tests.vendors.events import EMAIL, completed_event
+from tests.vendors.lti13 import SCORE_MEDIA_TYPE, FakeLti13Platform
 from worker.errors import ConfigurationError
 from worker.sinks.base import AttemptOutcome
 from worker.sinks.lti13 import Lti13Sink, Lti13Target, score_values, scores_url

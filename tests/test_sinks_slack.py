@@ -9,8 +9,8 @@ import httpx2
 import pytest
 from structlog.testing import capture_logs
 
-from tests.sink_events import EMAIL, envelope, subscription
-from tests.vendor_fakes import FakeSlack, transport
+from tests.vendors.chat_hris import FakeSlack, transport
+from tests.vendors.events import EMAIL, envelope, subscription
 from worker.errors import ConfigurationError
 from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope
 from worker.sinks.registry import make_sink

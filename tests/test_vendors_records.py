@@ -20,10 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from oauthlib.oauth1 import Client
 
-from tests.fake_bamboohr import ERROR_HEADER, FakeBambooHR
-from tests.fake_lti11 import NS, FakeLti11Consumer
-from tests.fake_lti13 import ASSERTION_TYPE, SCORE_MEDIA_TYPE, SCORE_SCOPE, FakeLti13Platform
-from tests.vendor_server import VendorServer
+from tests.vendors.bamboohr import ERROR_HEADER, FakeBambooHR
+from tests.vendors.lti11 import NS, FakeLti11Consumer
+from tests.vendors.lti13 import ASSERTION_TYPE, SCORE_MEDIA_TYPE, SCORE_SCOPE, FakeLti13Platform
+from tests.vendors.server import VendorServer
 
 # ---------------------------------------------------------------- BambooHR
 

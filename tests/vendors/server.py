@@ -1,6 +1,6 @@
 """A real HTTP server for a vendor fake: serves a `handle(httpx2.Request) -> httpx2.Response`.
 
-The vendor fakes (tests/fake_bamboohr.py, fake_lti11.py, fake_lti13.py) are plain request
+The vendor fakes (tests/vendors/bamboohr.py, fake_lti11.py, fake_lti13.py) are plain request
 handlers, so the sink tests run them in-process through `httpx2.MockTransport(fake.handle)` and
 the end-to-end tests serve the very same handler over HTTP with `VendorServer(fake.handle)`.
 Requests are rebuilt with the URL the client used (from the Host header), so signatures over

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 from tests.receiver import RecordingReceiver, Responder
-from tests.vendor_fakes import FakeHiBob, FakePersonio, FakeSlack, FakeTeams, transport
+from tests.vendors.chat_hris import FakeHiBob, FakePersonio, FakeSlack, FakeTeams, transport
 
 JSON = {"content-type": "application/json"}
 

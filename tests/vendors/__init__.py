@@ -1,0 +1,1 @@
+"""Fakes of the vendors our sinks talk to, checking what the real services check (own tests)."""
