@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -335,3 +338,18 @@ def test_the_registry_builds_a_teamtailor_sink(http: httpx2.Client) -> None:
 
     assert isinstance(sink, TeamtailorSink)
     assert API_KEY not in repr(sink)
+
+
+def test_the_readme_relay_toml_block_is_a_valid_subscription() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if 'kind = "teamtailor"' in b]
+    environ = {
+        "TEAMTAILOR_API_KEY": "a" * 20,
+        "TEAMTAILOR_PROVIDER_KEY": "p" * 20,
+        "TEAMTAILOR_SIGNATURE_KEY": "s" * 20,
+    }
+
+    [subscription] = parse_subscriptions(tomllib.loads(block), environ)
+
+    assert subscription.kind == "teamtailor"
