@@ -216,6 +216,7 @@ class PartnerResults:
             },
             document,
             content_type=MEDIA_TYPE,
+            secrets=self.target.secret_values(),
         )
         result = call_vendor(self._client, request, timeout=self._timeout, attempt_at=attempt_at)
         if result.status_code is not None and result.status_code >= 400:
