@@ -8,23 +8,28 @@ test. The routing data the result's sink needs travels in the invitation's `cont
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from worker.errors import PermanentError, RetryableError
 from worker.invitations import (
     FIRST_CHECK_AFTER,
+    InvalidInvitationError,
     InvitationClient,
     InvitationRequest,
     InvitationStore,
     Invited,
     invite,
+    validate_invitation_request,
 )
 from worker.tokens import CallbackKey
+
+if TYPE_CHECKING:
+    from worker.sinks.kombo import KomboTarget
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +47,43 @@ class Order:
     @property
     def idempotency_key(self) -> str:
         return f"{self.vendor}:{self.subscription}:{self.order_id}"
+
+
+class OrderRejectedError(PermanentError):
+    """An order we cannot invite for (unknown package, no candidate email); the message names
+    the problem, never the candidate's data."""
+
+
+def kombo_order(order: Mapping[str, Any], target: KomboTarget, subscription: str) -> Order:
+    """The invitation a Kombo assessment order asks for (webhook `data` or an open-orders item).
+
+    Kombo allows a candidate without first or last name (both nullable); Isograd requires both,
+    so the email's local part and "-" stand in for them.
+    """
+    order_id = order.get("id")
+    if not isinstance(order_id, str) or not order_id:
+        raise OrderRejectedError("the order has no id")
+    package = target.package(order.get("package_id"))
+    if package is None:
+        raise OrderRejectedError(f"unknown package {order.get('package_id')!r}")
+    candidate = order.get("candidate")
+    candidate = candidate if isinstance(candidate, Mapping) else {}
+    email = candidate.get("email")
+    local_part = email.split("@", 1)[0] if isinstance(email, str) else None
+    try:
+        request = validate_invitation_request(
+            {
+                "email": email,
+                "first_name": candidate.get("first_name") or local_part,
+                "last_name": candidate.get("last_name") or "-",
+                "tst_frm_id": package.tst_frm_id,
+                "context": {"kombo": {"order_id": order_id, "subscription": subscription}},
+            }
+        )
+    except InvalidInvitationError as exc:
+        problems = ", ".join(f"candidate {name} {message}" for name, message in exc.errors.items())
+        raise OrderRejectedError(problems) from None
+    return Order("kombo", subscription, order_id, request)
 
 
 class OrderClient(InvitationClient, Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from webhooks.integrations import teamtailor
+from webhooks.integrations import kombo, teamtailor
 from webhooks.integrations.base import Collaborators
 
 __all__ = ["Collaborators", "integration_routes"]
@@ -16,4 +16,4 @@ __all__ = ["Collaborators", "integration_routes"]
 
 def integration_routes(collaborators: Collaborators) -> list[BaseRoute]:
     """Every vendor's inbound routes (`/integrations/{vendor}/{subscription}/webhook`)."""
-    return [*teamtailor.routes(collaborators)]
+    return [*teamtailor.routes(collaborators), *kombo.routes(collaborators)]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
 
-from worker.sinks import http, slack, teams, teamtailor, webhook
+from worker.sinks import http, kombo, slack, teams, teamtailor, webhook
 from worker.sinks.base import Sink
 from worker.sinks.options import SinkOptions
 
@@ -63,6 +63,7 @@ KINDS: Mapping[str, SinkKind[Any]] = {
         SinkKind("teams", teams.KEYS, teams.parse_target, teams.build_sink),
         SinkKind("http", http.KEYS, http.parse_target, http.build_sink),
         SinkKind(teamtailor.KIND, teamtailor.KEYS, teamtailor.parse_target, teamtailor.build_sink),
+        SinkKind(kombo.KIND, kombo.KEYS, kombo.parse_target, kombo.build_sink),
     )
 }
 
