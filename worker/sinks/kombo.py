@@ -235,10 +235,17 @@ class KomboApi:
     `X-Integration-Id` on every request (OpenAPI: security ApiKey, header X-Integration-Id)."""
 
     def __init__(
-        self, target: KomboTarget, *, client: httpx2.Client, timeout: float, name: str
+        self,
+        target: KomboTarget,
+        *,
+        client: httpx2.Client,
+        timeout: float,
+        name: str,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.target = target
         self.name = name
+        self.page_size = page_size
         self._client = client
         self._timeout = timeout
 
@@ -269,7 +276,7 @@ class KomboApi:
         """One page of open orders. Raises SinkUnavailableError (timeouts, 408/429/5xx, with the
         Retry-After hint) or SinkRejectedError (any other refusal, or an answer not of the
         documented shape)."""
-        params: dict[str, str | int] = {"page_size": PAGE_SIZE}
+        params: dict[str, str | int] = {"page_size": self.page_size}
         if cursor:
             params["cursor"] = cursor
         started = time.monotonic()
