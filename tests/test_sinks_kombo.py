@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -369,3 +372,15 @@ def test_the_registry_builds_a_kombo_sink(http: httpx2.Client) -> None:
 
     assert isinstance(sink, KomboSink)
     assert API_KEY not in repr(sink)
+
+
+def test_the_readme_relay_toml_block_is_a_valid_subscription() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if 'kind = "kombo"' in b]
+    environ = {"KOMBO_API_KEY": "k" * 20, "KOMBO_WEBHOOK_SECRET": "s" * 20}
+
+    [subscription] = parse_subscriptions(tomllib.loads(block), environ)
+
+    assert isinstance(subscription.target, KomboTarget)
+    assert [p.tst_frm_id for p in subscription.target.packages] == [101, 102]
