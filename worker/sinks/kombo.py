@@ -417,6 +417,11 @@ def order_of(data: Mapping[str, Any], subscription: str) -> tuple[str | None, st
     return order_id, None
 
 
+def routes_to(subscription: str, context: Mapping[str, Any]) -> bool:
+    """True when the invitation was ordered through Kombo by `subscription`."""
+    return order_of({"context": context}, subscription)[0] is not None
+
+
 def result_body(data: Mapping[str, Any], timestamp: str, fallback_url: str) -> dict[str, Any]:
     """The order result of a completed event (PutAssessmentOrdersAssessmentOrderIdResult...
     RequestBody): COMPLETED, `completed_at` as YYYY-MM-DDTHH:mm:ss.sssZ, the grade's value on its

@@ -47,12 +47,19 @@ class SinkContext:
 
 @dataclass(frozen=True, slots=True)
 class SinkKind(Generic[TargetT]):
-    """One kind: its own relay.toml keys, their parser and the sink's factory."""
+    """One kind: its own relay.toml keys, their parser and the sink's factory.
+
+    `routes(subscription name, invitation context)`, when given, says whether an invitation's
+    events are for this subscription at all: an ATS sink only takes the invitations its vendor
+    ordered, so other completions get no delivery (rather than a failed one that would count
+    towards `disable_after_days`).
+    """
 
     name: str
     keys: frozenset[str]
     parse: Callable[[SinkOptions], TargetT | None]
     build: Callable[[TargetT, SinkContext], Sink]
+    routes: Callable[[str, Mapping[str, Any]], bool] | None = None
 
 
 KINDS: Mapping[str, SinkKind[Any]] = {
@@ -62,8 +69,14 @@ KINDS: Mapping[str, SinkKind[Any]] = {
         SinkKind("slack", slack.KEYS, slack.parse_target, slack.build_sink),
         SinkKind("teams", teams.KEYS, teams.parse_target, teams.build_sink),
         SinkKind("http", http.KEYS, http.parse_target, http.build_sink),
-        SinkKind(teamtailor.KIND, teamtailor.KEYS, teamtailor.parse_target, teamtailor.build_sink),
-        SinkKind(kombo.KIND, kombo.KEYS, kombo.parse_target, kombo.build_sink),
+        SinkKind(
+            teamtailor.KIND,
+            teamtailor.KEYS,
+            teamtailor.parse_target,
+            teamtailor.build_sink,
+            teamtailor.routes_to,
+        ),
+        SinkKind(kombo.KIND, kombo.KEYS, kombo.parse_target, kombo.build_sink, kombo.routes_to),
     )
 }
 

@@ -292,6 +292,11 @@ def routing_of(data: Mapping[str, Any], subscription: str) -> tuple[str, str | N
     return partner_result_id, update_url if isinstance(update_url, str) else None
 
 
+def routes_to(subscription: str, context: Mapping[str, Any]) -> bool:
+    """True when the invitation was ordered from Teamtailor through `subscription`."""
+    return not isinstance(routing_of({"context": context}, subscription), str)
+
+
 def completed_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     """The partner result's attributes for a completed assessment.completed event (DESIGN §3.2).
 
