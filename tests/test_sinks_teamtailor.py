@@ -353,3 +353,9 @@ def test_the_readme_relay_toml_block_is_a_valid_subscription() -> None:
     [subscription] = parse_subscriptions(tomllib.loads(block), environ)
 
     assert subscription.kind == "teamtailor"
+
+
+def test_the_summary_names_the_test_when_the_event_does() -> None:
+    data = event_data(test={"tst_frm_id": 101, "name": "TOSA Excel", "pla_tst_id": 1})
+
+    assert completed_attributes(data)["summary"] == "TOSA Excel: 720/1000"

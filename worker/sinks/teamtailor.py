@@ -316,7 +316,7 @@ def completed_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
         assessment["duration"] = round(duration)
     attributes: dict[str, Any] = {
         "status": "completed",
-        "summary": f"Isograd test {test.get('tst_frm_id')}: {text or 'completed'}",
+        "summary": f"{_test_name(test)}: {text or 'completed'}",
         "details": _details(grade, data.get("skills")),
     }
     if assessment:
@@ -326,6 +326,12 @@ def completed_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(pdf_url, str) and urlsplit(pdf_url).scheme in ("http", "https"):
         attributes["url"] = pdf_url
     return attributes
+
+
+def _test_name(test: Mapping[str, Any]) -> str:
+    # `test.name` is Isograd's name of the test when the event carries it.
+    name = test.get("name")
+    return str(name) if name else f"Isograd test {test.get('tst_frm_id')}"
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
