@@ -384,3 +384,9 @@ def test_the_readme_relay_toml_block_is_a_valid_subscription() -> None:
 
     assert isinstance(subscription.target, KomboTarget)
     assert [p.tst_frm_id for p in subscription.target.packages] == [101, 102]
+
+
+def test_an_unreadable_event_timestamp_falls_back_to_the_attempt_time() -> None:
+    body = result_body(event("o1").data, "yesterday", "https://x.example", completed=NOW)
+
+    assert body["completed_at"] == "2026-11-27T10:15:00.000Z"

@@ -304,7 +304,7 @@ class KomboApi:
             raise SinkUnavailableError(
                 f"Kombo unreachable ({type(exc).__name__})", sink=self.name
             ) from exc
-        except httpx2.HTTPError as exc:
+        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             raise SinkRejectedError(
                 f"Kombo request failed ({type(exc).__name__})", sink=self.name
             ) from exc
@@ -378,7 +378,12 @@ class KomboSink:
         order_id, problem = order_of(envelope.data, self.name)
         if order_id is None:
             return failed(problem or "context.kombo is missing")
-        body = result_body(envelope.data, envelope.timestamp, self.api.target.fallback_result_url)
+        body = result_body(
+            envelope.data,
+            envelope.timestamp,
+            self.api.target.fallback_result_url,
+            completed=attempt_at,
+        )
         report = fetch_report(self._client, body["result_url"], timeout=self._timeout)
         if report is not None:
             test = envelope.data.get("test")
@@ -422,7 +427,13 @@ def routes_to(subscription: str, context: Mapping[str, Any]) -> bool:
     return order_of({"context": context}, subscription)[0] is not None
 
 
-def result_body(data: Mapping[str, Any], timestamp: str, fallback_url: str) -> dict[str, Any]:
+def result_body(
+    data: Mapping[str, Any],
+    timestamp: str,
+    fallback_url: str,
+    *,
+    completed: datetime | None = None,
+) -> dict[str, Any]:
     """The order result of a completed event (PutAssessmentOrdersAssessmentOrderIdResult...
     RequestBody): COMPLETED, `completed_at` as YYYY-MM-DDTHH:mm:ss.sssZ, the grade's value on its
     maximum, a TEXT attribute with the grade text and one SUB_RESULT per tested skill
@@ -434,7 +445,7 @@ def result_body(data: Mapping[str, Any], timestamp: str, fallback_url: str) -> d
     body: dict[str, Any] = {
         "status": "COMPLETED",
         "result_url": pdf_url if _is_http_url(pdf_url) else fallback_url,
-        "completed_at": _kombo_time(timestamp),
+        "completed_at": _kombo_time(timestamp, completed),
     }
     value, maximum = grade.get("value"), grade.get("max")
     if is_number(value) and is_number(maximum) and maximum > 0:
@@ -471,9 +482,13 @@ def _skill_score(skill: Mapping[str, Any]) -> dict[str, float] | None:
     return None
 
 
-def _kombo_time(timestamp: str) -> str:
-    """ISO 8601 to Kombo's `YYYY-MM-DDTHH:mm:ss.sssZ` (UTC, milliseconds)."""
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+def _kombo_time(timestamp: str, fallback: datetime | None) -> str:
+    """ISO 8601 to Kombo's `YYYY-MM-DDTHH:mm:ss.sssZ` (UTC, milliseconds); `fallback` (else now)
+    when the event's timestamp cannot be read, since a sink never raises."""
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        moment = fallback or datetime.now(UTC)
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -494,7 +509,7 @@ def fetch_report(client: httpx2.Client, url: str, *, timeout: float) -> bytes | 
                 data += chunk
                 if len(data) > MAX_REPORT_BYTES:
                     return None
-    except httpx2.HTTPError:
+    except (httpx2.HTTPError, httpx2.InvalidURL):
         return None
     # "%PDF-" opens every PDF file (ISO 32000-1, 7.5.2 File Header).
     return bytes(data) if data.startswith(b"%PDF-") else None
