@@ -99,8 +99,9 @@ class FakeKombo:
         with self._lock:
             if package_id not in self.packages:
                 raise AssertionError(f"package {package_id!r} was never published")
-            order = {
-                "id": uuid.uuid4().hex[:24],
+            order_id = uuid.uuid4().hex[:24]
+            order: dict[str, Any] = {
+                "id": order_id,
                 "integration_id": self.integration_id,
                 "package_id": package_id,
                 "status": "OPEN",
@@ -121,8 +122,9 @@ class FakeKombo:
                     "hiring_team": [],
                 },
             }
-            self.orders[order["id"]] = order
-            return json.loads(json.dumps(order))
+            self.orders[order_id] = order
+            copy: dict[str, Any] = json.loads(json.dumps(order))
+            return copy
 
     def order_received(self, order: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         """The `assessment:order-received` webhook for `order`: its body and headers."""

@@ -8,22 +8,12 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import (
-    Simulated,
-    clock,
-    enqueuer,
-    invite,
-    simulated,
-    store,
-    subscription,
-)
+from tests.fixtures.pipeline import Simulated, invite, subscription
 from worker.jobs.completions import CompletionResult, process_completion
 from worker.sinks.kombo import KomboPackage, KomboTarget
 from worker.sinks.teamtailor import TeamtailorTarget
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]
 
 TEAMTAILOR = Subscription(
     name="tt",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,9 @@ import httpx2
 import pytest
 from sqlalchemy import func, select
 
-from tests.e2e_fixtures import RelayStack, relay_stack, wait_until
+from tests.harness.processes import RelayStack, relay_stack, wait_until
+from tests.harness.served_app import ServedApp
 from tests.kombo_fake import FakeKombo, sign
-from tests.served_app import ServedApp
 from worker.storage.store import SqlStore
 from worker.storage.tables import attempts, deliveries, events, invitations
 
@@ -77,6 +77,10 @@ class Loop:
     def count(self, table: Any) -> int:
         with self.store.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def delivered_once(self, invitation_id: str) -> Callable[[], bool]:
+        """A poll: the invitation's delivery is delivered, at its first attempt."""
+        return lambda: self.delivery(invitation_id) == ("delivered", 1)
 
     def delivery(self, invitation_id: str) -> tuple[str, int] | None:
         query = (
@@ -148,7 +152,7 @@ def test_webhook_and_missed_webhook_orders_each_get_one_result(loop: Loop) -> No
         invitation = loop.invitation(order["id"])
         assert invitation is not None
         wait_until(
-            lambda invitation_id=invitation["id"]: loop.delivery(invitation_id) == ("delivered", 1),
+            loop.delivered_once(invitation["id"]),
             timeout=TIMEOUT,
             what="the result at Kombo",
             watch=loop.stack.services,

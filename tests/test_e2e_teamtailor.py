@@ -19,8 +19,8 @@ import httpx2
 import pytest
 from sqlalchemy import func, select
 
-from tests.e2e_fixtures import RelayStack, relay_stack, wait_until
-from tests.served_app import ServedApp
+from tests.harness.processes import RelayStack, relay_stack, wait_until
+from tests.harness.served_app import ServedApp
 from tests.teamtailor_fake import FakeTeamtailor, ScriptedAnswer, sign_partner_event
 from worker.storage.store import SqlStore
 from worker.storage.tables import attempts, deliveries, events, invitations
@@ -96,7 +96,7 @@ class Loop:
         return None if row is None else (str(row.status), int(row.attempts))
 
     def statuses(self, result_id: str) -> list[str]:
-        return [u.attributes.get("status") for u in self.fake.updates_of(result_id)]
+        return [str(u.attributes.get("status")) for u in self.fake.updates_of(result_id)]
 
     def emails(self) -> list[dict[str, Any]]:
         response = self.http.get(f"{self.stack.simulator_url}/_simulator/emails")
@@ -180,7 +180,7 @@ def test_an_update_teamtailor_could_not_take_is_retried_once(loop: Loop) -> None
         f"{loop.stack.web_url}/api/invitations/{answer['invitation_id']}",
         headers=loop.stack.admin_headers(),
     ).json()
-    # A 503: a 429 waits at least 60 s (DESIGN §3.5); test_sinks_teamtailor classifies it.
+    # A 503: a 429 waits at least 60 s (worker.retries); test_sinks_teamtailor classifies it.
     loop.fake.script(ScriptedAnswer(503))
 
     loop.stack.complete(loop.http, invitation["pla_tst_id"], value=450)

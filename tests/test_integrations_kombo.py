@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from tests.edge_fixtures import KEYS, PUBLIC_URL, edge_settings
 from tests.fakes import FakeClock, RecordingEnqueuer
+from tests.fixtures.pipeline import Simulated
+from tests.fixtures.web import KEYS, PUBLIC_URL, edge_settings
 from tests.kombo_fake import FakeKombo, ScriptedAnswer, sign
-from tests.pipeline_fixtures import Simulated, clock, enqueuer, simulated, store
 from tests.polling import wait_until
 from webhooks.app import create_app
 from webhooks.integrations.kombo import verify_signature
@@ -29,8 +29,6 @@ from worker.sinks.kombo import KomboApi, KomboPackage, KomboTarget
 from worker.storage.store import SqlStore
 from worker.storage.tables import callbacks, deliveries, events, invitations
 from worker.subscriptions import Subscription
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]
 
 API_KEY = "kombo-api-key-0123456789"
 INTEGRATION = "workday:HWUTwvyx2wLoSUHphiWVrp28"

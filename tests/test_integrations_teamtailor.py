@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from tests.edge_fixtures import KEYS, PUBLIC_URL, edge_settings
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import Simulated, clock, enqueuer, simulated, store
+from tests.fixtures.pipeline import Simulated
+from tests.fixtures.web import KEYS, PUBLIC_URL, edge_settings
 from tests.teamtailor_fake import FakeTeamtailor, sign_partner_event
 from webhooks.app import create_app
 from webhooks.integrations.teamtailor import verify_signature
@@ -27,8 +27,6 @@ from worker.storage.store import SqlStore
 from worker.storage.tables import callbacks, deliveries, events, invitations
 from worker.subscriptions import Subscription
 from worker.tokens import verify_callback_token
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]
 
 API_KEY = "tt-api-key-0123456789"
 PROVIDER_KEY = "tt-provider-key-0123456789"

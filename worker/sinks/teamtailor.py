@@ -298,7 +298,7 @@ def routes_to(subscription: str, context: Mapping[str, Any]) -> bool:
 
 
 def completed_attributes(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The partner result's attributes for a completed assessment.completed event (DESIGN §3.2).
+    """The partner result's attributes for a completed assessment.completed event.
 
     Within Teamtailor's validation rules (partner_results/_update.md.erb): score an integer
     between 0 and 100, duration in seconds, url HTTP(S), details at most two levels deep. The
