@@ -5,7 +5,8 @@
 Measures what a worker thread spends per attempt inside the sink (rendering, JSON, signing or
 templating, httpx2 request building) with the network taken out: an httpx2.MockTransport
 answers 200 immediately. The HTTP kind renders the README's HiBob example (a sandboxed Jinja2
-body). Prints µs per send and the ratio to the webhook kind; compare ratios, not absolutes.
+body); the ATS kinds build their vendor's document (Kombo also tries the PDF download, a second
+request). Prints µs per send and the ratio to the webhook kind; compare ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import httpx2
 import structlog
 
-from tests.vendors.events import envelope
+from tests.vendors.events import DATA, envelope
 from worker.sinks.registry import make_sink
 from worker.subscriptions import parse_subscriptions
 
@@ -45,6 +46,18 @@ CONFIGS = {
     "teams": '[[subscriptions]]\nname = "b"\nkind = "teams"\n'
     'url = "https://flow.example/workflows/1?sig=x"\n',
     "http": hibob_example(),
+    "teamtailor": '[[subscriptions]]\nname = "b"\nkind = "teamtailor"\napi_key = "k"\n'
+    'provider_key = "p"\ntst_frm_id = 123\nsend_email = false\n',
+    # The mock answers the report download too: not a PDF, so no attachment is encoded.
+    "kombo": '[[subscriptions]]\nname = "b"\nkind = "kombo"\napi_key = "k"\n'
+    'integration_id = "workday:x"\nwebhook_secret = "s"\nsend_email = false\n'
+    'packages = [{ id = "excel", tst_frm_id = 123, name = "Excel" }]\n',
+}
+# The ATS kinds only take invitations they ordered: their routing data in the context.
+CONTEXT = {
+    **DATA["context"],
+    "teamtailor": {"partner_result_id": "r1", "update_url": None, "subscription": "b"},
+    "kombo": {"order_id": "o1", "subscription": "b"},
 }
 ENVIRON = {"HIBOB_SERVICE_USER_ID": "svc", "HIBOB_SERVICE_USER_TOKEN": "token"}
 
@@ -55,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     # The sinks log each attempt at debug: keep the console renderer out of the measurement.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    event = envelope()
+    event = envelope(context=CONTEXT)
     now = datetime.now(UTC)
     results: dict[str, float] = {}
     transport = httpx2.MockTransport(lambda request: httpx2.Response(200, text="ok"))
@@ -73,7 +86,7 @@ def main() -> None:
             results[kind] = elapsed / args.events * 1e6
     print(f"load1 {os.getloadavg()[0]:.2f}, {args.events} sends per kind")
     for kind, micros in results.items():
-        print(f"{kind:8} {micros:8.1f} µs/send  {micros / results['webhook']:5.2f}x webhook")
+        print(f"{kind:10} {micros:8.1f} µs/send  {micros / results['webhook']:5.2f}x webhook")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """End to end with real processes for the record sinks: BambooHR, LTI 1.1 and LTI 1.3.
 
 The simulator, `isograd-relay web` and `worker` run as subprocesses on real Redis; the vendors
-are the fakes of tests/fake_*.py served over real HTTP (tests/vendors/server.py), verifying as
+are the fakes of tests/vendors/ served over real HTTP (tests/vendors/server.py), verifying as
 the real ones do (Basic auth and fields; the OAuth 1.0a signature and body hash; the RS256
 client assertion and the AGS score). Each of the six Isograd grade types is completed once with
 routing data for every kind in its invitation's context, and must reach each vendor with the

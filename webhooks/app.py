@@ -19,6 +19,7 @@ from webhooks.api import InvalidParameterError, api_routes
 from webhooks.callbacks import callback_routes
 from webhooks.dashboard import dashboard_routes
 from webhooks.health import Probe, health_routes
+from webhooks.integrations import Collaborators, integration_routes
 from webhooks.metrics import metrics_routes
 from webhooks.openapi import openapi_routes
 from worker.broker import broker_probe, make_broker, queue_depths
@@ -192,6 +193,18 @@ def create_app(
             secure_cookie=settings.public_url.lower().startswith("https://"),
         ),
         *metrics_routes(metrics, token=settings.metrics_token),
+        *integration_routes(
+            Collaborators(
+                subscriptions=runtime.subscriptions,
+                store=runtime.store,
+                client=runtime.client,
+                http=runtime.http,
+                callback_keys=settings.callback_keys,
+                public_url=settings.public_url,
+                clock=runtime.clock,
+                first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
+            )
+        ),
     ]
 
     @asynccontextmanager

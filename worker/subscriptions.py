@@ -72,19 +72,28 @@ class Subscription:
         sub_com_id: int | None,
         *,
         percent: float | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> bool:
         """True when this subscription is enabled and wants this event.
 
         With a sub_com_ids filter, events of the main account (sub_com_id None) do not match;
         with a min_percent or max_percent (inclusive), an event without a percent (an unknown
-        grade type) does not match.
+        grade type) does not match. With the invitation's `context`, a kind that routes by it
+        (the ATS kinds, see SinkKind.routes) only matches the invitations it was asked for.
         """
+        kind = KINDS.get(self.kind)
         return (
             self.enabled
             and event_type in self.event_types
             and (self.tst_frm_ids is None or tst_frm_id in self.tst_frm_ids)
             and (self.sub_com_ids is None or sub_com_id in self.sub_com_ids)
             and self._percent_matches(percent)
+            and (
+                context is None
+                or kind is None
+                or kind.routes is None
+                or kind.routes(self.name, context)
+            )
         )
 
     def _percent_matches(self, percent: float | None) -> bool:

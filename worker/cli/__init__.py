@@ -4,6 +4,7 @@
     invitations.py  invite (one, or a CSV file with progress), watch
     deliveries.py   deliveries (table or JSON), replay
     devtools.py     dev, demo, simulator
+    kombo.py        kombo sync-packages
 
 Every print and exit status of the relay's commands lives in this package.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from worker.cli import deliveries, devtools, invitations, processes
+from worker.cli import deliveries, devtools, invitations, kombo, processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--config", metavar="PATH", help="relay.toml to load (default: $RELAY_CONFIG or relay.toml)"
     )
-    for group in (processes, invitations, deliveries, devtools):
+    for group in (processes, invitations, deliveries, devtools, kombo):
         group.add_commands(commands, config)
     return parser
 

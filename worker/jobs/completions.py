@@ -251,6 +251,7 @@ def _confirm_completion(
             invitation.tst_frm_id,
             invitation.sub_com_id,
             percent=grade.percent,
+            context=invitation.context,
         )
         and not store.subscription_state(subscription.name).disabled
     ]

@@ -11,10 +11,13 @@ from worker.jobs.actors import DramatiqEnqueuer, declare_actors
 from worker.runtime import Runtime
 from worker.scheduler import PeriodicJob, Scheduler
 from worker.scheduler.locks import DEFAULT_LOCK_TTL, make_scheduler_lock
+from worker.scheduler.orders import kombo_jobs
 from worker.scheduler.reconciler import ReconcileReport, ReconcileSchedule, TokenBucket, reconcile
 from worker.scheduler.sweeper import Sweeper
 from worker.settings import Settings
+from worker.sinks.kombo import KomboApi, KomboTarget
 from worker.storage.records import PurgeCounts
+from worker.subscriptions import Subscription
 
 # Periodic jobs of the scheduler: seconds between runs come from the settings
 # (RECONCILE_INTERVAL_SECONDS, SWEEP_INTERVAL_SECONDS, default 60). The reconciler's own schedule
@@ -69,7 +72,26 @@ def scheduler_jobs(settings: Settings, runtime: Runtime) -> list[PeriodicJob]:
             return runtime.store.purge_pii(cutoff)
 
         jobs.append(PeriodicJob("purge_pii", PURGE_EVERY, run_purge))
+    jobs += kombo_jobs(
+        runtime.subscriptions,
+        make_api=lambda subscription: kombo_api(subscription, runtime),
+        client=runtime.client,
+        store=runtime.store,
+        callback_keys=settings.callback_keys,
+        public_url=settings.public_url,
+        clock=runtime.clock,
+        first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
+    )
     return jobs
+
+
+def kombo_api(subscription: Subscription, runtime: Runtime) -> KomboApi:
+    """The Kombo API of a `kombo` subscription, on the runtime's shared HTTP client."""
+    target = subscription.target
+    assert isinstance(target, KomboTarget)
+    return KomboApi(
+        target, client=runtime.http, timeout=subscription.timeout_seconds, name=subscription.name
+    )
 
 
 def run_scheduler(

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
 
-from worker.sinks import bamboohr, http, lti11, lti13, slack, teams, webhook
+from worker.sinks import (
+    bamboohr,
+    http,
+    kombo,
+    lti11,
+    lti13,
+    slack,
+    teams,
+    teamtailor,
+    webhook,
+)
 from worker.sinks.base import Sink
 from worker.sinks.options import SinkOptions
 
@@ -47,12 +57,19 @@ class SinkContext:
 
 @dataclass(frozen=True, slots=True)
 class SinkKind(Generic[TargetT]):
-    """One kind: its own relay.toml keys, their parser and the sink's factory."""
+    """One kind: its own relay.toml keys, their parser and the sink's factory.
+
+    `routes(subscription name, invitation context)`, when given, says whether an invitation's
+    events are for this subscription at all: an ATS sink only takes the invitations its vendor
+    ordered, so other completions get no delivery (rather than a failed one that would count
+    towards `disable_after_days`).
+    """
 
     name: str
     keys: frozenset[str]
     parse: Callable[[SinkOptions], TargetT | None]
     build: Callable[[TargetT, SinkContext], Sink]
+    routes: Callable[[str, Mapping[str, Any]], bool] | None = None
 
 
 KINDS: Mapping[str, SinkKind[Any]] = {
@@ -65,6 +82,14 @@ KINDS: Mapping[str, SinkKind[Any]] = {
         SinkKind("bamboohr", bamboohr.KEYS, bamboohr.parse_target, bamboohr.build_sink),
         SinkKind("lti11", lti11.KEYS, lti11.parse_target, lti11.build_sink),
         SinkKind("lti13", lti13.KEYS, lti13.parse_target, lti13.build_sink),
+        SinkKind(
+            teamtailor.KIND,
+            teamtailor.KEYS,
+            teamtailor.parse_target,
+            teamtailor.build_sink,
+            teamtailor.routes_to,
+        ),
+        SinkKind(kombo.KIND, kombo.KEYS, kombo.parse_target, kombo.build_sink, kombo.routes_to),
     )
 }
 
