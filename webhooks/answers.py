@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from worker.replay import BulkReplay
@@ -18,24 +17,11 @@ from worker.storage.records import (
     Event,
     Invitation,
     InvitationSource,
+    jsonable,
 )
 from worker.subscription_status import SubscriptionStatus
 
-
-def jsonable(record: object) -> Any:
-    """An answer or stored record (frozen dataclass) as JSON-ready values: ISO 8601 times in UTC
-    with a Z, enum values."""
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return {f.name: jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
-    if isinstance(record, datetime):
-        return record.isoformat().replace("+00:00", "Z")
-    if isinstance(record, Enum):
-        return record.value
-    if isinstance(record, dict):
-        return {jsonable(key): jsonable(value) for key, value in record.items()}
-    if isinstance(record, list | tuple):
-        return [jsonable(value) for value in record]
-    return record
+__all__ = ["jsonable"]  # re-exported: the endpoints render answers with it
 
 
 def fields_of(record: object) -> dict[str, Any]:

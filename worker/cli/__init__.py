@@ -4,6 +4,9 @@
     invitations.py  invite (one, or a CSV file with progress), watch
     deliveries.py   deliveries (table or JSON), replay
     devtools.py     dev, demo, simulator
+    listings.py     invitations, events (filtered, paged, table or JSON)
+    subscriptions.py  subscriptions (list, enable, disable)
+    erasure.py      erase (a candidate, on request)
 
 Every print and exit status of the relay's commands lives in this package.
 """
@@ -13,7 +16,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from worker.cli import deliveries, devtools, invitations, processes
+from worker.cli import (
+    deliveries,
+    devtools,
+    erasure,
+    invitations,
+    listings,
+    processes,
+    subscriptions,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--config", metavar="PATH", help="relay.toml to load (default: $RELAY_CONFIG or relay.toml)"
     )
-    for group in (processes, invitations, deliveries, devtools):
+    for group in (processes, invitations, deliveries, listings, subscriptions, erasure, devtools):
         group.add_commands(commands, config)
     return parser
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, Generic, TypeVar
 
 from worker.outcomes import AttemptOutcome as AttemptOutcome
@@ -13,6 +14,22 @@ from worker.outcomes import AttemptOutcome as AttemptOutcome
 JsonObject = dict[str, Any]
 
 T = TypeVar("T")
+
+
+def jsonable(record: object) -> Any:
+    """A record (any frozen dataclass) as JSON-ready values: ISO 8601 times in UTC with a Z,
+    enum values; what the admin API answers and the CLI's --json prints."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, datetime):
+        return record.isoformat().replace("+00:00", "Z")
+    if isinstance(record, Enum):
+        return record.value
+    if isinstance(record, dict):
+        return {jsonable(key): jsonable(value) for key, value in record.items()}
+    if isinstance(record, list | tuple):
+        return [jsonable(value) for value in record]
+    return record
 
 
 def new_id(prefix: str) -> str:
