@@ -10,16 +10,13 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
-from tests.dashboard_fixtures import EMAIL, fail_delivery, store_event, store_invitation
-from tests.edge_fixtures import admin, web
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import Simulated, clock, enqueuer, simulated, store, subscription
+from tests.fixtures.dashboard import EMAIL, fail_delivery, store_event, store_invitation
+from tests.fixtures.pipeline import Simulated, subscription
 from tests.test_openapi import assert_documented
 from worker.runtime import Runtime
 from worker.storage.records import DeliveryStatus, InvitationStatus
 from worker.storage.store import SqlStore
-
-__all__ = ["admin", "clock", "enqueuer", "simulated", "store", "web"]  # fixtures, used by name
 
 
 @pytest.fixture
@@ -112,6 +109,24 @@ def test_a_limit_above_the_maximum_and_a_forged_cursor_are_refused(admin: TestCl
     assert too_many.json()["errors"] == {"limit": "must be at most 200"}
     assert forged.status_code == 422
     assert forged.json()["errors"] == {"cursor": "is not a cursor of this listing"}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"pla_tst_id": str(2**63)}, "pla_tst_id"),
+        ({"tst_frm_id": "99999999999999999999"}, "tst_frm_id"),
+        ({"email": "ada\x00@example.org"}, "email"),
+        ({"subscription": "hr\x01"}, "subscription"),
+    ],
+)
+def test_values_the_database_cannot_hold_are_refused_before_the_query(
+    admin: TestClient, params: dict[str, str], field: str
+) -> None:
+    answer = admin.get("/api/events", params=params)
+
+    assert answer.status_code == 422
+    assert list(answer.json()["errors"]) == [field]
 
 
 def test_events_are_filtered_by_delivery_status_and_subscription(
@@ -316,6 +331,7 @@ def test_an_erasure_with_isograd_anonymizes_the_candidate_at_isograd(
         ({"email": EMAIL, "isograd": "yes"}, {"isograd"}),
         ({"email": EMAIL, "requested_by": ""}, {"requested_by"}),
         ({"email": EMAIL, "mail": EMAIL}, {"mail"}),
+        ({"email": "ada\x00@example.org"}, {"email"}),
         ("ada", {"body"}),
     ],
 )

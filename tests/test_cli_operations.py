@@ -12,22 +12,16 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.e2e_fixtures import free_port
-from tests.simulator_fixtures import ServedSimulator
-from tests.test_cli import (
-    candidate_flags,
-    database,
-    environment,
-    isograd,
-    migrated,
-    restore_logging,
-    store,
-)
+from tests.fixtures.simulator import ServedSimulator
+from tests.harness.processes import free_port
+from tests.test_cli import candidate_flags, database, environment, isograd, migrated, store
 from worker import cli
 from worker.storage.records import DeliveryStatus, InvitationStatus, NewInvitation
 from worker.storage.store import SqlStore
 
-__all__ = ["database", "environment", "isograd", "migrated", "restore_logging", "store"]
+# The CLI's fixtures live in tests/test_cli.py; imported so pytest finds them here by name.
+__all__ = ["database", "environment", "isograd", "migrated", "store"]
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 EMAIL = "ada@example.org"
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()

@@ -17,6 +17,7 @@ import httpx2
 import psutil
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from tests.harness.processes import free_port
 from tests.polling import wait_until
@@ -353,7 +354,7 @@ def test_dev_restarts_its_killed_embedded_redis_logs_it_and_is_ready_again(
 ) -> None:
     [embedded] = redis_children(os.getpid())
 
-    with structlog.testing.capture_logs() as logged:
+    with capture_logs() as logged:
         embedded.kill()
         wait_until(
             lambda: (

@@ -35,6 +35,7 @@ from worker.storage import (
     new_id,
 )
 from worker.storage.migrations import alembic_config
+from worker.storage.paging import encode_cursor
 from worker.storage.store import MAX_RESPONSE_BODY_BYTES
 from worker.storage.tables import callbacks, deliveries, events, invitations, metadata
 
@@ -686,7 +687,17 @@ def test_events_are_listed_newest_first_in_pages(store: SqlStore) -> None:
     assert third_page.next_cursor is None
 
 
-@pytest.mark.parametrize("cursor", ["evt_missing", "", "W10", "WyJub3QgYSB0aW1lIiwgIngiXQ"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "evt_missing",
+        "",
+        "W10",
+        "WyJub3QgYSB0aW1lIiwgIngiXQ",  # ["not a time", "x"]
+        encode_cursor(NOW.replace(tzinfo=None), "evt_1"),  # a naive time
+        encode_cursor(NOW, "evt\x00"),  # PostgreSQL text cannot hold NUL
+    ],
+)
 def test_listing_events_after_a_cursor_not_made_by_the_store_is_refused(
     store: SqlStore, cursor: str
 ) -> None:

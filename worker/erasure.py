@@ -90,6 +90,9 @@ def erase_candidate(
     failure is reported as `isograd_failed`, never raised.
     """
     address = parse_email(email)
+    if any(ord(character) < 32 for character in address):
+        # Never a real address, and PostgreSQL text cannot hold NUL.
+        raise ValueError("must be an email address")
     accounts = _accounts_of(store, address) if isograd is not None else set()
     salt = secrets.token_hex(16)
     record = store.erase_candidate(

@@ -20,6 +20,8 @@ from worker.storage.records import (
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# Isograd ids are stored as BIGINT: a larger number could only fail in the database (a 500).
+MAX_ID = 2**63 - 1
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -62,6 +64,21 @@ def parse_time(value: object) -> datetime:
     return moment.astimezone(UTC)
 
 
+def parse_id(value: object) -> int:
+    number = parse_positive_int(value)
+    if number > MAX_ID:
+        raise ValueError(f"must be at most {MAX_ID}")
+    return number
+
+
+def parse_filter_text(value: object) -> str:
+    text = parse_text(value)
+    # PostgreSQL text cannot hold NUL: refused here rather than failing in the query.
+    if any(ord(character) < 32 for character in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
 def parse_limit(value: object) -> int:
     number = parse_positive_int(value)
     if number > MAX_LIMIT:
@@ -91,7 +108,7 @@ def _created_between(reader: FieldReader) -> tuple[datetime | None, datetime | N
 
 def _listing(reader: FieldReader) -> Listing:
     limit = reader.take("limit", parse_limit)
-    return Listing(limit=limit or DEFAULT_LIMIT, cursor=reader.take("cursor", parse_text))
+    return Listing(limit=limit or DEFAULT_LIMIT, cursor=reader.take("cursor", parse_filter_text))
 
 
 def _checked(reader: FieldReader) -> None:
@@ -105,9 +122,9 @@ def read_invitation_query(values: Mapping[str, object]) -> tuple[InvitationFilte
     created_from, created_until = _created_between(reader)
     filters = InvitationFilter(
         status=reader.take("status", one_of(tuple(InvitationStatus))),
-        email=reader.take("email", parse_text),
-        pla_tst_id=reader.take("pla_tst_id", parse_positive_int),
-        tst_frm_id=reader.take("tst_frm_id", parse_positive_int),
+        email=reader.take("email", parse_filter_text),
+        pla_tst_id=reader.take("pla_tst_id", parse_id),
+        tst_frm_id=reader.take("tst_frm_id", parse_id),
         created_from=created_from,
         created_until=created_until,
     )
@@ -122,10 +139,10 @@ def read_event_query(values: Mapping[str, object]) -> tuple[EventFilter, Listing
     created_from, created_until = _created_between(reader)
     filters = EventFilter(
         status=reader.take("status", one_of(tuple(DeliveryStatus))),
-        email=reader.take("email", parse_text),
-        pla_tst_id=reader.take("pla_tst_id", parse_positive_int),
-        tst_frm_id=reader.take("tst_frm_id", parse_positive_int),
-        subscription=reader.take("subscription", parse_text),
+        email=reader.take("email", parse_filter_text),
+        pla_tst_id=reader.take("pla_tst_id", parse_id),
+        tst_frm_id=reader.take("tst_frm_id", parse_id),
+        subscription=reader.take("subscription", parse_filter_text),
         created_from=created_from,
         created_until=created_until,
     )
@@ -144,7 +161,7 @@ def read_replay_filter(values: Mapping[str, object]) -> DeliveryFilter:
     statuses = reader.take("status", _replayable_statuses)
     filters = DeliveryFilter(
         statuses=statuses or (DeliveryStatus.FAILED,),
-        subscription=reader.take("subscription", parse_text),
+        subscription=reader.take("subscription", parse_filter_text),
         created_from=created_from,
         created_until=created_until,
     )

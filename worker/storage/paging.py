@@ -31,7 +31,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(created_at)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidCursorError("invalid cursor") from exc
-    if moment.tzinfo is None or not isinstance(row_id, str):
+    if moment.tzinfo is None or not isinstance(row_id, str) or "\x00" in row_id:
         raise InvalidCursorError("invalid cursor")
     return moment, row_id
 
