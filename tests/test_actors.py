@@ -167,7 +167,7 @@ def test_the_same_completion_enqueued_twice_delivers_once(
     enqueuer.completion(invitation.id)
     drain(stub_broker)
 
-    assert len(store.list_events()) == 1
+    assert len(store.list_events().items) == 1
     assert len(target.requests) == 1
 
 

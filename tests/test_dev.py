@@ -17,6 +17,7 @@ import httpx2
 import psutil
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from tests.harness.processes import free_port
 from tests.polling import wait_until
@@ -187,6 +188,79 @@ def test_an_embedded_redis_that_cannot_start_is_reported(tmp_path: Path) -> None
         server.start()
 
 
+def kill_server(server: EmbeddedRedis) -> int:
+    """SIGKILL the server as the OOM killer would; returns the pid it had."""
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def answers_ping(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def test_a_killed_embedded_redis_is_restarted_from_its_data_on_the_same_socket(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("queued", "job-1")
+        killed = kill_server(server)
+
+        wait_until(lambda: server.pid != killed and answers_ping(server.url), what="a restart")
+        kept = client.get("queued")  # the same client: the socket path did not change
+        client.close()
+
+    assert kept == b"job-1"
+    assert server.restarts == 1
+
+
+def test_an_embedded_redis_that_keeps_dying_is_given_up_with_the_reason(tmp_path: Path) -> None:
+    lost: list[str] = []
+    with EmbeddedRedis(tmp_path / "redis", on_lost=lost.append, max_restarts=1) as server:
+        first = kill_server(server)
+        wait_until(lambda: server.pid != first and answers_ping(server.url), what="a restart")
+        kill_server(server)
+
+        wait_until(lambda: lost, what="the supervisor to give up")
+
+    assert lost == [
+        f"the embedded Redis died 2 times within 60 s (last exit code -9);"
+        f" see {tmp_path / 'redis' / 'redis.log'}"
+    ]
+
+
+def test_an_embedded_redis_whose_data_cannot_load_is_given_up(tmp_path: Path) -> None:
+    lost: list[str] = []
+    with EmbeddedRedis(tmp_path / "redis", on_lost=lost.append) as server:
+        (tmp_path / "redis" / "appendonly.aof").write_bytes(b"not an append only file\n")
+        kill_server(server)
+
+        wait_until(lambda: lost, what="the supervisor to give up")
+
+    assert lost[0].startswith("the embedded Redis could not be restarted: ")
+    assert "exited at start" in lost[0]
+
+
+def test_stopping_the_embedded_redis_does_not_restart_it(tmp_path: Path) -> None:
+    lost: list[str] = []
+    server = EmbeddedRedis(tmp_path / "redis", on_lost=lost.append)
+    server.start()
+
+    server.stop()
+
+    assert server.pid is None
+    assert server.restarts == 0
+    assert lost == []
+
+
 # -- the environment dev reads --------------------------------------------------------------
 
 
@@ -272,6 +346,43 @@ def test_stopping_dev_returns_zero_and_leaves_no_redis_running(dev: RunningDev) 
     code = stop_dev(dev)
 
     assert code == 0
+    assert redis_children(os.getpid()) == []
+
+
+def test_dev_restarts_its_killed_embedded_redis_logs_it_and_is_ready_again(
+    dev: RunningDev,
+) -> None:
+    [embedded] = redis_children(os.getpid())
+
+    with capture_logs() as logged:
+        embedded.kill()
+        wait_until(
+            lambda: (
+                [child.pid for child in redis_children(os.getpid())] not in ([], [embedded.pid])
+            ),
+            what="a new embedded Redis",
+        )
+        wait_until(lambda: answers_ready(dev.site.url), what="dev to be ready again")
+
+    events = [entry["event"] for entry in logged if entry["event"].startswith("embedded_redis")]
+    assert events == ["embedded_redis_died", "embedded_redis_restarted"]
+    assert dev.thread.is_alive()
+
+
+def test_dev_whose_embedded_redis_cannot_come_back_stops_with_exit_status_1(
+    dev: RunningDev, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [embedded] = redis_children(os.getpid())
+    (dev.site.var_dir / "redis" / "appendonly.aof").write_bytes(b"not an append only file\n")
+
+    embedded.kill()
+    dev.thread.join(30)
+
+    assert not dev.thread.is_alive()
+    assert dev.result == [1]
+    assert "isograd-relay dev: stopped: the embedded Redis could not be restarted" in (
+        capsys.readouterr().err
+    )
     assert redis_children(os.getpid()) == []
 
 

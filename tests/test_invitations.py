@@ -101,6 +101,20 @@ def test_language_is_accepted_as_code_name_or_iso_code(value: object, expected: 
     assert validate_invitation_request(valid_body(language=value)).language is expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1, Gender.MALE),
+        ("2", Gender.FEMALE),
+        (3, Gender.NOT_PROVIDED),
+        ("Female", Gender.FEMALE),
+        ("not_provided", Gender.NOT_PROVIDED),
+    ],
+)
+def test_gender_is_accepted_as_isograd_gen_id_or_name(value: object, expected: Gender) -> None:
+    assert validate_invitation_request(valid_body(gender=value)).gender is expected
+
+
 def test_missing_required_fields_are_each_reported() -> None:
     errors = validation_errors({})
 
@@ -123,6 +137,9 @@ def test_missing_required_fields_are_each_reported() -> None:
         ("tst_frm_id", True),
         ("tst_frm_id", "12a"),
         ("gender", "other"),
+        ("gender", 0),
+        ("gender", 4),
+        ("gender", True),
         ("language", 9),
         ("language", "klingon"),
         ("sub_com_id", -1),

@@ -171,7 +171,7 @@ def test_running_twice_creates_one_event_and_enqueues_the_deliveries_once(
     )
 
     assert second.result is CompletionResult.ALREADY_COMPLETED
-    assert len(store.list_events()) == 1
+    assert len(store.list_events().items) == 1
     assert len(enqueuer.of_kind("delivery")) == 1
 
 
@@ -227,7 +227,7 @@ def test_marking_pending_asks_to_check_again_in_five_minutes(
         300.0,
         1,
     )
-    assert store.list_events() == []
+    assert store.list_events().items == []
 
 
 def test_marking_pending_then_marked_completes_on_the_recheck(
@@ -249,7 +249,7 @@ def test_marking_pending_then_marked_completes_on_the_recheck(
     )
 
     assert outcome.result is CompletionResult.COMPLETED
-    assert len(store.list_events()) == 1
+    assert len(store.list_events().items) == 1
 
 
 def test_marking_pending_on_an_expired_invitation_puts_it_back_under_the_reconciler(

@@ -215,7 +215,7 @@ def test_a_missed_callback_and_a_received_one_give_one_event(
         CompletionResult.COMPLETED,
         CompletionResult.ALREADY_COMPLETED,
     ]
-    assert len(store.list_events()) == 1
+    assert len(store.list_events().items) == 1
     assert len(enqueuer.of_kind("delivery")) == 1
     assert again.checked == 0
 

@@ -21,7 +21,11 @@ from worker.errors import PermanentError, RetryableError
 from worker.storage import (
     AttemptOutcome,
     AttemptRecord,
+    DeliveryFilter,
     DeliveryStatus,
+    EventFilter,
+    InvalidCursorError,
+    InvitationFilter,
     InvitationSource,
     InvitationStatus,
     NewInvitation,
@@ -31,14 +35,23 @@ from worker.storage import (
     new_id,
 )
 from worker.storage.migrations import alembic_config
+from worker.storage.paging import encode_cursor
 from worker.storage.store import MAX_RESPONSE_BODY_BYTES
-from worker.storage.tables import deliveries, events, invitations, metadata
+from worker.storage.tables import callbacks, deliveries, events, invitations, metadata
 
 T = TypeVar("T")
 
 NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
-TABLES = {"invitations", "callbacks", "events", "deliveries", "attempts", "subscription_state"}
+TABLES = {
+    "invitations",
+    "callbacks",
+    "events",
+    "deliveries",
+    "attempts",
+    "subscription_state",
+    "erasures",
+}
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -202,7 +215,7 @@ def test_migrating_twice_is_a_no_op(store: SqlStore) -> None:
 
     with store.engine.connect() as connection:
         version = MigrationContext.configure(connection).get_current_revision()
-    assert version == "0001"
+    assert version == "0002"
     assert store.get_invitation(invitation_id) is not None
 
 
@@ -666,17 +679,32 @@ def test_events_are_listed_newest_first_in_pages(store: SqlStore) -> None:
         ids.append(event.id)
 
     first_page = store.list_events(limit=2)
-    second_page = store.list_events(limit=2, before=first_page[-1].id)
-    third_page = store.list_events(limit=2, before=second_page[-1].id)
+    second_page = store.list_events(limit=2, cursor=first_page.next_cursor)
+    third_page = store.list_events(limit=2, cursor=second_page.next_cursor)
 
-    listed = [event.id for event in first_page + second_page + third_page]
+    listed = [event.id for event in first_page.items + second_page.items + third_page.items]
     assert listed == ["evt_4", "evt_3", "evt_2", "evt_1", "evt_0"]
+    assert third_page.next_cursor is None
 
 
-def test_listing_events_before_an_unknown_event_is_empty(store: SqlStore) -> None:
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "evt_missing",
+        "",
+        "W10",
+        "WyJub3QgYSB0aW1lIiwgIngiXQ",  # ["not a time", "x"]
+        encode_cursor(NOW.replace(tzinfo=None), "evt_1"),  # a naive time
+        encode_cursor(NOW, "evt\x00"),  # PostgreSQL text cannot hold NUL
+    ],
+)
+def test_listing_events_after_a_cursor_not_made_by_the_store_is_refused(
+    store: SqlStore, cursor: str
+) -> None:
     make_event(store)
 
-    assert store.list_events(before="evt_missing") == []
+    with pytest.raises(InvalidCursorError):
+        store.list_events(cursor=cursor)
 
 
 # -- deliveries -----------------------------------------------------------------------------------
@@ -1077,7 +1105,7 @@ def test_purging_walks_every_batch_of_events(store: SqlStore) -> None:
     counts = store.purge_pii(older_than=NOW + timedelta(days=1), batch_size=2)
 
     assert counts.events == 3
-    assert all(event.purged_at == NOW for event in store.list_events())
+    assert all(event.purged_at == NOW for event in store.list_events().items)
 
 
 def test_purging_keeps_payloads_without_a_candidate_as_they_are(store: SqlStore) -> None:
@@ -1290,3 +1318,286 @@ def test_reopening_a_completed_invitation_changes_nothing(store: SqlStore) -> No
     assert reopened is False
     assert stored is not None
     assert stored.status is InvitationStatus.COMPLETED
+
+
+# -- operator listings: invitations, events, search -----------------------------------------------
+
+
+def test_a_database_at_the_first_revision_upgrades_keeping_its_rows(database_url: str) -> None:
+    config = alembic_config(database_url=database_url)
+    command.upgrade(config, "0001")
+    sql_store = SqlStore.from_url(database_url, clock=lambda: NOW)
+    invitation_id = invite(sql_store)
+
+    sql_store.migrate()
+
+    assert sql_store.get_invitation(invitation_id) is not None
+    assert sql_store.list_erasures() == []
+    sql_store.close()
+
+
+def test_invitations_are_listed_newest_first_in_pages_ties_broken_by_id(store: SqlStore) -> None:
+    for number in range(5):
+        store.create_invitation(
+            NewInvitation(tst_frm_id=1, email=None, id=f"inv_{number}"),
+            NOW + timedelta(minutes=number // 2),  # pairs share a timestamp
+        )
+
+    pages = [store.list_invitations(limit=2)]
+    while pages[-1].next_cursor is not None:
+        pages.append(store.list_invitations(limit=2, cursor=pages[-1].next_cursor))
+
+    listed = [[invitation.id for invitation in page.items] for page in pages]
+    assert listed == [["inv_4", "inv_3"], ["inv_2", "inv_1"], ["inv_0"]]
+
+
+def test_a_page_exactly_full_has_no_next_cursor(store: SqlStore) -> None:
+    invite(store, pla_tst_id=1)
+    invite(store, pla_tst_id=2)
+
+    page = store.list_invitations(limit=2)
+
+    assert len(page.items) == 2
+    assert page.next_cursor is None
+
+
+def test_invitations_are_filtered_by_each_field(store: SqlStore) -> None:
+    ada = invite(store, pla_tst_id=1, email="Ada@Example.com", tst_frm_id=10)
+    bob = invite(store, pla_tst_id=2, email="bob@example.com", tst_frm_id=20)
+    store.mark_invitation(bob, InvitationStatus.COMPLETED)
+    late = store.create_invitation(
+        NewInvitation(tst_frm_id=10, email="carl@example.com", pla_tst_id=3),
+        NOW + timedelta(hours=2),
+    ).id
+
+    def ids(**fields: Any) -> list[str]:
+        page = store.list_invitations(InvitationFilter(**fields))
+        return [invitation.id for invitation in page.items]
+
+    assert ids(email=" ada@EXAMPLE.com ") == [ada]
+    assert ids(status=InvitationStatus.COMPLETED) == [bob]
+    assert ids(pla_tst_id=3) == [late]
+    assert ids(tst_frm_id=10) == [late, ada]
+    assert ids(created_from=NOW + timedelta(hours=1)) == [late]
+    assert ids(created_until=NOW + timedelta(hours=2)) == sorted([ada, bob], reverse=True)
+    assert ids(tst_frm_id=10, status=InvitationStatus.COMPLETED) == []
+
+
+def test_the_search_finds_an_invitation_by_id_email_test_or_event(store: SqlStore) -> None:
+    event_id = make_event(store, pla_tst_id=789)
+    [invitation] = store.list_invitations().items
+
+    for term in (invitation.id, "ADA@example.com", "789", event_id, f"  {invitation.id} "):
+        assert [found.id for found in store.find_invitations(term)] == [invitation.id], term
+    assert store.find_invitations("nobody@example.com") == []
+    assert store.find_invitations("  ") == []
+    assert store.find_invitations("9" * 40) == []
+
+
+def test_events_are_filtered_by_candidate_test_status_and_time(store: SqlStore) -> None:
+    first = make_event(store, ("hook", "slack"), pla_tst_id=1)
+    second = make_event(store, ("hook",), pla_tst_id=2)
+    [failing] = store.list_deliveries(event_id=second)
+    store.mark_failed(failing.id, "HTTP 500")
+    other = store.create_event(
+        "evt_other",
+        invite(store, pla_tst_id=3, email="bob@example.com"),
+        3,
+        "assessment.completed",
+        {"data": {"candidate": {"email": "Bob@Example.com"}, "test": {"tst_frm_id": 77}}},
+        [],
+        NOW + timedelta(hours=1),
+    )[0].id
+
+    def ids(**fields: Any) -> list[str]:
+        return [event.id for event in store.list_events(EventFilter(**fields)).items]
+
+    assert ids(email="bob@example.com") == [other]
+    assert set(ids(email="ada@example.com")) == {first, second}
+    assert ids(pla_tst_id=2) == [second]
+    assert ids(tst_frm_id=77) == [other]
+    assert ids(status=DeliveryStatus.FAILED) == [second]
+    assert ids(subscription="slack") == [first]
+    assert ids(status=DeliveryStatus.PENDING, subscription="slack") == [first]
+    assert ids(created_from=NOW + timedelta(minutes=30)) == [other]
+    assert ids(created_until=NOW + timedelta(minutes=30)) == sorted([first, second], reverse=True)
+
+
+# -- bulk replay selection, subscription counts ---------------------------------------------------
+
+
+def test_deliveries_matching_a_filter_come_oldest_first_in_batches(store: SqlStore) -> None:
+    ids = []
+    for number in range(5):
+        _event, [delivery], _ = store.create_event(
+            f"evt_{number}",
+            None,
+            number,
+            "assessment.completed",
+            {},
+            ["hook"],
+            NOW + timedelta(minutes=number),
+        )
+        store.mark_failed(delivery.id, "HTTP 500")
+        ids.append(delivery.id)
+    store.create_event("evt_other", None, 99, "assessment.completed", {}, ["slack"], NOW)
+    chosen = DeliveryFilter(
+        subscription="hook",
+        created_from=NOW + timedelta(minutes=1),
+        created_until=NOW + timedelta(minutes=4),
+    )
+
+    first = store.deliveries_matching(chosen, limit=2)
+    rest = store.deliveries_matching(chosen, after=(first[-1].created_at, first[-1].id))
+
+    assert [delivery.id for delivery in first + rest] == ids[1:4]
+
+
+def test_a_requeue_restricted_to_some_statuses_leaves_the_others(store: SqlStore) -> None:
+    failed_id = make_delivery(store, pla_tst_id=1)
+    pending_id = make_delivery(store, pla_tst_id=2)
+    store.mark_failed(failed_id, "HTTP 500")
+
+    only_failed = (DeliveryStatus.FAILED,)
+    requeued = store.requeue_delivery(failed_id, allow_delivered=False, only_from=only_failed)
+    again = store.requeue_delivery(failed_id, allow_delivered=False, only_from=only_failed)
+    untouched = store.requeue_delivery(pending_id, allow_delivered=False, only_from=only_failed)
+
+    assert requeued is not None
+    assert requeued.status is DeliveryStatus.PENDING
+    assert again is None
+    assert untouched is None
+
+
+def test_deliveries_are_counted_per_subscription_and_status(store: SqlStore) -> None:
+    make_event(store, ("hook", "slack"), pla_tst_id=1)
+    event_id = make_event(store, ("hook",), pla_tst_id=2)
+    [delivery] = store.list_deliveries(event_id=event_id)
+    store.mark_failed(delivery.id, "HTTP 500")
+
+    counts = {entry.name: entry.by_status for entry in store.count_deliveries_by_subscription()}
+
+    assert set(counts) == {"hook", "slack"}
+    assert counts["hook"][DeliveryStatus.PENDING] == 1
+    assert counts["hook"][DeliveryStatus.FAILED] == 1
+    assert counts["slack"] == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.PENDING: 1}
+
+
+# -- erasure --------------------------------------------------------------------------------------
+
+
+def erase(store: SqlStore, email: str = "ada@example.com", erasure_id: str = "era_1") -> Any:
+    return store.erase_candidate(
+        email, erasure_id=erasure_id, requested_by="ops", email_hash="h", email_salt="s"
+    )
+
+
+def test_erasure_blanks_the_candidate_in_every_table_and_keeps_the_grade(store: SqlStore) -> None:
+    invitation_id = invite(store, ext_id="emp-7", context={"employee": 7})
+    store.record_callback(invitation_id, "GET", {"ema": "ada@example.com"}, "10.0.0.1", True, None)
+    event_payload = payload()
+    event_payload["data"]["context"] = {"employee": 7}
+    event_payload["data"]["report"] = {"pdf_url": "https://isograd.example/report.pdf"}
+    event, [delivery], _ = store.create_event(
+        "evt_ada", invitation_id, 456, "assessment.completed", event_payload, ["hook"], NOW
+    )
+    store.record_attempt(
+        delivery.id,
+        attempt(response_body='{"echo": "ada@example.com"}', response_headers={"x": "ada"}),
+    )
+
+    record = erase(store, "  ADA@example.com ")
+
+    invitation = store.get_invitation(invitation_id)
+    assert invitation is not None
+    assert (invitation.email, invitation.first_name, invitation.last_name) == (None, None, None)
+    assert (invitation.ext_id, invitation.context, invitation.purged_at) == (None, {}, NOW)
+    erased = store.get_event(event.id)
+    assert erased is not None
+    candidate = erased.payload["data"]["candidate"]
+    assert set(candidate.values()) == {None}
+    assert erased.payload["data"]["context"] == {}
+    assert erased.payload["data"]["report"] == {"pdf_url": None}
+    assert erased.payload["data"]["grade"] == {"value": 550}
+    [attempt_row] = store.list_attempts(delivery.id)
+    assert (attempt_row.response_body, attempt_row.response_headers) == (None, {})
+    with store.engine.connect() as connection:
+        receipt = connection.execute(select(callbacks.c.query, callbacks.c.remote_addr)).one()
+    assert tuple(receipt) == ({}, None)
+    cancelled = store.get_delivery(delivery.id)
+    assert cancelled is not None
+    assert cancelled.status is DeliveryStatus.CANCELLED
+    counts = (record.invitations, record.events, record.callbacks, record.attempts)
+    assert counts == (1, 1, 1, 1)
+    assert record.deliveries_cancelled == 1
+    assert store.list_erasures() == [record]
+
+
+def test_erasure_leaves_other_candidates_and_finished_deliveries(store: SqlStore) -> None:
+    ada_event = make_event(store, pla_tst_id=1)
+    [delivered] = store.list_deliveries(event_id=ada_event)
+    store.mark_delivered(delivered.id)
+    bob = invite(store, pla_tst_id=2, email="bob@example.com")
+
+    record = erase(store)
+
+    kept = store.get_invitation(bob)
+    assert kept is not None
+    assert kept.email == "bob@example.com"
+    still = store.get_delivery(delivered.id)
+    assert still is not None
+    assert still.status is DeliveryStatus.DELIVERED
+    assert record.deliveries_cancelled == 0
+
+
+def test_erasing_a_pending_invitation_stops_its_status_checks(store: SqlStore) -> None:
+    invitation_id = invite(store)
+
+    erase(store)
+
+    invitation = store.get_invitation(invitation_id)
+    assert invitation is not None
+    assert invitation.status is InvitationStatus.FAILED
+    assert invitation.next_check_at is None
+
+
+def test_an_event_naming_the_email_is_erased_without_its_invitation(store: SqlStore) -> None:
+    store.create_event("evt_alone", None, 9, "assessment.completed", payload(9), [], NOW)
+
+    record = erase(store)
+
+    event = store.get_event("evt_alone")
+    assert event is not None
+    assert event.payload["data"]["candidate"]["email"] is None
+    assert record.events == 1
+
+
+def test_erasing_an_unknown_email_still_keeps_an_audit_row(store: SqlStore) -> None:
+    invite(store)
+
+    record = erase(store, "nobody@example.com")
+
+    assert (record.invitations, record.events, record.callbacks, record.attempts) == (0, 0, 0, 0)
+    assert store.list_erasures() == [record]
+    assert store.list_invitations().items[0].email == "ada@example.com"
+
+
+def test_erasing_twice_blanks_nothing_the_second_time_but_records_it(store: SqlStore) -> None:
+    make_event(store)
+    erase(store, erasure_id="era_1")
+
+    second = erase(store, erasure_id="era_2")
+
+    assert (second.invitations, second.events, second.deliveries_cancelled) == (0, 0, 0)
+    # Same time (the clock is fixed): newest first falls back to the id, descending.
+    assert [record.id for record in store.list_erasures()] == ["era_2", "era_1"]
+
+
+def test_the_isograd_answer_is_noted_on_the_audit_row(store: SqlStore) -> None:
+    erase(store)
+
+    record = store.record_erasure_isograd("era_1", "anonymized")
+
+    assert record.isograd == "anonymized"
+    with pytest.raises(LookupError):
+        store.record_erasure_isograd("era_missing", "anonymized")

@@ -1,13 +1,12 @@
-"""The admin JSON API: create invitations, read what is stored, replay failed deliveries."""
+"""The admin JSON API: create invitations, read what is stored, replay failed deliveries; each
+endpoint declares its OpenAPI operation (webhooks/openapi.py assembles the document)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +16,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
+from webhooks.answers import (
+    DeliveryList,
+    DeliveryWithAttempts,
+    InvitationCreated,
+    WatchAnswer,
+    fields_of,
+    jsonable,
+)
 from webhooks.auth import BearerAuthMiddleware
+from webhooks.openapi import (
+    INVALID,
+    TOO_LARGE,
+    Answer,
+    not_found,
+    operation,
+    path_parameter,
+    query_parameter,
+)
+from webhooks.operations import OperatorStore, operator_routes
+from worker.erasure import CandidateAnonymizer
 from worker.invitations import (
     FIRST_CHECK_AFTER,
     InvalidInvitationError,
@@ -28,6 +46,7 @@ from worker.invitations import (
 )
 from worker.replay import ReplayOutcome, replay_delivery
 from worker.storage.records import Attempt, Delivery, DeliveryStatus, Event, Invitation
+from worker.subscriptions import Subscription
 from worker.tokens import CallbackKey
 from worker.watch import validate_watch_request, watch_assessment
 
@@ -37,7 +56,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 200
 DEFAULT_PAGE_SIZE = 100
 
 
-class ApiStore(InvitationStore, Protocol):
+class ApiStore(InvitationStore, OperatorStore, Protocol):
     def get_event(self, event_id: str) -> Event | None: ...
 
     def get_delivery(self, delivery_id: str) -> Delivery | None: ...
@@ -52,10 +71,6 @@ class ApiStore(InvitationStore, Protocol):
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> Sequence[Delivery]: ...
 
-    def requeue_delivery(
-        self, delivery_id: str, now: datetime | None = None, *, allow_delivered: bool = True
-    ) -> Delivery | None: ...
-
 
 class DeliveryEnqueuer(Protocol):
     def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None: ...
@@ -67,21 +82,6 @@ class InvalidParameterError(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__(f"invalid parameters: {', '.join(sorted(errors))}")
-
-
-def jsonable(record: object) -> Any:
-    """A stored record (frozen dataclass) as JSON-ready values: ISO 8601 times, enum values."""
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return {f.name: jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
-    if isinstance(record, datetime):
-        return record.isoformat().replace("+00:00", "Z")
-    if isinstance(record, Enum):
-        return record.value
-    if isinstance(record, dict):
-        return {str(key): jsonable(value) for key, value in record.items()}
-    if isinstance(record, list | tuple):
-        return [jsonable(value) for value in record]
-    return record
 
 
 def _not_found(what: str) -> HTTPException:
@@ -96,6 +96,15 @@ async def _json_body(request: Request) -> object:
         raise InvalidInvitationError({"body": "must be valid JSON"}) from None
 
 
+_DELIVERY_ID = path_parameter("delivery_id", "A delivery id (dlv_…).")
+_ISOGRAD = Answer("Isograd refused the request or answered unexpectedly.", "Error")
+_UNAVAILABLE = Answer(
+    "A dependency (database, broker, Isograd) is unavailable.",
+    "Error",
+    headers={"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds, when known."}},
+)
+
+
 def api_routes(
     *,
     admin_token: str | None,
@@ -106,13 +115,38 @@ def api_routes(
     public_url: str,
     clock: Callable[[], datetime],
     first_check_after: timedelta = FIRST_CHECK_AFTER,
+    subscriptions: Sequence[Subscription] = (),
+    anonymizer: CandidateAnonymizer | None = None,
 ) -> list[BaseRoute]:
     """The `/api` mount; every route needs `Authorization: Bearer <ADMIN_TOKEN>`.
 
     `first_check_after`: when the reconciler first checks a new invitation
-    (RECONCILE_FIRST_CHECK_SECONDS).
+    (RECONCILE_FIRST_CHECK_SECONDS). `anonymizer`: Isograd's act 12, for erasures asking it.
     """
 
+    @operation(
+        "createInvitation",
+        "Invite a candidate to an Isograd test",
+        description="Creates the candidate and the test on Isograd (act 8, or act 2 for a "
+        "known candidate) with our callback URL, and stores the invitation. With an "
+        "Idempotency-Key, a repeated request answers the first invitation.",
+        parameters=[
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            }
+        ],
+        body="InvitationRequest",
+        answers={
+            201: Answer("Invited.", InvitationCreated),
+            413: TOO_LARGE,
+            422: INVALID,
+            502: _ISOGRAD,
+            503: _UNAVAILABLE,
+        },
+    )
     async def post_invitation(request: Request) -> JSONResponse:
         key = request.headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -131,31 +165,38 @@ def api_routes(
             idempotency_key=key,
             first_check_after=first_check_after,
         )
-        return JSONResponse(
-            {
-                "invitation_id": invitation.id,
-                "pla_tst_id": invitation.pla_tst_id,
-                "can_id": invitation.can_id,
-                "test_url": invitation.test_url,
-            },
-            201,
+        created = InvitationCreated(
+            invitation.id, invitation.pla_tst_id, invitation.can_id, invitation.test_url
         )
+        return JSONResponse(jsonable(created), 201)
 
+    @operation(
+        "watchAssessment",
+        "Watch a test session created outside the relay",
+        description="The reconciler checks it like an invitation and delivers its completion. "
+        "Safe to repeat: an already watched session answers 200.",
+        body="WatchRequest",
+        answers={
+            201: Answer("Now watched.", WatchAnswer),
+            200: Answer("Already known; nothing changed.", WatchAnswer),
+            413: TOO_LARGE,
+            422: INVALID,
+        },
+    )
     async def post_watch(request: Request) -> JSONResponse:
         watch_request = validate_watch_request(await _json_body(request))
         invitation, created = await run_in_threadpool(
             watch_assessment, watch_request, store=store, now=clock()
         )
-        return JSONResponse(
-            {
-                "invitation_id": invitation.id,
-                "pla_tst_id": invitation.pla_tst_id,
-                "source": invitation.source.value,
-                "created": created,
-            },
-            201 if created else 200,
-        )
+        answer = WatchAnswer(invitation.id, invitation.pla_tst_id, invitation.source, created)
+        return JSONResponse(jsonable(answer), 201 if created else 200)
 
+    @operation(
+        "getInvitation",
+        "Read one invitation",
+        parameters=[path_parameter("invitation_id", "An invitation id (inv_…).")],
+        answers={200: Answer("The invitation.", Invitation), 404: not_found("invitation")},
+    )
     async def get_invitation(request: Request) -> JSONResponse:
         invitation: Invitation | None = await run_in_threadpool(
             store.get_invitation, request.path_params["invitation_id"]
@@ -164,12 +205,28 @@ def api_routes(
             raise _not_found("invitation")
         return JSONResponse(jsonable(invitation))
 
+    @operation(
+        "getEvent",
+        "Read one stored event and its payload",
+        parameters=[path_parameter("event_id", "An event id (evt_…).")],
+        answers={200: Answer("The event.", Event), 404: not_found("event")},
+    )
     async def get_event(request: Request) -> JSONResponse:
         event = await run_in_threadpool(store.get_event, request.path_params["event_id"])
         if event is None:
             raise _not_found("event")
         return JSONResponse(jsonable(event))
 
+    @operation(
+        "listDeliveries",
+        f"List deliveries, newest first ({DEFAULT_PAGE_SIZE} at most)",
+        parameters=[
+            query_parameter(
+                "status", {"type": "string", "enum": [status.value for status in DeliveryStatus]}
+            )
+        ],
+        answers={200: Answer("The deliveries.", DeliveryList), 422: INVALID},
+    )
     async def list_deliveries(request: Request) -> JSONResponse:
         raw_status = request.query_params.get("status")
         try:
@@ -178,19 +235,29 @@ def api_routes(
             allowed = ", ".join(s.value for s in DeliveryStatus)
             raise InvalidParameterError({"status": f"must be one of: {allowed}"}) from None
         deliveries = await run_in_threadpool(store.list_deliveries, status=status)
-        return JSONResponse({"deliveries": jsonable(list(deliveries))})
+        return JSONResponse(jsonable(DeliveryList(list(deliveries))))
 
-    def _delivery_with_attempts(delivery_id: str) -> dict[str, Any] | None:
+    def _delivery_with_attempts(delivery_id: str) -> DeliveryWithAttempts | None:
         delivery = store.get_delivery(delivery_id)
         if delivery is None:
             return None
-        return {**jsonable(delivery), "attempts": jsonable(list(store.list_attempts(delivery_id)))}
+        attempts = list(store.list_attempts(delivery_id))
+        return DeliveryWithAttempts(**fields_of(delivery), attempts=attempts)
 
+    @operation(
+        "getDelivery",
+        "Read one delivery with every attempt",
+        parameters=[_DELIVERY_ID],
+        answers={
+            200: Answer("The delivery.", DeliveryWithAttempts),
+            404: not_found("delivery"),
+        },
+    )
     async def get_delivery(request: Request) -> JSONResponse:
         found = await run_in_threadpool(_delivery_with_attempts, request.path_params["delivery_id"])
         if found is None:
             raise _not_found("delivery")
-        return JSONResponse(found)
+        return JSONResponse(jsonable(found))
 
     def _replay(delivery_id: str, force: bool) -> Delivery:
         # The same path as `isograd-relay replay` and the dashboard's Replay button.
@@ -207,6 +274,25 @@ def api_routes(
         assert delivery is not None
         return delivery
 
+    @operation(
+        "replayDelivery",
+        "Send a delivery again, now, with a fresh retry budget",
+        description="The receiver gets the same webhook-id again. A delivered delivery is only "
+        "sent again with force=true; one being sent right now cannot be replayed (409).",
+        parameters=[
+            _DELIVERY_ID,
+            query_parameter(
+                "force",
+                {"type": "boolean", "default": False},
+                "Replay a delivery that was already delivered.",
+            ),
+        ],
+        answers={
+            202: Answer("Requeued.", Delivery),
+            404: not_found("delivery"),
+            409: Answer("Already delivered (without force), or in flight.", "Error"),
+        },
+    )
     async def replay(request: Request) -> JSONResponse:
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         delivery = await run_in_threadpool(_replay, request.path_params["delivery_id"], force)
@@ -220,6 +306,13 @@ def api_routes(
         Route("/deliveries", list_deliveries, methods=["GET"]),
         Route("/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
         Route("/deliveries/{delivery_id}/replay", replay, methods=["POST"]),
+        *operator_routes(
+            store=store,
+            enqueuer=enqueuer,
+            subscriptions=subscriptions,
+            clock=clock,
+            anonymizer=anonymizer,
+        ),
     ]
     return [
         Mount(

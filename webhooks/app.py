@@ -34,6 +34,7 @@ from worker.invitations import InvalidInvitationError
 from worker.isograd.errors import IsogradAuthError
 from worker.jobs.actors import DramatiqEnqueuer, declare_actors
 from worker.metrics import RelayMetrics
+from worker.queries import InvalidQueryError
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -75,7 +76,7 @@ async def _callback_rejected(request: Request, exc: Exception) -> Response:
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InvalidInvitationError | InvalidParameterError)
+    assert isinstance(exc, InvalidInvitationError | InvalidParameterError | InvalidQueryError)
     return JSONResponse({"error": "invalid_request", "errors": exc.errors}, 422)
 
 
@@ -126,6 +127,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     CallbackRejectedError: _callback_rejected,
     InvalidInvitationError: _invalid_request,
     InvalidParameterError: _invalid_request,
+    InvalidQueryError: _invalid_request,
     IsogradApiError: _isograd_api_error,
     IsogradProtocolError: _isograd_protocol_error,
     IsogradAuthError: _isograd_auth_error,
@@ -163,6 +165,18 @@ def create_app(
     probes: dict[str, Probe] = {"database": runtime.store.ping}
     if broker_ping is not None:
         probes["broker"] = broker_ping
+    api = api_routes(
+        admin_token=settings.admin_token,
+        store=runtime.store,
+        client=runtime.client,
+        enqueuer=runtime.enqueuer,
+        callback_keys=settings.callback_keys,
+        public_url=settings.public_url,
+        clock=runtime.clock,
+        first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
+        subscriptions=runtime.subscriptions,
+        anonymizer=runtime.client,
+    )
     routes: list[BaseRoute] = [
         *health_routes(probes),
         *callback_routes(
@@ -173,17 +187,8 @@ def create_app(
             metrics=metrics,
         ),
         # Before the /api mount, whose bearer check would otherwise refuse it.
-        *openapi_routes(),
-        *api_routes(
-            admin_token=settings.admin_token,
-            store=runtime.store,
-            client=runtime.client,
-            enqueuer=runtime.enqueuer,
-            callback_keys=settings.callback_keys,
-            public_url=settings.public_url,
-            clock=runtime.clock,
-            first_check_after=timedelta(seconds=settings.reconcile_first_check_seconds),
-        ),
+        *openapi_routes(api),
+        *api,
         *dashboard_routes(
             admin_token=settings.admin_token,
             store=runtime.store,

@@ -1,7 +1,7 @@
 """The operator dashboard: server-rendered pages of events, deliveries and failures, with replay.
 
     GET  /dashboard/                              overview: counts, subscriptions, recent failures
-    GET  /dashboard/events?before=<event id>      events, newest first, 50 a page
+    GET  /dashboard/events?before=<cursor>        events, newest first, 50 a page
     GET  /dashboard/events/{event_id}             payload, deliveries and their attempts
     GET  /dashboard/deliveries?status=&subscription=
     POST /dashboard/deliveries/{delivery_id}/replay
@@ -38,15 +38,18 @@ from webhooks.sessions import (
     token_matches,
 )
 from worker.replay import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
+from worker.storage.paging import InvalidCursorError
 from worker.storage.records import (
     Attempt,
     Delivery,
     DeliveryStatus,
     Event,
+    EventFilter,
     Invitation,
     InvitationStatus,
     SubscriptionState,
 )
+from worker.storage.records import Page as Listing
 from worker.subscriptions import Subscription
 
 log = structlog.get_logger(__name__)
@@ -87,7 +90,9 @@ class DashboardStore(DeliveryStore, Protocol):
 
     def list_subscription_states(self) -> list[SubscriptionState]: ...
 
-    def list_events(self, limit: int = 50, before: str | None = None) -> list[Event]: ...
+    def list_events(
+        self, filters: EventFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> Listing[Event]: ...
 
     def get_event(self, event_id: str) -> Event | None: ...
 
@@ -195,18 +200,21 @@ def dashboard_routes(
         view = await run_in_threadpool(gather_overview)
         return _html(pages.overview_page(view, form_of(request, session), _notice(request)))
 
-    def gather_events(before: str | None) -> tuple[list[Event], dict[str, list[Delivery]]]:
-        events = store.list_events(limit=EVENTS_PAGE_SIZE, before=before)
+    def gather_events(before: str | None) -> tuple[Listing[Event], dict[str, list[Delivery]]]:
+        try:
+            found = store.list_events(limit=EVENTS_PAGE_SIZE, cursor=before)
+        except InvalidCursorError:
+            found = Listing([])
         by_event: dict[str, list[Delivery]] = {}
-        for delivery in store.list_deliveries_of_events([event.id for event in events]):
+        for delivery in store.list_deliveries_of_events([event.id for event in found.items]):
             by_event.setdefault(delivery.event_id, []).append(delivery)
-        return events, by_event
+        return found, by_event
 
     async def events(request: Request, session: Session) -> Response:
-        found, by_event = await run_in_threadpool(
+        page_found, by_event = await run_in_threadpool(
             gather_events, request.query_params.get("before") or None
         )
-        older = found[-1].id if len(found) == EVENTS_PAGE_SIZE else None
+        found, older = page_found.items, page_found.next_cursor
         page = pages.events_page(found, by_event, older=older, form=form_of(request, session))
         return _html(page)
 

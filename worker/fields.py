@@ -102,10 +102,15 @@ def parse_identifier(value: object) -> str:
 
 
 def parse_gender(value: object) -> Gender:
-    gender = _GENDERS.get(value.strip().lower()) if isinstance(value, str) else None
-    if gender is None:
-        raise ValueError("must be one of: male, female, not_provided")
-    return gender
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Isograd's own gen_id (reference, act 1: 1 male, 2 female, 3 not provided).
+        if value in Gender._value2member_map_:
+            return Gender(value)
+    elif isinstance(value, str) and value.strip().lower() in _GENDERS:
+        return _GENDERS[value.strip().lower()]
+    raise ValueError("must be Isograd's gen_id (1-3) or one of: male, female, not_provided")
 
 
 def parse_language(value: object) -> Language:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import structlog
 
-from worker.storage.records import Delivery, DeliveryStatus
+from worker.storage.records import Delivery, DeliveryFilter, DeliveryStatus
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +31,25 @@ class DeliveryStore(Protocol):
 
     def requeue_delivery(
         self, delivery_id: str, now: datetime | None = None, *, allow_delivered: bool = True
+    ) -> Delivery | None: ...
+
+
+class BulkReplayStore(Protocol):
+    def deliveries_matching(
+        self,
+        filters: DeliveryFilter,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 200,
+    ) -> Sequence[Delivery]: ...
+
+    def requeue_delivery(
+        self,
+        delivery_id: str,
+        now: datetime | None = None,
+        *,
+        allow_delivered: bool = True,
+        only_from: Sequence[DeliveryStatus] | None = None,
     ) -> Delivery | None: ...
 
 
@@ -131,6 +150,73 @@ def replay_failed(
                     replay_delivery(delivery.id, store=store, enqueuer=enqueuer, now=now)
                 )
     return replays
+
+
+# What a bulk replay may take: a dead-lettered or cancelled delivery, never a live or delivered one.
+REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class BulkReplay:
+    """What `replay_matching` did: `requeued` deliveries are due now (`enqueued` of them also
+    sent to the broker; the sweeper sends the rest); `skipped` ones changed meanwhile."""
+
+    matched: int
+    requeued: int
+    enqueued: int
+
+    @property
+    def skipped(self) -> int:
+        return self.matched - self.requeued
+
+
+def replay_matching(
+    filters: DeliveryFilter,
+    *,
+    store: BulkReplayStore,
+    enqueuer: DeliveryEnqueuer | None,
+    now: datetime,
+    batch_size: int = REPLAY_BATCH,
+) -> BulkReplay:
+    """Requeue every delivery the filter matches (failed and/or cancelled, of a subscription,
+    created between two times), oldest first, in batches.
+
+    Idempotent and safe while workers run: each requeue changes the row only if it is still in
+    one of the filter's statuses (checked in the UPDATE), so a delivery a worker or another
+    replay took meanwhile is skipped, never sent or counted twice; a second run finds nothing.
+    Raises ValueError for a status other than failed or cancelled.
+    """
+    if not filters.statuses or not set(filters.statuses) <= REPLAYABLE:
+        raise ValueError("a bulk replay takes failed and/or cancelled deliveries only")
+    matched = requeued = enqueued = 0
+    after: tuple[datetime, str] | None = None
+    while batch := store.deliveries_matching(filters, after=after, limit=batch_size):
+        after = (batch[-1].created_at, batch[-1].id)
+        for delivery in batch:
+            matched += 1
+            changed = store.requeue_delivery(
+                delivery.id, now=now, allow_delivered=False, only_from=filters.statuses
+            )
+            if changed is None:
+                continue
+            requeued += 1
+            log.info(
+                "delivery_replayed", delivery_id=delivery.id, previous_status=delivery.status.value
+            )
+            enqueued += _enqueue(enqueuer, delivery.id)
+    return BulkReplay(matched=matched, requeued=requeued, enqueued=enqueued)
+
+
+def _enqueue(enqueuer: DeliveryEnqueuer | None, delivery_id: str) -> int:
+    if enqueuer is None:
+        return 0
+    try:
+        enqueuer.delivery(delivery_id)
+    except Exception as exc:
+        # The row is due: the sweeper sends it; say so rather than fail the whole replay.
+        log.warning("delivery_replay_not_enqueued", delivery_id=delivery_id, error=repr(exc))
+        return 0
+    return 1
 
 
 @contextmanager

@@ -4,6 +4,9 @@
     invitations.py  invite (one, or a CSV file with progress), watch
     deliveries.py   deliveries (table or JSON), replay
     devtools.py     dev, demo, simulator
+    listings.py     invitations, events (filtered, paged, table or JSON)
+    subscriptions.py  subscriptions (list, enable, disable)
+    erasure.py      erase (a candidate, on request)
     kombo.py        kombo sync-packages
 
 Every print and exit status of the relay's commands lives in this package.
@@ -14,7 +17,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from worker.cli import deliveries, devtools, invitations, kombo, processes
+from worker.cli import (
+    deliveries,
+    devtools,
+    erasure,
+    invitations,
+    kombo,
+    listings,
+    processes,
+    subscriptions,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--config", metavar="PATH", help="relay.toml to load (default: $RELAY_CONFIG or relay.toml)"
     )
-    for group in (processes, invitations, deliveries, devtools, kombo):
+    groups = (processes, invitations, deliveries, listings, subscriptions, erasure, kombo, devtools)
+    for group in groups:
         group.add_commands(commands, config)
     return parser
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from worker.cli.bulk_replay import run_bulk_replay
 from worker.cli.processes import Commands, settings_from
 from worker.processes import CONFIG_ERROR_EXIT, start_logging
 from worker.replay import (
@@ -185,6 +186,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from worker.replay import broker_enqueuer
     from worker.storage.store import SqlStore
 
+    if args.since or args.until:
+        return run_bulk_replay(args)
     if bool(args.delivery_ids) == args.all_failed:
         print("isograd-relay replay: give DELIVERY_ID… or --all-failed", file=sys.stderr)
         return 2
@@ -241,4 +244,6 @@ def add_commands(commands: Commands, config: argparse.ArgumentParser) -> None:
     replay.add_argument(
         "--force", action="store_true", help="also replay deliveries already delivered"
     )
+    replay.add_argument("--since", metavar="TIME", help="failed ones created at or after TIME")
+    replay.add_argument("--until", metavar="TIME", help="failed ones created before TIME")
     replay.set_defaults(handler=_cmd_replay)

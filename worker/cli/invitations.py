@@ -126,7 +126,7 @@ def add_commands(commands: Commands, config: argparse.ArgumentParser) -> None:
     invite.add_argument("--first-name", dest="first_name")
     invite.add_argument("--last-name", dest="last_name")
     invite.add_argument("--tst-frm-id", dest="tst_frm_id", help="Isograd test id")
-    invite.add_argument("--gender", help="male | female | not_provided")
+    invite.add_argument("--gender", help="male | female | not_provided, or gen_id 1-3")
     invite.add_argument("--language", help="Isograd code 1-8, ISO code or name")
     invite.add_argument("--ext-id", dest="ext_id", help="your id for the candidate")
     invite.add_argument("--group", help="your group id (Isograd ext_dep_id)")

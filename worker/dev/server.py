@@ -2,7 +2,8 @@
 
 `run_dev` is `isograd-relay dev`. What it runs, in start order (stopped in reverse):
 
-- an embedded Redis (`EmbeddedRedis`, data in VAR_DIR/redis) unless BROKER_URL/REDIS_URL is set;
+- an embedded Redis (`EmbeddedRedis`, data in VAR_DIR/redis) unless BROKER_URL/REDIS_URL is set,
+  restarted from its data if it dies (dev stops with exit status 1 if it keeps dying);
 - the database (SQLite in VAR_DIR unless DATABASE_URL is set), migrated;
 - the worker: Dramatiq threads on the broker, sharing one Runtime with the web app;
 - the web server on --port: the relay's app at /, the development inbox at /inbox;
@@ -58,6 +59,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_THREADS = 4
 START_FAILED_EXIT = 1
+BROKER_LOST_EXIT = 1
 SERVER_START_TIMEOUT = 15.0
 
 
@@ -113,9 +115,15 @@ def run_dev(
         return CONFIG_ERROR_EXIT
     start_logging(settings)
     embedded_broker = settings.broker_url is None
+    lost: list[str] = []
+
+    def broker_lost(reason: str) -> None:
+        lost.append(reason)
+        stop.set()
+
     with contextlib.ExitStack() as running:
         try:
-            settings = _start_broker(settings, running)
+            settings = _start_broker(settings, running, on_lost=broker_lost)
             components = _start_core(settings, options, running, extra_components)
         except RelayError as exc:
             log.error("dev_start_failed", error=str(exc))
@@ -130,13 +138,19 @@ def run_dev(
         stop.wait()
         log.info("dev_stopping")
     log.info("dev_stopped")
+    if lost:
+        # Without its broker nothing is delivered: stop rather than run on, unready, forever.
+        print(f"isograd-relay dev: stopped: {lost[0]}", file=sys.stderr)
+        return BROKER_LOST_EXIT
     return 0
 
 
-def _start_broker(settings: Settings, running: contextlib.ExitStack) -> Settings:
+def _start_broker(
+    settings: Settings, running: contextlib.ExitStack, *, on_lost: Callable[[str], None]
+) -> Settings:
     if settings.broker_url is not None:
         return settings
-    redis = EmbeddedRedis(Path(settings.var_dir) / "redis")
+    redis = EmbeddedRedis(Path(settings.var_dir) / "redis", on_lost=on_lost)
     running.callback(redis.stop)
     url = redis.start()
     log.info("embedded_redis_started", pid=redis.pid, data_dir=str(redis.data_dir))

@@ -8,7 +8,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
-from worker.storage.records import Delivery, DeliveryStatus, new_id
+from worker.storage.paging import oldest_first_after
+from worker.storage.records import (
+    Delivery,
+    DeliveryFilter,
+    DeliveryStatus,
+    SubscriptionCounts,
+    new_id,
+)
 from worker.storage.tables import deliveries
 from worker.storage.transactions import SqlStoreBase
 
@@ -141,13 +148,20 @@ class DeliveriesMixin(SqlStoreBase):
             return [_delivery(row) for row in connection.execute(query)]
 
     def requeue_delivery(
-        self, delivery_id: str, now: datetime | None = None, *, allow_delivered: bool = True
+        self,
+        delivery_id: str,
+        now: datetime | None = None,
+        *,
+        allow_delivered: bool = True,
+        only_from: Sequence[DeliveryStatus] | None = None,
     ) -> Delivery | None:
         """Replay: back to `pending`, due now, with a fresh retry budget (attempt_count 0).
 
-        Returns None (nothing changed) while the delivery is being delivered, or when it is
-        delivered and `allow_delivered` is false — checked in the UPDATE itself, so a worker
-        delivering it after the caller read its status cannot make it be sent twice.
+        Returns None (nothing changed) while the delivery is being delivered, when it is
+        delivered and `allow_delivered` is false, or when `only_from` is given and its status is
+        not one of them — checked in the UPDATE itself, so a worker delivering it (or a
+        concurrent replay requeuing it) after the caller read its status cannot make it be sent
+        twice or counted twice.
         """
         now = self._now(now)
         conditions = [
@@ -159,6 +173,8 @@ class DeliveriesMixin(SqlStoreBase):
         ]
         if not allow_delivered:
             conditions.append(deliveries.c.status != DeliveryStatus.DELIVERED.value)
+        if only_from is not None:
+            conditions.append(deliveries.c.status.in_([status.value for status in only_from]))
         query = (
             update(deliveries)
             .where(*conditions)
@@ -216,6 +232,45 @@ class DeliveriesMixin(SqlStoreBase):
         with self._read() as connection:
             found = {str(status): int(n) for status, n in connection.execute(query)}
         return {status: found.get(status.value, 0) for status in DeliveryStatus}
+
+    def deliveries_matching(
+        self,
+        filters: DeliveryFilter,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 200,
+    ) -> list[Delivery]:
+        """For a bulk replay: matching deliveries oldest first (created_at, id); `after` is the
+        (created_at, id) of the last one of the previous batch."""
+        column = deliveries.c
+        query = (
+            select(deliveries)
+            .where(column.status.in_([status.value for status in filters.statuses]))
+            .order_by(column.created_at, column.id)
+            .limit(limit)
+        )
+        if filters.subscription is not None:
+            query = query.where(column.subscription == filters.subscription)
+        if filters.created_from is not None:
+            query = query.where(column.created_at >= filters.created_from)
+        if filters.created_until is not None:
+            query = query.where(column.created_at < filters.created_until)
+        if after is not None:
+            query = query.where(oldest_first_after(column.created_at, column.id, after))
+        with self._read() as connection:
+            return [_delivery(row) for row in connection.execute(query)]
+
+    def count_deliveries_by_subscription(self) -> list[SubscriptionCounts]:
+        """Per subscription name ever delivered to, how many deliveries are in each status."""
+        query = select(deliveries.c.subscription, deliveries.c.status, func.count()).group_by(
+            deliveries.c.subscription, deliveries.c.status
+        )
+        found: dict[str, dict[DeliveryStatus, int]] = {}
+        with self._read() as connection:
+            for name, status, number in connection.execute(query):
+                counts = found.setdefault(str(name), dict.fromkeys(DeliveryStatus, 0))
+                counts[DeliveryStatus(status)] = int(number)
+        return [SubscriptionCounts(name, found[name]) for name in sorted(found)]
 
     def list_deliveries_of_events(self, event_ids: Sequence[str]) -> list[Delivery]:
         """Every delivery of these events (one query for a page of events), by subscription."""

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, or_, select
+from sqlalchemy import Connection, Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
 from worker.storage.deliveries import deliveries_of, new_delivery_row
-from worker.storage.records import Delivery, Event, JsonObject
+from worker.storage.paging import encode_cursor, newest_first_after
+from worker.storage.records import Delivery, Event, EventFilter, JsonObject, Page
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
@@ -76,23 +77,47 @@ class EventsMixin(SqlStoreBase):
         with self._read() as connection:
             return self._event_for_test(connection, pla_tst_id)
 
-    def list_events(self, limit: int = 50, before: str | None = None) -> list[Event]:
-        """Newest first; `before` is the id of the last event of the previous page."""
-        query = select(events).order_by(events.c.created_at.desc(), events.c.id.desc())
+    def list_events(
+        self,
+        filters: EventFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Event]:
+        """Newest first (created_at, then id: a stable order), `limit` a page.
+
+        Raises InvalidCursorError for a cursor this listing did not make.
+        """
+        filters = filters or EventFilter()
+        column = events.c
+        query = select(events).order_by(column.created_at.desc(), column.id.desc())
+        candidate = column.payload[("data", "candidate", "email")].as_string()
+        test_form = column.payload[("data", "test", "tst_frm_id")].as_integer()
+        if filters.email is not None:
+            query = query.where(func.lower(candidate) == filters.email.strip().lower())
+        if filters.pla_tst_id is not None:
+            query = query.where(column.pla_tst_id == filters.pla_tst_id)
+        if filters.tst_frm_id is not None:
+            query = query.where(test_form == filters.tst_frm_id)
+        if filters.created_from is not None:
+            query = query.where(column.created_at >= filters.created_from)
+        if filters.created_until is not None:
+            query = query.where(column.created_at < filters.created_until)
+        if filters.status is not None or filters.subscription is not None:
+            matching = select(deliveries.c.event_id)
+            if filters.status is not None:
+                matching = matching.where(deliveries.c.status == filters.status.value)
+            if filters.subscription is not None:
+                matching = matching.where(deliveries.c.subscription == filters.subscription)
+            query = query.where(column.id.in_(matching))
+        if cursor is not None:
+            query = query.where(newest_first_after(column.created_at, column.id, cursor))
         with self._read() as connection:
-            if before is not None:
-                cursor = connection.execute(
-                    select(events.c.created_at).where(events.c.id == before)
-                ).scalar_one_or_none()
-                if cursor is None:
-                    return []
-                query = query.where(
-                    or_(
-                        events.c.created_at < cursor,
-                        and_(events.c.created_at == cursor, events.c.id < before),
-                    )
-                )
-            return [_event(row) for row in connection.execute(query.limit(limit))]
+            rows = [_event(row) for row in connection.execute(query.limit(limit + 1))]
+        if len(rows) <= limit:
+            return Page(rows)
+        last = rows[limit - 1]
+        return Page(rows[:limit], encode_cursor(last.created_at, last.id))
 
     def count_events(self) -> int:
         with self._read() as connection:

@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
-from worker.storage.records import Invitation, InvitationSource, InvitationStatus, NewInvitation
-from worker.storage.tables import invitations
+from worker.storage.paging import encode_cursor, newest_first_after
+from worker.storage.records import (
+    Invitation,
+    InvitationFilter,
+    InvitationSource,
+    InvitationStatus,
+    NewInvitation,
+    Page,
+)
+from worker.storage.tables import events, invitations
 from worker.storage.transactions import SqlStoreBase
 
 
@@ -181,6 +189,61 @@ class InvitationsMixin(SqlStoreBase):
         with self._write() as connection:
             return connection.execute(query).rowcount == 1
 
+    def list_invitations(
+        self,
+        filters: InvitationFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Invitation]:
+        """Newest first (created_at, then id: a stable order), `limit` a page.
+
+        Raises InvalidCursorError for a cursor this listing did not make.
+        """
+        filters = filters or InvitationFilter()
+        column = invitations.c
+        query = select(invitations).order_by(column.created_at.desc(), column.id.desc())
+        if filters.status is not None:
+            query = query.where(column.status == filters.status.value)
+        if filters.email is not None:
+            query = query.where(func.lower(column.email) == filters.email.strip().lower())
+        if filters.pla_tst_id is not None:
+            query = query.where(column.pla_tst_id == filters.pla_tst_id)
+        if filters.tst_frm_id is not None:
+            query = query.where(column.tst_frm_id == filters.tst_frm_id)
+        if filters.created_from is not None:
+            query = query.where(column.created_at >= filters.created_from)
+        if filters.created_until is not None:
+            query = query.where(column.created_at < filters.created_until)
+        if cursor is not None:
+            query = query.where(newest_first_after(column.created_at, column.id, cursor))
+        with self._read() as connection:
+            rows = [_invitation(row) for row in connection.execute(query.limit(limit + 1))]
+        return _page(rows, limit)
+
+    def find_invitations(self, term: str, limit: int = 20) -> list[Invitation]:
+        """The search box: invitations whose id, email (any case), `pla_tst_id` or event id is
+        `term`, newest first. Blank terms find nothing."""
+        term = term.strip()
+        if not term:
+            return []
+        column = invitations.c
+        matches = [
+            column.id == term,
+            func.lower(column.email) == term.lower(),
+            column.id.in_(select(events.c.invitation_id).where(events.c.id == term)),
+        ]
+        if term.isdigit() and len(term) <= 18:
+            matches.append(column.pla_tst_id == int(term))
+        query = (
+            select(invitations)
+            .where(or_(*matches))
+            .order_by(column.created_at.desc(), column.id.desc())
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [_invitation(row) for row in connection.execute(query)]
+
     def count_invitations(self) -> dict[InvitationStatus, int]:
         """How many invitations are in each status; every status is a key (0 when none)."""
         query = select(invitations.c.status, func.count()).group_by(invitations.c.status)
@@ -206,3 +269,10 @@ def _invitation(row: Row[Any]) -> Invitation:
     values["status"] = InvitationStatus(values["status"])
     values["source"] = InvitationSource(values["source"])
     return Invitation(**values)
+
+
+def _page(rows: list[Invitation], limit: int) -> Page[Invitation]:
+    if len(rows) <= limit:
+        return Page(rows)
+    last = rows[limit - 1]
+    return Page(rows[:limit], encode_cursor(last.created_at, last.id))

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, Generic, TypeVar
 
 from worker.outcomes import AttemptOutcome as AttemptOutcome
 
 JsonObject = dict[str, Any]
+
+T = TypeVar("T")
+
+
+def jsonable(record: object) -> Any:
+    """A record (any frozen dataclass) as JSON-ready values: ISO 8601 times in UTC with a Z,
+    enum values; what the admin API answers and the CLI's --json prints."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, datetime):
+        return record.isoformat().replace("+00:00", "Z")
+    if isinstance(record, Enum):
+        return record.value
+    if isinstance(record, dict):
+        return {jsonable(key): jsonable(value) for key, value in record.items()}
+    if isinstance(record, list | tuple):
+        return [jsonable(value) for value in record]
+    return record
 
 
 def new_id(prefix: str) -> str:
@@ -188,3 +207,83 @@ class PurgeCounts:
     invitations: int
     events: int
     callbacks: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationFilter:
+    """Which invitations `SqlStore.list_invitations` answers; None matches anything.
+
+    `email` matches case-insensitively; `created_from` is inclusive, `created_until` exclusive.
+    """
+
+    status: InvitationStatus | None = None
+    email: str | None = None
+    pla_tst_id: int | None = None
+    tst_frm_id: int | None = None
+    created_from: datetime | None = None
+    created_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events `SqlStore.list_events` answers; None matches anything.
+
+    `status` matches events with at least one delivery in that status (e.g. failed); `email` and
+    `tst_frm_id` are read from the payload (the candidate and test it was delivered with).
+    """
+
+    status: DeliveryStatus | None = None
+    email: str | None = None
+    pla_tst_id: int | None = None
+    tst_frm_id: int | None = None
+    subscription: str | None = None
+    created_from: datetime | None = None
+    created_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which deliveries a bulk replay takes: these statuses, one subscription, created between."""
+
+    statuses: tuple[DeliveryStatus, ...] = (DeliveryStatus.FAILED,)
+    subscription: str | None = None
+    created_from: datetime | None = None
+    created_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; `next_cursor` fetches the next one (None: this was the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionCounts:
+    """How many deliveries of one subscription are in each status (every status is a key)."""
+
+    name: str
+    by_status: dict[DeliveryStatus, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRecord:
+    """The audit row of one erasure request: who, when, how many rows; never the email.
+
+    `email_hash` is scrypt(normalised email, `email_salt`): whoever holds the email can prove it
+    was erased, the row alone does not reveal it. `isograd` is what act 12 answered (None: not
+    asked).
+    """
+
+    id: str
+    requested_at: datetime
+    requested_by: str
+    email_hash: str
+    email_salt: str
+    invitations: int
+    events: int
+    callbacks: int
+    attempts: int
+    deliveries_cancelled: int
+    isograd: str | None

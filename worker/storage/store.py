@@ -13,6 +13,7 @@ from worker.storage.attempts import MAX_RESPONSE_BODY_BYTES, AttemptsMixin
 from worker.storage.callbacks import CallbacksMixin
 from worker.storage.deliveries import DeliveriesMixin
 from worker.storage.engine import make_engine
+from worker.storage.erasure import ErasureMixin
 from worker.storage.events import EventsMixin
 from worker.storage.invitations import InvitationsMixin
 from worker.storage.migrations import upgrade_engine
@@ -31,6 +32,7 @@ class SqlStore(
     AttemptsMixin,
     SubscriptionStatesMixin,
     RetentionMixin,
+    ErasureMixin,
 ):
     """Every method is one short transaction; ``now`` defaults to the injected clock.
 

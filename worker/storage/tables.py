@@ -192,3 +192,21 @@ subscription_state = Table(
     Column("failing_since", UtcDateTime, nullable=True),
     Column("last_success_at", UtcDateTime, nullable=True),
 )
+
+erasures = Table(
+    "erasures",
+    metadata,
+    # The audit trail of erasure requests: counts and a salted hash, never the email itself.
+    Column("id", String(64), primary_key=True),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("email_hash", String(128), nullable=False),
+    Column("email_salt", String(64), nullable=False),
+    Column("invitations", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("callbacks", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("deliveries_cancelled", Integer, nullable=False),
+    Column("isograd", String(200), nullable=True),
+    Index(None, "requested_at"),
+)
