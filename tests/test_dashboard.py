@@ -3,9 +3,11 @@ escaping."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -25,8 +27,9 @@ from tests.fixtures.dashboard import (
 )
 from tests.fixtures.web import edge_settings
 from webhooks.app import create_app
-from webhooks.dashboard import EVENTS_PAGE_SIZE
-from webhooks.sessions import COOKIE_NAME, SESSION_LIFETIME
+from webhooks.dashboard import views
+from webhooks.dashboard.routes import EVENTS_PAGE_SIZE
+from webhooks.dashboard.sessions import COOKIE_NAME, SESSION_LIFETIME
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.storage.records import DeliveryStatus, InvitationStatus
@@ -283,8 +286,8 @@ def test_the_event_page_shows_the_payload_deliveries_and_attempts(
     attempt_row = next(row for row in rows_of(page) if "87 ms" in row)
     assert "<td>410</td>" in attempt_row
     assert "HTTP 410" in attempt_row
-    assert "{&quot;detail&quot;:&quot;gone&quot;}" in attempt_row
-    assert "&quot;pla_tst_id&quot;: 1001,\n" in page  # pretty-printed, two-space indent
+    assert "{&#34;detail&#34;:&#34;gone&#34;}" in attempt_row
+    assert "&#34;pla_tst_id&#34;: 1001,\n" in page  # pretty-printed, two-space indent
     assert f'action="/dashboard/deliveries/{deliveries[0].id}/replay"' in page
 
 
@@ -497,3 +500,47 @@ def test_no_page_shows_a_secret(signed_in: TestClient, store: SqlStore) -> None:
         assert ADMIN_TOKEN not in text
         assert SECRET not in text
         assert SECRET.removeprefix("whsec_") not in text
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+def test_every_page_template_renders(
+    browser: TestClient, store: SqlStore, dashboard_runtime: Runtime
+) -> None:
+    event, deliveries = store_event(store)
+    fail_delivery(store, deliveries[0].id)
+    store.disable_subscription("hr", "receiver answered 410 Gone")
+    rendered = {"login.html": browser.get("/dashboard/login")}
+    sign_in(browser, ADMIN_TOKEN)
+    for path in ("/", "/events", f"/events/{event.id}", "/deliveries", "/events/evt_nope"):
+        response = browser.get("/dashboard" + path)
+        rendered.setdefault(response.template.name, response)  # type: ignore[attr-defined]
+    forbidden = browser.post(f"/dashboard/deliveries/{deliveries[0].id}/replay", data={})
+    rendered[forbidden.template.name] = forbidden  # type: ignore[attr-defined]
+    closed_app = create_app(
+        Settings(public_url=PUBLIC_URL), runtime=dashboard_runtime, broker_ping=lambda: None
+    )
+    with TestClient(closed_app, base_url=PUBLIC_URL) as closed_browser:
+        closed_page = closed_browser.get("/dashboard/login")
+
+    pages = sorted(
+        name
+        for name in os.listdir(Path(views.__file__).parent / "templates")
+        if not name.startswith("_") and name != "base.html"
+    )
+    assert sorted(rendered) == pages
+    statuses = {name: response.status_code for name, response in rendered.items()}
+    assert statuses == {
+        "deliveries.html": 200,
+        "event.html": 200,
+        "events.html": 200,
+        "forbidden.html": 403,
+        "login.html": 200,
+        "not_found.html": 404,
+        "overview.html": 200,
+    }
+    for response in [*rendered.values(), closed_page]:
+        assert response.text.startswith("<!doctype html>")
+        assert response.text.rstrip().endswith("</html>")
+    assert "Dashboard closed" in closed_page.text

@@ -1,4 +1,4 @@
-"""The operator dashboard: server-rendered pages of events, deliveries and failures, with replay.
+"""Dashboard routes: server-rendered pages of events, deliveries and failures, with replay.
 
     GET  /dashboard/                              overview: counts, subscriptions, recent failures
     GET  /dashboard/events?before=<cursor>        events, newest first, 50 a page
@@ -9,7 +9,7 @@
     GET  /dashboard/login, POST /dashboard/login, POST /dashboard/logout
 
 Sign-in is a form asking for ADMIN_TOKEN; it sets an HttpOnly, SameSite=Strict cookie (Secure
-over https) holding a MAC derived from the token, never the token (webhooks/sessions.py). Every
+over https) holding a MAC derived from the token, never the token (sessions.py). Every
 POST needs the session's CSRF token. Without ADMIN_TOKEN the dashboard is closed.
 """
 
@@ -23,12 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from webhooks import pages
-from webhooks.pages import Form, Overview, SubscriptionRow
-from webhooks.sessions import (
+from webhooks.dashboard.sessions import (
     COOKIE_NAME,
     SESSION_LIFETIME,
     Session,
@@ -36,6 +34,15 @@ from webhooks.sessions import (
     new_session_cookie,
     read_session,
     token_matches,
+)
+from webhooks.dashboard.views import (
+    ROOT,
+    Form,
+    Overview,
+    SubscriptionRow,
+    path,
+    templates,
+    with_query,
 )
 from worker.replay import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
 from worker.storage.paging import InvalidCursorError
@@ -133,10 +140,8 @@ def dashboard_routes(
             if session is None:
                 if request.method in ("GET", "HEAD"):
                     here = _here(request)
-                    return _redirect(pages.with_query(pages.path("login"), next=here))
-                return _html(
-                    pages.login_page(next_path=pages.path(""), error=None, closed=False), 401
-                )
+                    return _redirect(with_query(path("login"), next=here))
+                return _login_page(request, next_path=path(""), status_code=401)
             return await page(request, session)
 
         return endpoint
@@ -146,7 +151,7 @@ def dashboard_routes(
             fields = await _form(request)
             if not csrf_matches(session, fields.get("csrf_token")):
                 log.warning("dashboard_csrf_rejected", path=request.url.path)
-                return _html(_forbidden_page(), 403)
+                return _page(request, "forbidden.html", "Forbidden", status_code=403)
             return await page(request, session, fields)
 
         return checked
@@ -157,24 +162,27 @@ def dashboard_routes(
     async def login_form(request: Request) -> Response:
         next_path = _safe_next(request.query_params.get("next"))
         closed = not admin_token
-        return _html(pages.login_page(next_path=next_path, error=None, closed=closed))
+        return _login_page(request, next_path=next_path, closed=closed)
 
     async def login(request: Request) -> Response:
         fields = await _form(request)
         next_path = _safe_next(fields.get("next"))
         if not admin_token or not token_matches(fields.get("token", ""), admin_token):
             log.warning("dashboard_login_failed")
-            page = pages.login_page(
-                next_path=next_path, error="Wrong token.", closed=not admin_token
+            return _login_page(
+                request,
+                next_path=next_path,
+                error="Wrong token.",
+                closed=not admin_token,
+                status_code=401,
             )
-            return _html(page, 401)
         log.info("dashboard_login")
         response = _redirect(next_path)
         response.set_cookie(
             COOKIE_NAME,
             new_session_cookie(admin_token, clock()),
             max_age=int(SESSION_LIFETIME.total_seconds()),
-            path=pages.ROOT,
+            path=ROOT,
             secure=secure_cookie or request.url.scheme == "https",
             httponly=True,
             samesite="strict",
@@ -182,8 +190,8 @@ def dashboard_routes(
         return response
 
     async def logout(request: Request, session: Session, fields: dict[str, str]) -> Response:
-        response = _redirect(pages.path("login"))
-        response.delete_cookie(COOKIE_NAME, path=pages.ROOT, httponly=True, samesite="strict")
+        response = _redirect(path("login"))
+        response.delete_cookie(COOKIE_NAME, path=ROOT, httponly=True, samesite="strict")
         return response
 
     def gather_overview() -> Overview:
@@ -198,7 +206,9 @@ def dashboard_routes(
 
     async def overview(request: Request, session: Session) -> Response:
         view = await run_in_threadpool(gather_overview)
-        return _html(pages.overview_page(view, form_of(request, session), _notice(request)))
+        return _page(
+            request, "overview.html", "Overview", form=form_of(request, session), view=view
+        )
 
     def gather_events(before: str | None) -> tuple[Listing[Event], dict[str, list[Delivery]]]:
         try:
@@ -214,9 +224,15 @@ def dashboard_routes(
         page_found, by_event = await run_in_threadpool(
             gather_events, request.query_params.get("before") or None
         )
-        found, older = page_found.items, page_found.next_cursor
-        page = pages.events_page(found, by_event, older=older, form=form_of(request, session))
-        return _html(page)
+        return _page(
+            request,
+            "events.html",
+            "Events",
+            form=form_of(request, session),
+            events=page_found.items,
+            deliveries=by_event,
+            older=page_found.next_cursor,
+        )
 
     def gather_event(
         event_id: str,
@@ -232,10 +248,19 @@ def dashboard_routes(
         found = await run_in_threadpool(gather_event, request.path_params["event_id"])
         form = form_of(request, session)
         if found is None:
-            return _html(pages.not_found_page("event", form), 404)
+            return _page(
+                request, "not_found.html", "Not found", form=form, what="event", status_code=404
+            )
         event, invitation, deliveries = found
-        page = pages.event_page(event, invitation, deliveries, form=form, notice=_notice(request))
-        return _html(page)
+        return _page(
+            request,
+            "event.html",
+            f"Event {event.id}",
+            form=form,
+            event=event,
+            invitation=invitation,
+            deliveries=deliveries,
+        )
 
     def gather_deliveries(
         status: DeliveryStatus | None, subscription: str | None
@@ -262,16 +287,17 @@ def dashboard_routes(
         status = _status(request.query_params.get("status"))
         subscription = request.query_params.get("subscription") or None
         found = await run_in_threadpool(gather_deliveries, status, subscription)
-        page = pages.deliveries_page(
-            found,
+        return _page(
+            request,
+            "deliveries.html",
+            "Deliveries",
+            form=form_of(request, session),
+            deliveries=found,
             status=status,
             subscription=subscription,
             subscriptions=sorted({s.name for s in subscriptions} | {d.subscription for d in found}),
             limit=DELIVERIES_PAGE_SIZE,
-            form=form_of(request, session),
-            notice=_notice(request),
         )
-        return _html(page)
 
     async def replay(request: Request, session: Session, fields: dict[str, str]) -> Response:
         # The same operator code path as `isograd-relay replay` (worker/admin.py).
@@ -281,7 +307,7 @@ def dashboard_routes(
             )
         )
         next_path = _safe_next(fields.get("next"))
-        return _redirect(pages.with_query(next_path, notice=outcome.outcome.value))
+        return _redirect(with_query(next_path, notice=outcome.outcome.value))
 
     async def enable(request: Request, session: Session, fields: dict[str, str]) -> Response:
         name = request.path_params["name"]
@@ -289,11 +315,19 @@ def dashboard_routes(
         if name not in known:
             known |= {s.name for s in await run_in_threadpool(store.list_subscription_states)}
         if name not in known:
-            return _html(pages.not_found_page("subscription", form_of(request, session)), 404)
+            form = form_of(request, session)
+            return _page(
+                request,
+                "not_found.html",
+                "Not found",
+                form=form,
+                what="subscription",
+                status_code=404,
+            )
         await run_in_threadpool(store.enable_subscription, name)
         log.info("subscription_enabled", subscription=name)
         next_path = _safe_next(fields.get("next"))
-        return _redirect(pages.with_query(next_path, notice="enabled"))
+        return _redirect(with_query(next_path, notice="enabled"))
 
     routes = [
         Route("/", signed_in(overview), methods=["GET"]),
@@ -306,7 +340,7 @@ def dashboard_routes(
         Route("/login", login, methods=["POST"]),
         Route("/logout", signed_in(posted(logout)), methods=["POST"]),
     ]
-    return [Mount(pages.ROOT, routes=routes)]
+    return [Mount(ROOT, routes=routes)]
 
 
 def _subscription_rows(
@@ -339,11 +373,11 @@ def _here(request: Request) -> str:
 
 def _safe_next(value: str | None) -> str:
     """A dashboard path to go back to; anything else (another site, `//host`) → the overview."""
-    default = pages.path("")
+    default = path("")
     if not value or "\\" in value or any(ord(c) < 0x20 for c in value):
         return default
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith(pages.ROOT + "/"):
+    if parts.scheme or parts.netloc or not parts.path.startswith(ROOT + "/"):
         return default
     return value
 
@@ -360,17 +394,41 @@ def _notice(request: Request) -> str | None:
     return NOTICES.get(request.query_params.get("notice", ""))
 
 
-def _html(content: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(content, status, headers=SECURITY_HEADERS)
+def _page(
+    request: Request,
+    template: str,
+    title: str,
+    *,
+    form: Form | None = None,
+    status_code: int = 200,
+    **context: object,
+) -> Response:
+    """A page of `templates/`: every page gets its title, the form pieces and the notice."""
+    values = {"title": title, "form": form, "notice": _notice(request), **context}
+    return templates.TemplateResponse(
+        request, template, values, status_code=status_code, headers=SECURITY_HEADERS
+    )
+
+
+def _login_page(
+    request: Request,
+    *,
+    next_path: str,
+    error: str | None = None,
+    closed: bool = False,
+    status_code: int = 200,
+) -> Response:
+    title = "Dashboard closed" if closed else "Sign in"
+    return _page(
+        request,
+        "login.html",
+        title,
+        next_path=next_path,
+        error=error,
+        closed=closed,
+        status_code=status_code,
+    )
 
 
 def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, 303, headers=SECURITY_HEADERS)
-
-
-def _forbidden_page() -> str:
-    body = (
-        "<h1>Forbidden</h1><p>The form was missing its security token or came from another "
-        f'page. <a href="{pages.path("")}">Back to the overview</a>.</p>'
-    )
-    return pages.layout("Forbidden", body, form=None)

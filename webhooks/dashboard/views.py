@@ -1,0 +1,168 @@
+"""Dashboard views: the values a page template shows, the filters it formats them with, and the
+template environment.
+
+Nothing here reads a request or the store: the routes gather records and pass them in. Jinja2
+autoescapes every value (autoescape is on for every template, whatever its extension), so a
+candidate named `<script>` is shown, never run; the Content-Security-Policy set by the routes
+forbids scripts anyway. URLs we build go through `path` and `with_query`, which percent-encode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+import jinja2
+from starlette.templating import Jinja2Templates
+
+from worker.storage.records import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    InvitationStatus,
+    SubscriptionState,
+)
+
+ROOT = "/dashboard"
+# Attempts keep up to 20 kB of the receiver's answer; the page shows the start of it.
+MAX_SHOWN_BODY_CHARS = 2_000
+# Failed first: what an operator opens the deliveries page for.
+STATUS_ORDER = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.RETRYING,
+    DeliveryStatus.PENDING,
+    DeliveryStatus.DELIVERING,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.CANCELLED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    """A subscription as the overview shows it; `target` is the URL's host only (URLs of
+    chat webhooks carry their secret in the path)."""
+
+    name: str
+    target: str | None  # None: in the database but no longer in relay.toml
+    state: SubscriptionState
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    invitations: Mapping[InvitationStatus, int]
+    events: int
+    deliveries: Mapping[DeliveryStatus, int]
+    subscriptions: Sequence[SubscriptionRow]
+    recent_failures: Sequence[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """What every POST form of a page needs: the session's CSRF token and where to come back."""
+
+    csrf_token: str
+    here: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str | None
+    email: str | None
+
+
+def path(*parts: str) -> str:
+    """A dashboard URL path with each part percent-encoded."""
+    return "/".join([ROOT, *(quote(part, safe="") for part in parts)])
+
+
+def with_query(base: str, **params: str | None) -> str:
+    """`base` with these query parameters set (replaced if present; None or "" removes them)."""
+    path_part, _, query = base.partition("?")
+    kept = [(key, value) for key, value in parse_qsl(query) if key not in params]
+    kept += [(key, value) for key, value in params.items() if value]
+    return f"{path_part}?{urlencode(kept)}" if kept else path_part
+
+
+# -- filters: one stored value → the text a page shows -----------------------------------------
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    data = event.payload.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def candidate_of(event: Event) -> Candidate | None:
+    candidate = event_data(event).get("candidate")
+    if not isinstance(candidate, dict):
+        return None
+    parts = (candidate.get("first_name"), candidate.get("last_name"))
+    name = " ".join(str(part) for part in parts if part)
+    email = candidate.get("email")
+    return Candidate(name or None, str(email) if email else None)
+
+
+def test_label(event: Event) -> str:
+    test = event_data(event).get("test")
+    form_id = test.get("tst_frm_id") if isinstance(test, dict) else None
+    return f"test {form_id if form_id is not None else '?'} · session {event.pla_tst_id}"
+
+
+def grade_text(event: Event) -> str:
+    grade = event_data(event).get("grade")
+    if not isinstance(grade, dict):
+        return "—"
+    if grade.get("text"):
+        return str(grade["text"])
+    value, top = grade.get("value"), grade.get("max")
+    return f"{value} / {top}" if top is not None else str(value)
+
+
+def pretty_json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def shown_body(body: str) -> str:
+    """The start of a receiver's answer, saying how much was left out."""
+    shown = body[:MAX_SHOWN_BODY_CHARS]
+    more = len(body) - len(shown)
+    return shown + (f"\n… ({more} more characters)" if more else "")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("webhooks.dashboard", "templates"),
+        # On for every template, not only *.html (Jinja2's select_autoescape default).
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        time=format_time,
+        candidate=candidate_of,
+        test_label=test_label,
+        grade=grade_text,
+        pretty_json=pretty_json,
+        shown_body=shown_body,
+    )
+    env.globals.update(
+        path=path,
+        with_query=with_query,
+        STATUS_ORDER=STATUS_ORDER,
+        InvitationStatus=InvitationStatus,
+        DeliveryStatus=DeliveryStatus,
+    )
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
