@@ -300,7 +300,7 @@ def dashboard_routes(
         )
 
     async def replay(request: Request, session: Session, fields: dict[str, str]) -> Response:
-        # The same operator code path as `isograd-relay replay` (worker/admin.py).
+        # The same operator code path as `isograd-relay replay` (worker/replay.py).
         outcome = await run_in_threadpool(
             lambda: replay_delivery(
                 request.path_params["delivery_id"], store=store, enqueuer=enqueuer, now=clock()
