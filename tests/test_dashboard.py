@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.fakes import FakeClock, RecordingEnqueuer
@@ -27,9 +28,14 @@ from tests.fixtures.dashboard import (
 )
 from tests.fixtures.web import edge_settings
 from webhooks.app import create_app
-from webhooks.dashboard import views
-from webhooks.dashboard.routes import EVENTS_PAGE_SIZE
+from webhooks.dashboard import dashboard_routes, views
+from webhooks.dashboard.routes import (
+    EVENTS_PAGE_SIZE,
+    SIGN_IN_FAILURES,
+    SIGN_IN_WINDOW_SECONDS,
+)
 from webhooks.dashboard.sessions import COOKIE_NAME, SESSION_LIFETIME
+from webhooks.throttle import FailureThrottle
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.storage.records import DeliveryStatus, InvitationStatus
@@ -544,3 +550,119 @@ def test_every_page_template_renders(
         assert response.text.startswith("<!doctype html>")
         assert response.text.rstrip().endswith("</html>")
     assert "Dashboard closed" in closed_page.text
+
+
+# -- sign-in throttle -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seconds() -> list[float]:
+    """The throttle's monotonic clock, moved by the test."""
+    return [1000.0]
+
+
+@pytest.fixture
+def throttled(
+    dashboard_runtime: Runtime, clock: FakeClock, seconds: list[float]
+) -> Iterator[TestClient]:
+    throttle = FailureThrottle(
+        limit=SIGN_IN_FAILURES, window_seconds=SIGN_IN_WINDOW_SECONDS, clock=lambda: seconds[0]
+    )
+    routes = dashboard_routes(
+        admin_token=ADMIN_TOKEN,
+        store=dashboard_runtime.store,
+        enqueuer=None,
+        subscriptions=dashboard_runtime.subscriptions,
+        clock=clock,
+        sign_in_throttle=throttle,
+    )
+    with TestClient(Starlette(routes=routes), base_url=PUBLIC_URL, follow_redirects=False) as c:
+        yield c
+
+
+def test_after_a_few_wrong_tokens_signing_in_answers_429_even_with_the_right_one(
+    throttled: TestClient,
+) -> None:
+    wrong = [sign_in(throttled, "guess").status_code for _ in range(SIGN_IN_FAILURES)]
+
+    response = sign_in(throttled, ADMIN_TOKEN)
+
+    assert wrong == [401] * SIGN_IN_FAILURES
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "60"
+    assert "Too many wrong tokens" in response.text
+    assert "set-cookie" not in response.headers
+
+
+def test_signing_in_works_again_once_the_window_has_passed(
+    throttled: TestClient, seconds: list[float]
+) -> None:
+    for _ in range(SIGN_IN_FAILURES):
+        sign_in(throttled, "guess")
+    seconds[0] += SIGN_IN_WINDOW_SECONDS
+
+    assert sign_in(throttled, ADMIN_TOKEN).status_code == 303
+
+
+def test_signing_in_forgets_the_earlier_wrong_tokens(throttled: TestClient) -> None:
+    for _ in range(SIGN_IN_FAILURES - 1):
+        sign_in(throttled, "typo")
+    assert sign_in(throttled, ADMIN_TOKEN).status_code == 303
+
+    statuses = [sign_in(throttled, "typo").status_code for _ in range(SIGN_IN_FAILURES)]
+
+    assert statuses == [401] * SIGN_IN_FAILURES
+
+
+# -- disable and charts -----------------------------------------------------------------------
+
+
+def test_the_disable_button_disables_a_subscription(signed_in: TestClient, store: SqlStore) -> None:
+    page = signed_in.get("/dashboard/").text
+    assert 'action="/dashboard/subscriptions/hr/disable"' in page
+
+    response = signed_in.post(
+        "/dashboard/subscriptions/hr/disable", data={"csrf_token": csrf_token(page)}
+    )
+
+    assert response.headers["location"] == "/dashboard/?notice=disabled"
+    state = store.subscription_state("hr")
+    assert (state.disabled, state.disabled_reason) == (True, "disabled from the dashboard")
+    after = signed_in.get("/dashboard/?notice=disabled").text
+    assert "Subscription disabled" in after
+    assert 'action="/dashboard/subscriptions/hr/enable"' in after
+    assert 'action="/dashboard/subscriptions/hr/disable"' not in after
+
+
+def test_disabling_without_the_csrf_token_is_forbidden(
+    signed_in: TestClient, store: SqlStore
+) -> None:
+    response = signed_in.post("/dashboard/subscriptions/hr/disable", data={})
+
+    assert response.status_code == 403
+    assert not store.subscription_state("hr").disabled
+
+
+def test_an_unknown_subscription_cannot_be_disabled(signed_in: TestClient, store: SqlStore) -> None:
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    response = signed_in.post("/dashboard/subscriptions/nope/disable", data={"csrf_token": token})
+
+    assert response.status_code == 404
+    assert store.list_subscription_states() == []
+
+
+def test_the_overview_charts_each_subscriptions_last_day_of_attempts(
+    signed_in: TestClient, store: SqlStore, clock: FakeClock
+) -> None:
+    _, deliveries = store_event(store, 1)
+    fail_delivery(store, deliveries[0].id)  # one failed attempt at 10:15, 87 ms
+
+    page = signed_in.get("/dashboard/").text
+
+    chart = re.search(r'<svg class="chart".*?</svg>', page, flags=re.DOTALL)
+    assert chart is not None
+    assert "2026-11-27 10:00 UTC: 0 delivered, 1 failed, mean latency 87 ms" in chart.group(0)
+    assert chart.group(0).count('class="bar-failed"') == 1
+    assert 'class="bar-delivered"' not in chart.group(0)
+    assert "hr, last 24 h: 0 delivered, 1 failed attempts" in chart.group(0)

@@ -5,12 +5,13 @@
     GET  /dashboard/events/{event_id}             payload, deliveries and their attempts
     GET  /dashboard/deliveries?status=&subscription=
     POST /dashboard/deliveries/{delivery_id}/replay
-    POST /dashboard/subscriptions/{name}/enable
+    POST /dashboard/subscriptions/{name}/enable, POST /dashboard/subscriptions/{name}/disable
     GET  /dashboard/login, POST /dashboard/login, POST /dashboard/logout
 
 Sign-in is a form asking for ADMIN_TOKEN; it sets an HttpOnly, SameSite=Strict cookie (Secure
 over https) holding a MAC derived from the token, never the token (sessions.py). Every
-POST needs the session's CSRF token. Without ADMIN_TOKEN the dashboard is closed.
+POST needs the session's CSRF token. Without ADMIN_TOKEN the dashboard is closed. Wrong tokens
+are throttled per client address (SIGN_IN_FAILURES a minute, then 429 until the minute has passed).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from webhooks.dashboard.charts import build_charts, chart_window
 from webhooks.dashboard.sessions import (
     COOKIE_NAME,
     SESSION_LIFETIME,
@@ -44,7 +46,9 @@ from webhooks.dashboard.views import (
     templates,
     with_query,
 )
+from webhooks.throttle import FailureThrottle
 from worker.replay import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
+from worker.storage.activity import HourlyAttempts
 from worker.storage.paging import InvalidCursorError
 from worker.storage.records import (
     Attempt,
@@ -64,6 +68,10 @@ log = structlog.get_logger(__name__)
 EVENTS_PAGE_SIZE = 50
 DELIVERIES_PAGE_SIZE = 100
 RECENT_FAILURES = 10
+# Wrong admin tokens a client address may send in SIGN_IN_WINDOW_SECONDS before it must wait.
+SIGN_IN_FAILURES = 5
+SIGN_IN_WINDOW_SECONDS = 60.0
+DISABLED_REASON = "disabled from the dashboard"
 # Scripts are never needed; the inline <style> is the only thing a page loads.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -85,6 +93,10 @@ NOTICES = {
     ReplayOutcome.BUSY.value: "The delivery is being sent right now; try again in a moment.",
     ReplayOutcome.DELIVERED.value: "The delivery was already delivered; nothing replayed.",
     "enabled": "Subscription enabled: new deliveries go to it again.",
+    "disabled": (
+        "Subscription disabled: new events get no delivery for it, and its pending deliveries are "
+        "cancelled when their turn comes (replay them once it is enabled again)."
+    ),
 }
 
 
@@ -111,6 +123,10 @@ class DashboardStore(DeliveryStore, Protocol):
 
     def enable_subscription(self, name: str) -> SubscriptionState: ...
 
+    def disable_subscription(self, name: str, reason: str) -> SubscriptionState: ...
+
+    def hourly_attempts(self, since: datetime, until: datetime) -> list[HourlyAttempts]: ...
+
 
 Page = Callable[[Request, Session], Awaitable[Response]]
 
@@ -123,13 +139,18 @@ def dashboard_routes(
     subscriptions: Sequence[Subscription],
     clock: Callable[[], datetime],
     secure_cookie: bool = False,
+    sign_in_throttle: FailureThrottle | None = None,
 ) -> list[BaseRoute]:
     """The `/dashboard` mount. `enqueuer` sends replayed deliveries (None: the sweeper will).
 
     `secure_cookie` (PUBLIC_URL is https) marks the session cookie Secure even when the request
     reached us as plain HTTP, as it does from a TLS-terminating proxy whose forwarded headers
     uvicorn does not trust; otherwise only https requests get a Secure cookie.
+    `sign_in_throttle` counts wrong tokens per client address (a new one per mount if omitted).
     """
+    throttle = sign_in_throttle or FailureThrottle(
+        limit=SIGN_IN_FAILURES, window_seconds=SIGN_IN_WINDOW_SECONDS
+    )
 
     def session_of(request: Request) -> Session | None:
         return read_session(request.cookies.get(COOKIE_NAME), admin_token, clock())
@@ -167,7 +188,22 @@ def dashboard_routes(
     async def login(request: Request) -> Response:
         fields = await _form(request)
         next_path = _safe_next(fields.get("next"))
+        address = request.client.host if request.client else "unknown"
+        # Checked before the token, so a blocked address learns nothing from more guesses.
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            log.warning("dashboard_login_throttled", retry_after=wait)
+            page = _login_page(
+                request,
+                next_path=next_path,
+                error=f"Too many wrong tokens from your address: try again in {wait} s.",
+                closed=not admin_token,
+                status_code=429,
+            )
+            page.headers["Retry-After"] = str(wait)
+            return page
         if not admin_token or not token_matches(fields.get("token", ""), admin_token):
+            throttle.record_failure(address)
             log.warning("dashboard_login_failed")
             return _login_page(
                 request,
@@ -176,6 +212,7 @@ def dashboard_routes(
                 closed=not admin_token,
                 status_code=401,
             )
+        throttle.clear(address)
         log.info("dashboard_login")
         response = _redirect(next_path)
         response.set_cookie(
@@ -196,12 +233,16 @@ def dashboard_routes(
 
     def gather_overview() -> Overview:
         failed = store.list_deliveries(status=DeliveryStatus.FAILED, limit=RECENT_FAILURES)
+        rows = _subscription_rows(subscriptions, store.list_subscription_states())
+        now = clock()
+        activity = store.hourly_attempts(*chart_window(now))
         return Overview(
             invitations=store.count_invitations(),
             events=store.count_events(),
             deliveries=store.count_deliveries(),
-            subscriptions=_subscription_rows(subscriptions, store.list_subscription_states()),
+            subscriptions=rows,
             recent_failures=failed,
+            charts=build_charts([row.name for row in rows], activity, now),
         )
 
     async def overview(request: Request, session: Session) -> Response:
@@ -309,25 +350,35 @@ def dashboard_routes(
         next_path = _safe_next(fields.get("next"))
         return _redirect(with_query(next_path, notice=outcome.outcome.value))
 
-    async def enable(request: Request, session: Session, fields: dict[str, str]) -> Response:
-        name = request.path_params["name"]
+    async def is_known(name: str) -> bool:
         known = {s.name for s in subscriptions}
         if name not in known:
             known |= {s.name for s in await run_in_threadpool(store.list_subscription_states)}
-        if name not in known:
-            form = form_of(request, session)
-            return _page(
-                request,
-                "not_found.html",
-                "Not found",
-                form=form,
-                what="subscription",
-                status_code=404,
-            )
+        return name in known
+
+    def unknown_subscription(request: Request, session: Session) -> Response:
+        form = form_of(request, session)
+        return _page(
+            request, "not_found.html", "Not found", form=form, what="subscription", status_code=404
+        )
+
+    async def enable(request: Request, session: Session, fields: dict[str, str]) -> Response:
+        name = request.path_params["name"]
+        if not await is_known(name):
+            return unknown_subscription(request, session)
         await run_in_threadpool(store.enable_subscription, name)
         log.info("subscription_enabled", subscription=name)
         next_path = _safe_next(fields.get("next"))
         return _redirect(with_query(next_path, notice="enabled"))
+
+    async def disable(request: Request, session: Session, fields: dict[str, str]) -> Response:
+        name = request.path_params["name"]
+        if not await is_known(name):
+            return unknown_subscription(request, session)
+        await run_in_threadpool(store.disable_subscription, name, DISABLED_REASON)
+        log.info("subscription_disabled", subscription=name)
+        next_path = _safe_next(fields.get("next"))
+        return _redirect(with_query(next_path, notice="disabled"))
 
     routes = [
         Route("/", signed_in(overview), methods=["GET"]),
@@ -336,6 +387,7 @@ def dashboard_routes(
         Route("/deliveries", signed_in(deliveries), methods=["GET"]),
         Route("/deliveries/{delivery_id}/replay", signed_in(posted(replay)), methods=["POST"]),
         Route("/subscriptions/{name}/enable", signed_in(posted(enable)), methods=["POST"]),
+        Route("/subscriptions/{name}/disable", signed_in(posted(disable)), methods=["POST"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", signed_in(posted(logout)), methods=["POST"]),

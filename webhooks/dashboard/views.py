@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import jinja2
 from starlette.templating import Jinja2Templates
 
+from webhooks.dashboard.charts import ActivityChart
 from worker.storage.records import (
     Delivery,
     DeliveryStatus,
@@ -58,6 +59,7 @@ class Overview:
     deliveries: Mapping[DeliveryStatus, int]
     subscriptions: Sequence[SubscriptionRow]
     recent_failures: Sequence[Delivery]
+    charts: Mapping[str, ActivityChart]
 
 
 @dataclass(frozen=True, slots=True)
