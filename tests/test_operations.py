@@ -9,16 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeClock, RecordingEnqueuer
-from tests.pipeline_fixtures import (
-    EMAIL,
-    Simulated,
-    clock,
-    enqueuer,
-    invite,
-    simulated,
-    store,
-    subscription,
-)
+from tests.fixtures.pipeline import EMAIL, Simulated, invite, subscription
 from worker.erasure import ISOGRAD_ANONYMIZED, ISOGRAD_UNKNOWN, erase_candidate, hash_email
 from worker.errors import IsogradUnavailableError
 from worker.replay import replay_matching
@@ -29,8 +20,6 @@ from worker.subscription_status import (
     set_subscription_enabled,
     subscription_statuses,
 )
-
-__all__ = ["clock", "enqueuer", "simulated", "store"]  # fixtures, used by name
 
 
 def failed_delivery(store: SqlStore, clock: FakeClock, pla_tst_id: int, name: str = "hr") -> str:
