@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tests.test_storage import database_url, postgres_schema_url, sqlite_url, store
+import pytest
+
 from worker.storage import AttemptOutcome, AttemptRecord, NewInvitation, SqlStore
 
-__all__ = ["database_url", "postgres_schema_url", "sqlite_url", "store"]
-
 HOUR = datetime(2026, 11, 27, 9, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    """A migrated store on each backend (PostgreSQL: a schema of its own, conftest.py)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/relay.db"
+    else:
+        url = str(request.getfixturevalue("postgres_schema_url"))
+    sql_store = SqlStore.from_url(url)
+    sql_store.migrate()
+    yield sql_store
+    sql_store.close()
 
 
 def delivery_of(store: SqlStore, subscription: str, pla_tst_id: int) -> str:
