@@ -519,7 +519,16 @@ def test_every_page_template_renders(
     store.disable_subscription("hr", "receiver answered 410 Gone")
     rendered = {"login.html": browser.get("/dashboard/login")}
     sign_in(browser, ADMIN_TOKEN)
-    for path in ("/", "/events", f"/events/{event.id}", "/deliveries", "/events/evt_nope"):
+    pages_to_visit = (
+        "/",
+        "/events",
+        f"/events/{event.id}",
+        "/deliveries",
+        "/events/evt_nope",
+        "/invitations",
+        "/search?q=1001",
+    )
+    for path in pages_to_visit:
         response = browser.get("/dashboard" + path)
         rendered.setdefault(response.template.name, response)  # type: ignore[attr-defined]
     forbidden = browser.post(f"/dashboard/deliveries/{deliveries[0].id}/replay", data={})
@@ -542,9 +551,11 @@ def test_every_page_template_renders(
         "event.html": 200,
         "events.html": 200,
         "forbidden.html": 403,
+        "invitations.html": 200,
         "login.html": 200,
         "not_found.html": 404,
         "overview.html": 200,
+        "search.html": 200,
     }
     for response in [*rendered.values(), closed_page]:
         assert response.text.startswith("<!doctype html>")
@@ -627,7 +638,7 @@ def test_the_disable_button_disables_a_subscription(signed_in: TestClient, store
 
     assert response.headers["location"] == "/dashboard/?notice=disabled"
     state = store.subscription_state("hr")
-    assert (state.disabled, state.disabled_reason) == (True, "disabled from the dashboard")
+    assert (state.disabled, state.disabled_reason) == (True, "disabled by an operator")
     after = signed_in.get("/dashboard/?notice=disabled").text
     assert "Subscription disabled" in after
     assert 'action="/dashboard/subscriptions/hr/enable"' in after
@@ -666,3 +677,118 @@ def test_the_overview_charts_each_subscriptions_last_day_of_attempts(
     assert chart.group(0).count('class="bar-failed"') == 1
     assert 'class="bar-delivered"' not in chart.group(0)
     assert "hr, last 24 h: 0 delivered, 1 failed attempts" in chart.group(0)
+
+
+# -- search, invitations, bulk replay ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("term", [EMAIL.upper(), "1001", "evt_test1001", "{invitation}"])
+def test_the_search_box_finds_a_candidate_by_email_session_invitation_or_event(
+    signed_in: TestClient, store: SqlStore, term: str
+) -> None:
+    event, _ = store_event(store, 1001, first_name="Grace")
+    store_invitation(store, 1002, email="someone.else@example.org", first_name="Alan")
+    query = term.format(invitation=event.invitation_id)
+
+    page = signed_in.get("/dashboard/search", params={"q": query}).text
+
+    rows = rows_of(page)[1:]
+    assert len(rows) == 1
+    assert "Grace Lovelace" in rows[0]
+    assert f'href="/dashboard/events/{event.id}"' in rows[0]
+    assert "720 / 1000" in rows[0]
+
+
+def test_every_page_has_the_search_box(signed_in: TestClient) -> None:
+    for path in ("/dashboard/", "/dashboard/events", "/dashboard/invitations"):
+        assert 'action="/dashboard/search"' in signed_in.get(path).text
+
+
+def test_a_search_without_a_match_says_so_and_escapes_the_term(signed_in: TestClient) -> None:
+    page = signed_in.get("/dashboard/search", params={"q": XSS}).text
+
+    assert "Nothing matches" in page
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_the_invitations_page_lists_pending_ones_with_their_age(
+    signed_in: TestClient, store: SqlStore, clock: FakeClock
+) -> None:
+    store_invitation(store, 1, first_name="Grace")
+    event, _ = store_event(store, 2, first_name="Edsger")
+    store.mark_invitation(event.invitation_id or "", InvitationStatus.COMPLETED)
+    clock.advance(3 * 3600 + 12 * 60)
+
+    pending = signed_in.get("/dashboard/invitations").text
+    everyone = signed_in.get("/dashboard/invitations?status=all").text
+
+    rows = rows_of(pending)[1:]
+    assert len(rows) == 1
+    assert "Grace Lovelace" in rows[0]
+    assert "<td>3 h 12 min</td>" in rows[0]
+    assert len(rows_of(everyone)) == 1 + 2
+
+
+def test_replay_failed_requeues_a_subscriptions_failed_deliveries_in_the_time_range(
+    signed_in: TestClient, store: SqlStore, clock: FakeClock, enqueuer: RecordingEnqueuer
+) -> None:
+    _, early = store_event(store, 1)  # created 10:15
+    fail_delivery(store, early[0].id)
+    clock.advance(3600)
+    _, late = store_event(store, 2)  # created 11:15
+    fail_delivery(store, late[0].id)
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    response = signed_in.post(
+        "/dashboard/subscriptions/hr/replay",
+        data={"csrf_token": token, "from": "2026-11-27T11:00", "until": "2026-11-27T12:00"},
+    )
+
+    assert response.headers["location"] == ("/dashboard/?notice=bulk&requeued=1&subscription=hr")
+    assert status_of(store, late[0].id) is DeliveryStatus.PENDING
+    assert status_of(store, early[0].id) is DeliveryStatus.FAILED
+    assert [job.id for job in enqueuer.of_kind("delivery")] == [late[0].id]
+    notice = signed_in.get(response.headers["location"]).text
+    assert "1 failed deliveries of hr replayed" in notice
+
+
+def test_replay_failed_without_a_range_takes_every_failed_delivery_once(
+    signed_in: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    failed = [fail_delivery(store, store_event(store, n)[1][0].id).id for n in (1, 2)]
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    first = signed_in.post("/dashboard/subscriptions/hr/replay", data={"csrf_token": token})
+    second = signed_in.post("/dashboard/subscriptions/hr/replay", data={"csrf_token": token})
+
+    assert "requeued=2" in first.headers["location"]
+    assert "requeued=0" in second.headers["location"]
+    assert sorted(job.id for job in enqueuer.of_kind("delivery")) == sorted(failed)
+
+
+def test_replay_failed_with_a_time_that_is_not_one_replays_nothing(
+    signed_in: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    delivery_id = fail_delivery(store, store_event(store)[1][0].id).id
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    response = signed_in.post(
+        "/dashboard/subscriptions/hr/replay", data={"csrf_token": token, "from": "yesterday"}
+    )
+
+    assert response.headers["location"] == "/dashboard/?notice=bad_range"
+    assert status_of(store, delivery_id) is DeliveryStatus.FAILED
+    assert enqueuer.jobs == []
+
+
+def test_replay_failed_needs_the_csrf_token(
+    signed_in: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    delivery_id = fail_delivery(store, store_event(store)[1][0].id).id
+
+    response = signed_in.post("/dashboard/subscriptions/hr/replay", data={})
+
+    assert response.status_code == 403
+    assert status_of(store, delivery_id) is DeliveryStatus.FAILED
+    assert enqueuer.jobs == []

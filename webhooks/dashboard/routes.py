@@ -4,6 +4,9 @@
     GET  /dashboard/events?before=<cursor>        events, newest first, 50 a page
     GET  /dashboard/events/{event_id}             payload, deliveries and their attempts
     GET  /dashboard/deliveries?status=&subscription=
+    GET  /dashboard/invitations?status=pending&after=<cursor>   invitations and their age
+    GET  /dashboard/search?q=<email, pla_tst_id, invitation or event id>
+    POST /dashboard/subscriptions/{name}/replay   its failed deliveries created in [from, until)
     POST /dashboard/deliveries/{delivery_id}/replay
     POST /dashboard/subscriptions/{name}/enable, POST /dashboard/subscriptions/{name}/disable
     GET  /dashboard/login, POST /dashboard/login, POST /dashboard/logout
@@ -17,8 +20,8 @@ are throttled per client address (SIGN_IN_FAILURES a minute, then 429 until the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
@@ -47,20 +50,34 @@ from webhooks.dashboard.views import (
     with_query,
 )
 from webhooks.throttle import FailureThrottle
-from worker.replay import DeliveryEnqueuer, DeliveryStore, ReplayOutcome, replay_delivery
+from worker.replay import (
+    BulkReplayStore,
+    DeliveryEnqueuer,
+    DeliveryStore,
+    ReplayOutcome,
+    replay_delivery,
+    replay_matching,
+)
 from worker.storage.activity import HourlyAttempts
 from worker.storage.paging import InvalidCursorError
 from worker.storage.records import (
     Attempt,
     Delivery,
+    DeliveryFilter,
     DeliveryStatus,
     Event,
     EventFilter,
     Invitation,
+    InvitationFilter,
     InvitationStatus,
     SubscriptionState,
 )
 from worker.storage.records import Page as Listing
+from worker.subscription_status import (
+    SubscriptionStateStore,
+    UnknownSubscriptionError,
+    set_subscription_enabled,
+)
 from worker.subscriptions import Subscription
 
 log = structlog.get_logger(__name__)
@@ -71,7 +88,8 @@ RECENT_FAILURES = 10
 # Wrong admin tokens a client address may send in SIGN_IN_WINDOW_SECONDS before it must wait.
 SIGN_IN_FAILURES = 5
 SIGN_IN_WINDOW_SECONDS = 60.0
-DISABLED_REASON = "disabled from the dashboard"
+INVITATIONS_PAGE_SIZE = 50
+SEARCH_LIMIT = 20
 # Scripts are never needed; the inline <style> is the only thing a page loads.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -93,6 +111,7 @@ NOTICES = {
     ReplayOutcome.BUSY.value: "The delivery is being sent right now; try again in a moment.",
     ReplayOutcome.DELIVERED.value: "The delivery was already delivered; nothing replayed.",
     "enabled": "Subscription enabled: new deliveries go to it again.",
+    "bad_range": "Not replayed: the times must look like 2026-11-27T08:00 (UTC).",
     "disabled": (
         "Subscription disabled: new events get no delivery for it, and its pending deliveries are "
         "cancelled when their turn comes (replay them once it is enabled again)."
@@ -100,7 +119,17 @@ NOTICES = {
 }
 
 
-class DashboardStore(DeliveryStore, Protocol):
+class DashboardStore(DeliveryStore, BulkReplayStore, SubscriptionStateStore, Protocol):
+    # Both replays' protocols name it; the store's one method takes every argument of each.
+    def requeue_delivery(
+        self,
+        delivery_id: str,
+        now: datetime | None = None,
+        *,
+        allow_delivered: bool = True,
+        only_from: Sequence[DeliveryStatus] | None = None,
+    ) -> Delivery | None: ...
+
     def count_invitations(self) -> dict[InvitationStatus, int]: ...
 
     def count_events(self) -> int: ...
@@ -121,9 +150,13 @@ class DashboardStore(DeliveryStore, Protocol):
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]: ...
 
-    def enable_subscription(self, name: str) -> SubscriptionState: ...
+    def list_invitations(
+        self, filters: InvitationFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> Listing[Invitation]: ...
 
-    def disable_subscription(self, name: str, reason: str) -> SubscriptionState: ...
+    def find_invitations(self, term: str, limit: int = 20) -> list[Invitation]: ...
+
+    def get_event_by_pla_tst_id(self, pla_tst_id: int) -> Event | None: ...
 
     def hourly_attempts(self, since: datetime, until: datetime) -> list[HourlyAttempts]: ...
 
@@ -350,35 +383,99 @@ def dashboard_routes(
         next_path = _safe_next(fields.get("next"))
         return _redirect(with_query(next_path, notice=outcome.outcome.value))
 
-    async def is_known(name: str) -> bool:
-        known = {s.name for s in subscriptions}
-        if name not in known:
-            known |= {s.name for s in await run_in_threadpool(store.list_subscription_states)}
-        return name in known
-
     def unknown_subscription(request: Request, session: Session) -> Response:
         form = form_of(request, session)
         return _page(
             request, "not_found.html", "Not found", form=form, what="subscription", status_code=404
         )
 
-    async def enable(request: Request, session: Session, fields: dict[str, str]) -> Response:
-        name = request.path_params["name"]
-        if not await is_known(name):
-            return unknown_subscription(request, session)
-        await run_in_threadpool(store.enable_subscription, name)
-        log.info("subscription_enabled", subscription=name)
-        next_path = _safe_next(fields.get("next"))
-        return _redirect(with_query(next_path, notice="enabled"))
+    def switch(enabled: bool) -> Callable[[Request, Session, dict[str, str]], Awaitable[Response]]:
+        # The same operation as the API's and the CLI's enable/disable.
+        async def endpoint(request: Request, session: Session, fields: dict[str, str]) -> Response:
+            name = request.path_params["name"]
+            try:
+                await run_in_threadpool(
+                    lambda: set_subscription_enabled(
+                        name, enabled, configured=subscriptions, store=store, now=clock()
+                    )
+                )
+            except UnknownSubscriptionError:
+                return unknown_subscription(request, session)
+            notice = "enabled" if enabled else "disabled"
+            return _redirect(with_query(_safe_next(fields.get("next")), notice=notice))
 
-    async def disable(request: Request, session: Session, fields: dict[str, str]) -> Response:
+        return endpoint
+
+    async def bulk_replay(request: Request, session: Session, fields: dict[str, str]) -> Response:
         name = request.path_params["name"]
-        if not await is_known(name):
+        if name not in {s.name for s in subscriptions}:
             return unknown_subscription(request, session)
-        await run_in_threadpool(store.disable_subscription, name, DISABLED_REASON)
-        log.info("subscription_disabled", subscription=name)
+        since, until = _moment(fields.get("from")), _moment(fields.get("until"))
         next_path = _safe_next(fields.get("next"))
-        return _redirect(with_query(next_path, notice="disabled"))
+        if since is False or until is False:
+            return _redirect(with_query(next_path, notice="bad_range"))
+        filters = DeliveryFilter(subscription=name, created_from=since, created_until=until)
+        # The same operation as `isograd-relay replay --subscription S --since T --until T`.
+        done = await run_in_threadpool(
+            lambda: replay_matching(filters, store=store, enqueuer=enqueuer, now=clock())
+        )
+        log.info("dashboard_bulk_replay", subscription=name, requeued=done.requeued)
+        return _redirect(
+            with_query(next_path, notice="bulk", requeued=str(done.requeued), subscription=name)
+        )
+
+    def gather_invitations(
+        status: InvitationStatus | None, cursor: str | None
+    ) -> Listing[Invitation]:
+        try:
+            return store.list_invitations(
+                InvitationFilter(status=status), limit=INVITATIONS_PAGE_SIZE, cursor=cursor
+            )
+        except InvalidCursorError:
+            return Listing([])
+
+    async def invitations(request: Request, session: Session) -> Response:
+        raw = request.query_params.get("status", InvitationStatus.PENDING.value)
+        status = _invitation_status(raw)
+        found = await run_in_threadpool(
+            gather_invitations, status, request.query_params.get("after") or None
+        )
+        return _page(
+            request,
+            "invitations.html",
+            "Invitations",
+            form=form_of(request, session),
+            invitations=found.items,
+            status=status,
+            later=found.next_cursor,
+            now=clock(),
+        )
+
+    def gather_search(term: str) -> list[tuple[Invitation, Event | None]]:
+        found = store.find_invitations(term, limit=SEARCH_LIMIT)
+        return [
+            (
+                invitation,
+                store.get_event_by_pla_tst_id(invitation.pla_tst_id)
+                if invitation.pla_tst_id is not None
+                else None,
+            )
+            for invitation in found
+        ]
+
+    async def search(request: Request, session: Session) -> Response:
+        term = request.query_params.get("q", "").strip()[:200]
+        found = await run_in_threadpool(gather_search, term) if term else []
+        return _page(
+            request,
+            "search.html",
+            "Search",
+            form=form_of(request, session),
+            term=term,
+            found=found,
+            limit=SEARCH_LIMIT,
+            now=clock(),
+        )
 
     routes = [
         Route("/", signed_in(overview), methods=["GET"]),
@@ -386,8 +483,11 @@ def dashboard_routes(
         Route("/events/{event_id}", signed_in(event), methods=["GET"]),
         Route("/deliveries", signed_in(deliveries), methods=["GET"]),
         Route("/deliveries/{delivery_id}/replay", signed_in(posted(replay)), methods=["POST"]),
-        Route("/subscriptions/{name}/enable", signed_in(posted(enable)), methods=["POST"]),
-        Route("/subscriptions/{name}/disable", signed_in(posted(disable)), methods=["POST"]),
+        Route("/invitations", signed_in(invitations), methods=["GET"]),
+        Route("/search", signed_in(search), methods=["GET"]),
+        Route("/subscriptions/{name}/enable", signed_in(posted(switch(True))), methods=["POST"]),
+        Route("/subscriptions/{name}/disable", signed_in(posted(switch(False))), methods=["POST"]),
+        Route("/subscriptions/{name}/replay", signed_in(posted(bulk_replay)), methods=["POST"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", signed_in(posted(logout)), methods=["POST"]),
@@ -442,8 +542,36 @@ def _status(value: str | None) -> DeliveryStatus | None:
         return None
 
 
+def _invitation_status(value: str) -> InvitationStatus | None:
+    """The status filter; "" or an unknown one shows every invitation."""
+    try:
+        return InvitationStatus(value) if value else None
+    except ValueError:
+        return None
+
+
+def _moment(value: str | None) -> datetime | Literal[False] | None:
+    """A form's `datetime-local` value read as UTC (the page says so); None when blank, False
+    when it is not a date and time."""
+    if not value or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _notice(request: Request) -> str | None:
-    return NOTICES.get(request.query_params.get("notice", ""))
+    notice = request.query_params.get("notice", "")
+    if notice == "bulk":
+        # Only a number and a subscription name are echoed, and the page escapes both.
+        count = request.query_params.get("requeued", "")
+        name = request.query_params.get("subscription", "")
+        if count.isdigit():
+            return f"{count} failed deliveries of {name} replayed: they are being sent again."
+        return None
+    return NOTICES.get(notice)
 
 
 def _page(

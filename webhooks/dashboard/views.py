@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -129,6 +129,18 @@ def grade_text(event: Event) -> str:
     return f"{value} / {top}" if top is not None else str(value)
 
 
+def format_age(age: timedelta) -> str:
+    """How long ago, to the minute: "5 min", "3 h 12 min", "2 d 4 h"."""
+    minutes = max(0, int(age.total_seconds() // 60))
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
 def pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
@@ -151,6 +163,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         time=format_time,
+        age=format_age,
         candidate=candidate_of,
         test_label=test_label,
         grade=grade_text,
