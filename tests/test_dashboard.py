@@ -29,12 +29,9 @@ from tests.fixtures.dashboard import (
 from tests.fixtures.web import edge_settings
 from webhooks.app import create_app
 from webhooks.dashboard import dashboard_routes, views
-from webhooks.dashboard.routes import (
-    EVENTS_PAGE_SIZE,
-    SIGN_IN_FAILURES,
-    SIGN_IN_WINDOW_SECONDS,
-)
+from webhooks.dashboard.pages import EVENTS_PAGE_SIZE
 from webhooks.dashboard.sessions import COOKIE_NAME, SESSION_LIFETIME
+from webhooks.dashboard.signin import SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS
 from webhooks.throttle import FailureThrottle
 from worker.runtime import Runtime
 from worker.settings import Settings
