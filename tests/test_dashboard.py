@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -33,10 +35,13 @@ from webhooks.dashboard.pages import EVENTS_PAGE_SIZE
 from webhooks.dashboard.sessions import COOKIE_NAME, SESSION_LIFETIME
 from webhooks.dashboard.signin import SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS
 from webhooks.throttle import FailureThrottle
+from worker.catalogue import AssessmentCatalogue
+from worker.errors import IsogradUnavailableError
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.storage.records import DeliveryStatus, InvitationStatus
 from worker.storage.store import SqlStore
+from worker.storage.tables import events as events_table
 
 XSS = "<script>alert(1)</script>"
 
@@ -789,3 +794,82 @@ def test_replay_failed_needs_the_csrf_token(
     assert response.status_code == 403
     assert status_of(store, delivery_id) is DeliveryStatus.FAILED
     assert enqueuer.jobs == []
+
+
+# -- test names (act 14) ----------------------------------------------------------------------
+
+
+class Act14:
+    """Act 14's test names as the catalogue reads them: a mapping, or an error to raise."""
+
+    def __init__(self, answer: Mapping[int, str] | Exception) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def list_test_names(self, *, sub_com_id: int | None = None) -> Mapping[int, str]:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@contextmanager
+def signed_in_with_names(runtime: Runtime, act14: Act14) -> Iterator[TestClient]:
+    runtime.catalogue = AssessmentCatalogue(act14)
+    app = create_app(edge_settings(), runtime=runtime, broker_ping=lambda: None)
+    with TestClient(app, base_url=PUBLIC_URL, follow_redirects=False) as client:
+        assert sign_in(client, ADMIN_TOKEN).status_code == 303
+        yield client
+
+
+def test_tests_are_shown_by_the_name_act_14_gives(
+    dashboard_runtime: Runtime, store: SqlStore
+) -> None:
+    event, _ = store_event(store, 1001)
+    store_invitation(store, 1002)
+    act14 = Act14({101: "Excel 2019"})
+    paths = (
+        "/dashboard/events",
+        f"/dashboard/events/{event.id}",
+        "/dashboard/invitations?status=all",
+        "/dashboard/search?q=1002",
+    )
+
+    with signed_in_with_names(dashboard_runtime, act14) as browser:
+        pages = [browser.get(path).text for path in paths]
+
+    for text in pages:
+        assert "Excel 2019" in text
+        assert "test 101" not in text
+    assert act14.calls == 1  # cached by the catalogue
+
+
+def test_a_name_delivered_with_the_event_is_shown_without_asking_act_14(
+    dashboard_runtime: Runtime, store: SqlStore
+) -> None:
+    event, _ = store_event(store, 1001)
+    with store.engine.begin() as connection:
+        payload = dict(event.payload)
+        payload["data"] = {**payload["data"], "test": {**payload["data"]["test"], "name": XSS}}
+        connection.execute(
+            update(events_table).where(events_table.c.id == event.id).values(payload=payload)
+        )
+    act14 = Act14({101: "Excel 2019"})
+
+    with signed_in_with_names(dashboard_runtime, act14) as browser:
+        text = browser.get(f"/dashboard/events/{event.id}").text
+
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; · session 1001" in text
+    assert "<script" not in text
+    assert act14.calls == 0
+
+
+def test_pages_show_test_ids_when_act_14_fails(dashboard_runtime: Runtime, store: SqlStore) -> None:
+    event, _ = store_event(store, 1001)
+    down = Act14(IsogradUnavailableError("down"))
+
+    with signed_in_with_names(dashboard_runtime, down) as browser:
+        responses = [browser.get(p) for p in ("/dashboard/events", f"/dashboard/events/{event.id}")]
+
+    assert [response.status_code for response in responses] == [200, 200]
+    assert all("test 101 · session 1001" in response.text for response in responses)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from webhooks.dashboard.charts import build_charts, chart_window
 from webhooks.dashboard.responses import form_of, not_found, page
 from webhooks.dashboard.sessions import Session
-from webhooks.dashboard.views import Overview, SubscriptionRow
+from webhooks.dashboard.views import Overview, SubscriptionRow, TestNames, assessment_of
 from worker.storage.activity import HourlyAttempts
 from worker.storage.paging import InvalidCursorError
 from worker.storage.records import (
@@ -79,17 +79,28 @@ class PagesStore(Protocol):
     def hourly_attempts(self, since: datetime, until: datetime) -> list[HourlyAttempts]: ...
 
 
+class TestNamer(Protocol):
+    """Test names from act 14 (worker.catalogue.AssessmentCatalogue): cached, and None rather
+    than an error when Isograd does not answer."""
+
+    def name(self, tst_frm_id: int, *, sub_com_id: int | None = None) -> str | None: ...
+
+
 class Pages:
+    """`catalogue` names the tests shown (None: tests are shown by tst_frm_id)."""
+
     def __init__(
         self,
         *,
         store: PagesStore,
         subscriptions: Sequence[Subscription],
         clock: Callable[[], datetime],
+        catalogue: TestNamer | None = None,
     ) -> None:
         self._store = store
         self._subscriptions = subscriptions
         self._clock = clock
+        self._catalogue = catalogue
 
     async def overview(self, request: Request, session: Session) -> Response:
         view = await run_in_threadpool(self._gather_overview)
@@ -100,6 +111,9 @@ class Pages:
         status = _invitation_status(request.query_params.get("status", "pending"))
         cursor = request.query_params.get("after") or None
         found = await run_in_threadpool(self._gather_invitations, status, cursor)
+        names = await run_in_threadpool(
+            self._names, [(i.tst_frm_id, i.sub_com_id) for i in found.items]
+        )
         return page(
             request,
             "invitations.html",
@@ -109,11 +123,13 @@ class Pages:
             status=status,
             later=found.next_cursor,
             now=self._clock(),
+            names=names,
         )
 
     async def events(self, request: Request, session: Session) -> Response:
         cursor = request.query_params.get("before") or None
         found, by_event = await run_in_threadpool(self._gather_events, cursor)
+        names = await run_in_threadpool(self._names_of_events, found.items)
         return page(
             request,
             "events.html",
@@ -122,6 +138,7 @@ class Pages:
             events=found.items,
             deliveries=by_event,
             older=found.next_cursor,
+            names=names,
         )
 
     async def event(self, request: Request, session: Session) -> Response:
@@ -129,6 +146,7 @@ class Pages:
         if found is None:
             return not_found(request, session, "event")
         event, invitation, deliveries = found
+        names = await run_in_threadpool(self._names_of_events, [event])
         return page(
             request,
             "event.html",
@@ -137,6 +155,7 @@ class Pages:
             event=event,
             invitation=invitation,
             deliveries=deliveries,
+            names=names,
         )
 
     async def deliveries(self, request: Request, session: Session) -> Response:
@@ -159,6 +178,9 @@ class Pages:
     async def search(self, request: Request, session: Session) -> Response:
         term = request.query_params.get("q", "").strip()[:MAX_SEARCH_CHARS]
         found = await run_in_threadpool(self._gather_search, term) if term else []
+        names = await run_in_threadpool(
+            self._names, [(i.tst_frm_id, i.sub_com_id) for i, _ in found]
+        )
         return page(
             request,
             "search.html",
@@ -168,9 +190,26 @@ class Pages:
             found=found,
             limit=SEARCH_LIMIT,
             now=self._clock(),
+            names=names,
         )
 
     # -- gathering, in a worker thread ---------------------------------------------------------
+
+    def _names(self, tests: Sequence[tuple[int, int | None]]) -> TestNames:
+        """The names act 14 knows of these (tst_frm_id, sub_com_id); the catalogue caches them
+        and answers None, never an error, while Isograd is down."""
+        if self._catalogue is None:
+            return {}
+        named = {test: self._catalogue.name(test[0], sub_com_id=test[1]) for test in set(tests)}
+        return {test: name for test, name in named.items() if name}
+
+    def _names_of_events(self, events: Sequence[Event]) -> TestNames:
+        tests = []
+        for event in events:
+            form_id, sub_com_id, delivered_name = assessment_of(event)
+            if form_id is not None and delivered_name is None:
+                tests.append((form_id, sub_com_id))
+        return self._names(tests)
 
     def _gather_overview(self) -> Overview:
         store = self._store

@@ -27,7 +27,7 @@ from typing import Protocol
 from starlette.routing import BaseRoute, Mount, Route
 
 from webhooks.dashboard.actions import Actions, ActionsStore
-from webhooks.dashboard.pages import Pages, PagesStore
+from webhooks.dashboard.pages import Pages, PagesStore, TestNamer
 from webhooks.dashboard.signin import SignIn
 from webhooks.dashboard.views import ROOT
 from webhooks.throttle import FailureThrottle
@@ -48,16 +48,18 @@ def dashboard_routes(
     clock: Callable[[], datetime],
     secure_cookie: bool = False,
     sign_in_throttle: FailureThrottle | None = None,
+    catalogue: TestNamer | None = None,
 ) -> list[BaseRoute]:
     """The `/dashboard` mount. `enqueuer` sends replayed deliveries (None: the sweeper will);
-    `secure_cookie` and `sign_in_throttle` are SignIn's (signin.py)."""
+    `secure_cookie` and `sign_in_throttle` are SignIn's (signin.py); `catalogue` names the
+    tests shown (act 14, cached; None: tests are shown by tst_frm_id)."""
     sign_in = SignIn(
         admin_token=admin_token,
         clock=clock,
         secure_cookie=secure_cookie,
         throttle=sign_in_throttle,
     )
-    pages = Pages(store=store, subscriptions=subscriptions, clock=clock)
+    pages = Pages(store=store, subscriptions=subscriptions, clock=clock, catalogue=catalogue)
     actions = Actions(store=store, enqueuer=enqueuer, subscriptions=subscriptions, clock=clock)
     signed_in, posted = sign_in.signed_in, sign_in.posted
     routes = [

@@ -70,6 +70,10 @@ class Form:
     here: str
 
 
+# Test names by (tst_frm_id, sub_com_id), looked up before a page renders (act 14 is I/O).
+TestNames = Mapping[tuple[int, int | None], str]
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     name: str | None
@@ -113,10 +117,30 @@ def candidate_of(event: Event) -> Candidate | None:
     return Candidate(name or None, str(email) if email else None)
 
 
-def test_label(event: Event) -> str:
-    test = event_data(event).get("test")
-    form_id = test.get("tst_frm_id") if isinstance(test, dict) else None
-    return f"test {form_id if form_id is not None else '?'} · session {event.pla_tst_id}"
+def assessment_of(event: Event) -> tuple[int | None, int | None, str | None]:
+    """The event's (tst_frm_id, sub_com_id, test name as delivered) from its payload."""
+    data = event_data(event)
+    test = data.get("test")
+    test = test if isinstance(test, dict) else {}
+    form_id, sub_com_id, name = test.get("tst_frm_id"), data.get("sub_com_id"), test.get("name")
+    return (
+        form_id if isinstance(form_id, int) else None,
+        sub_com_id if isinstance(sub_com_id, int) else None,
+        name if isinstance(name, str) and name else None,
+    )
+
+
+def assessment_label(event: Event, names: TestNames | None = None) -> str:
+    """The test's name (as delivered, else from act 14's catalogue), else its tst_frm_id."""
+    form_id, sub_com_id, name = assessment_of(event)
+    if name is None and form_id is not None:
+        name = (names or {}).get((form_id, sub_com_id))
+    shown = name or f"test {form_id if form_id is not None else '?'}"
+    return f"{shown} · session {event.pla_tst_id}"
+
+
+def form_label(tst_frm_id: int, sub_com_id: int | None, names: TestNames) -> str:
+    return names.get((tst_frm_id, sub_com_id)) or f"test {tst_frm_id}"
 
 
 def grade_text(event: Event) -> str:
@@ -165,7 +189,8 @@ def _environment() -> jinja2.Environment:
         time=format_time,
         age=format_age,
         candidate=candidate_of,
-        test_label=test_label,
+        test_label=assessment_label,
+        form_label=form_label,
         grade=grade_text,
         pretty_json=pretty_json,
         shown_body=shown_body,
