@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -873,3 +874,42 @@ def test_pages_show_test_ids_when_act_14_fails(dashboard_runtime: Runtime, store
 
     assert [response.status_code for response in responses] == [200, 200]
     assert all("test 101 · session 1001" in response.text for response in responses)
+
+
+class HangingCatalogue:
+    """A catalogue whose act 14 does not answer until the test lets it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.asked = threading.Event()
+
+    def name(self, tst_frm_id: int, *, sub_com_id: int | None = None) -> str | None:
+        self.asked.set()
+        self.release.wait(30)
+        return "Excel 2019"
+
+
+def test_a_page_does_not_wait_long_for_a_hanging_act_14(
+    dashboard_runtime: Runtime, store: SqlStore, clock: FakeClock
+) -> None:
+    event, _ = store_event(store, 1001)
+    catalogue = HangingCatalogue()
+    routes = dashboard_routes(
+        admin_token=ADMIN_TOKEN,
+        store=store,
+        enqueuer=None,
+        subscriptions=dashboard_runtime.subscriptions,
+        clock=clock,
+        catalogue=catalogue,
+        names_wait=0.2,
+    )
+    with TestClient(Starlette(routes=routes), base_url=PUBLIC_URL) as browser:
+        sign_in(browser, ADMIN_TOKEN)
+        try:
+            page = browser.get(f"/dashboard/events/{event.id}")
+        finally:
+            catalogue.release.set()
+
+    assert catalogue.asked.is_set()
+    assert page.status_code == 200
+    assert "test 101 · session 1001" in page.text

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+import anyio
+import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,12 +33,16 @@ from worker.storage.records import (
 from worker.storage.records import Page as Listing
 from worker.subscriptions import Subscription
 
+log = structlog.get_logger(__name__)
+
 EVENTS_PAGE_SIZE = 50
 DELIVERIES_PAGE_SIZE = 100
 INVITATIONS_PAGE_SIZE = 50
 RECENT_FAILURES = 10
 SEARCH_LIMIT = 20
 MAX_SEARCH_CHARS = 200
+# How long a page waits for act 14's test names before it shows ids instead.
+NAMES_WAIT_SECONDS = 2.0
 
 
 class PagesStore(Protocol):
@@ -87,7 +93,8 @@ class TestNamer(Protocol):
 
 
 class Pages:
-    """`catalogue` names the tests shown (None: tests are shown by tst_frm_id)."""
+    """`catalogue` names the tests shown (None: tests are shown by tst_frm_id); a page waits
+    `names_wait` seconds at most for it."""
 
     def __init__(
         self,
@@ -96,11 +103,13 @@ class Pages:
         subscriptions: Sequence[Subscription],
         clock: Callable[[], datetime],
         catalogue: TestNamer | None = None,
+        names_wait: float = NAMES_WAIT_SECONDS,
     ) -> None:
         self._store = store
         self._subscriptions = subscriptions
         self._clock = clock
         self._catalogue = catalogue
+        self._names_wait = names_wait
 
     async def overview(self, request: Request, session: Session) -> Response:
         view = await run_in_threadpool(self._gather_overview)
@@ -111,9 +120,7 @@ class Pages:
         status = _invitation_status(request.query_params.get("status", "pending"))
         cursor = request.query_params.get("after") or None
         found = await run_in_threadpool(self._gather_invitations, status, cursor)
-        names = await run_in_threadpool(
-            self._names, [(i.tst_frm_id, i.sub_com_id) for i in found.items]
-        )
+        names = await self._names_within([(i.tst_frm_id, i.sub_com_id) for i in found.items])
         return page(
             request,
             "invitations.html",
@@ -129,7 +136,7 @@ class Pages:
     async def events(self, request: Request, session: Session) -> Response:
         cursor = request.query_params.get("before") or None
         found, by_event = await run_in_threadpool(self._gather_events, cursor)
-        names = await run_in_threadpool(self._names_of_events, found.items)
+        names = await self._names_within(_tests_of(found.items))
         return page(
             request,
             "events.html",
@@ -146,7 +153,7 @@ class Pages:
         if found is None:
             return not_found(request, session, "event")
         event, invitation, deliveries = found
-        names = await run_in_threadpool(self._names_of_events, [event])
+        names = await self._names_within(_tests_of([event]))
         return page(
             request,
             "event.html",
@@ -178,9 +185,7 @@ class Pages:
     async def search(self, request: Request, session: Session) -> Response:
         term = request.query_params.get("q", "").strip()[:MAX_SEARCH_CHARS]
         found = await run_in_threadpool(self._gather_search, term) if term else []
-        names = await run_in_threadpool(
-            self._names, [(i.tst_frm_id, i.sub_com_id) for i, _ in found]
-        )
+        names = await self._names_within([(i.tst_frm_id, i.sub_com_id) for i, _ in found])
         return page(
             request,
             "search.html",
@@ -195,21 +200,23 @@ class Pages:
 
     # -- gathering, in a worker thread ---------------------------------------------------------
 
-    def _names(self, tests: Sequence[tuple[int, int | None]]) -> TestNames:
-        """The names act 14 knows of these (tst_frm_id, sub_com_id); the catalogue caches them
-        and answers None, never an error, while Isograd is down."""
-        if self._catalogue is None:
+    async def _names_within(self, tests: Sequence[tuple[int, int | None]]) -> TestNames:
+        """The names act 14 knows of these (tst_frm_id, sub_com_id), or none after
+        `names_wait` seconds: a slow Isograd (the client waits up to 30 s, three times) makes a
+        page show ids, not hang. The abandoned lookup finishes on its own and fills the cache."""
+        if self._catalogue is None or not tests:
             return {}
+        with anyio.move_on_after(self._names_wait):
+            # https://anyio.readthedocs.io/en/stable/threads.html (abandon_on_cancel)
+            return await anyio.to_thread.run_sync(self._names, tests, abandon_on_cancel=True)
+        log.warning("dashboard_test_names_slow", wait_seconds=self._names_wait)
+        return {}
+
+    def _names(self, tests: Sequence[tuple[int, int | None]]) -> TestNames:
+        # The catalogue caches them and answers None, never an error, while Isograd is down.
+        assert self._catalogue is not None
         named = {test: self._catalogue.name(test[0], sub_com_id=test[1]) for test in set(tests)}
         return {test: name for test, name in named.items() if name}
-
-    def _names_of_events(self, events: Sequence[Event]) -> TestNames:
-        tests = []
-        for event in events:
-            form_id, sub_com_id, delivered_name = assessment_of(event)
-            if form_id is not None and delivered_name is None:
-                tests.append((form_id, sub_com_id))
-        return self._names(tests)
 
     def _gather_overview(self) -> Overview:
         store = self._store
@@ -292,6 +299,16 @@ class Pages:
             )
             for invitation in store.find_invitations(term, limit=SEARCH_LIMIT)
         ]
+
+
+def _tests_of(events: Sequence[Event]) -> list[tuple[int, int | None]]:
+    """The (tst_frm_id, sub_com_id) of events delivered without a test name."""
+    tests = []
+    for event in events:
+        form_id, sub_com_id, delivered_name = assessment_of(event)
+        if form_id is not None and delivered_name is None:
+            tests.append((form_id, sub_com_id))
+    return tests
 
 
 def _subscription_rows(

@@ -27,7 +27,7 @@ from typing import Protocol
 from starlette.routing import BaseRoute, Mount, Route
 
 from webhooks.dashboard.actions import Actions, ActionsStore
-from webhooks.dashboard.pages import Pages, PagesStore, TestNamer
+from webhooks.dashboard.pages import NAMES_WAIT_SECONDS, Pages, PagesStore, TestNamer
 from webhooks.dashboard.signin import SignIn
 from webhooks.dashboard.views import ROOT
 from webhooks.throttle import FailureThrottle
@@ -49,17 +49,25 @@ def dashboard_routes(
     secure_cookie: bool = False,
     sign_in_throttle: FailureThrottle | None = None,
     catalogue: TestNamer | None = None,
+    names_wait: float = NAMES_WAIT_SECONDS,
 ) -> list[BaseRoute]:
     """The `/dashboard` mount. `enqueuer` sends replayed deliveries (None: the sweeper will);
     `secure_cookie` and `sign_in_throttle` are SignIn's (signin.py); `catalogue` names the
-    tests shown (act 14, cached; None: tests are shown by tst_frm_id)."""
+    tests shown (act 14, cached; None: tests are shown by tst_frm_id), waited for `names_wait`
+    seconds at most."""
     sign_in = SignIn(
         admin_token=admin_token,
         clock=clock,
         secure_cookie=secure_cookie,
         throttle=sign_in_throttle,
     )
-    pages = Pages(store=store, subscriptions=subscriptions, clock=clock, catalogue=catalogue)
+    pages = Pages(
+        store=store,
+        subscriptions=subscriptions,
+        clock=clock,
+        catalogue=catalogue,
+        names_wait=names_wait,
+    )
     actions = Actions(store=store, enqueuer=enqueuer, subscriptions=subscriptions, clock=clock)
     signed_in, posted = sign_in.signed_in, sign_in.posted
     routes = [
