@@ -3,11 +3,17 @@ escaping."""
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tests.fakes import FakeClock, RecordingEnqueuer
@@ -25,12 +31,18 @@ from tests.fixtures.dashboard import (
 )
 from tests.fixtures.web import edge_settings
 from webhooks.app import create_app
-from webhooks.dashboard import EVENTS_PAGE_SIZE
-from webhooks.sessions import COOKIE_NAME, SESSION_LIFETIME
+from webhooks.dashboard import dashboard_routes, views
+from webhooks.dashboard.pages import EVENTS_PAGE_SIZE
+from webhooks.dashboard.sessions import COOKIE_NAME, SESSION_LIFETIME
+from webhooks.dashboard.signin import SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS
+from webhooks.throttle import FailureThrottle
+from worker.catalogue import AssessmentCatalogue
+from worker.errors import IsogradUnavailableError
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.storage.records import DeliveryStatus, InvitationStatus
 from worker.storage.store import SqlStore
+from worker.storage.tables import events as events_table
 
 XSS = "<script>alert(1)</script>"
 
@@ -283,8 +295,8 @@ def test_the_event_page_shows_the_payload_deliveries_and_attempts(
     attempt_row = next(row for row in rows_of(page) if "87 ms" in row)
     assert "<td>410</td>" in attempt_row
     assert "HTTP 410" in attempt_row
-    assert "{&quot;detail&quot;:&quot;gone&quot;}" in attempt_row
-    assert "&quot;pla_tst_id&quot;: 1001,\n" in page  # pretty-printed, two-space indent
+    assert "{&#34;detail&#34;:&#34;gone&#34;}" in attempt_row
+    assert "&#34;pla_tst_id&#34;: 1001,\n" in page  # pretty-printed, two-space indent
     assert f'action="/dashboard/deliveries/{deliveries[0].id}/replay"' in page
 
 
@@ -497,3 +509,407 @@ def test_no_page_shows_a_secret(signed_in: TestClient, store: SqlStore) -> None:
         assert ADMIN_TOKEN not in text
         assert SECRET not in text
         assert SECRET.removeprefix("whsec_") not in text
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+def test_every_page_template_renders(
+    browser: TestClient, store: SqlStore, dashboard_runtime: Runtime
+) -> None:
+    event, deliveries = store_event(store)
+    fail_delivery(store, deliveries[0].id)
+    store.disable_subscription("hr", "receiver answered 410 Gone")
+    rendered = {"login.html": browser.get("/dashboard/login")}
+    sign_in(browser, ADMIN_TOKEN)
+    pages_to_visit = (
+        "/",
+        "/events",
+        f"/events/{event.id}",
+        "/deliveries",
+        "/events/evt_nope",
+        "/invitations",
+        "/search?q=1001",
+    )
+    for path in pages_to_visit:
+        response = browser.get("/dashboard" + path)
+        rendered.setdefault(response.template.name, response)  # type: ignore[attr-defined]
+    forbidden = browser.post(f"/dashboard/deliveries/{deliveries[0].id}/replay", data={})
+    rendered[forbidden.template.name] = forbidden  # type: ignore[attr-defined]
+    closed_app = create_app(
+        Settings(public_url=PUBLIC_URL), runtime=dashboard_runtime, broker_ping=lambda: None
+    )
+    with TestClient(closed_app, base_url=PUBLIC_URL) as closed_browser:
+        closed_page = closed_browser.get("/dashboard/login")
+
+    pages = sorted(
+        name
+        for name in os.listdir(Path(views.__file__).parent / "templates")
+        if not name.startswith("_") and name != "base.html"
+    )
+    assert sorted(rendered) == pages
+    statuses = {name: response.status_code for name, response in rendered.items()}
+    assert statuses == {
+        "deliveries.html": 200,
+        "event.html": 200,
+        "events.html": 200,
+        "forbidden.html": 403,
+        "invitations.html": 200,
+        "login.html": 200,
+        "not_found.html": 404,
+        "overview.html": 200,
+        "search.html": 200,
+    }
+    for response in [*rendered.values(), closed_page]:
+        assert response.text.startswith("<!doctype html>")
+        assert response.text.rstrip().endswith("</html>")
+    assert "Dashboard closed" in closed_page.text
+
+
+# -- sign-in throttle -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seconds() -> list[float]:
+    """The throttle's monotonic clock, moved by the test."""
+    return [1000.0]
+
+
+@pytest.fixture
+def throttled(
+    dashboard_runtime: Runtime, clock: FakeClock, seconds: list[float]
+) -> Iterator[TestClient]:
+    throttle = FailureThrottle(
+        limit=SIGN_IN_FAILURES, window_seconds=SIGN_IN_WINDOW_SECONDS, clock=lambda: seconds[0]
+    )
+    routes = dashboard_routes(
+        admin_token=ADMIN_TOKEN,
+        store=dashboard_runtime.store,
+        enqueuer=None,
+        subscriptions=dashboard_runtime.subscriptions,
+        clock=clock,
+        sign_in_throttle=throttle,
+    )
+    with TestClient(Starlette(routes=routes), base_url=PUBLIC_URL, follow_redirects=False) as c:
+        yield c
+
+
+def test_after_a_few_wrong_tokens_signing_in_answers_429_even_with_the_right_one(
+    throttled: TestClient,
+) -> None:
+    wrong = [sign_in(throttled, "guess").status_code for _ in range(SIGN_IN_FAILURES)]
+
+    response = sign_in(throttled, ADMIN_TOKEN)
+
+    assert wrong == [401] * SIGN_IN_FAILURES
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "60"
+    assert "Too many wrong tokens" in response.text
+    assert "set-cookie" not in response.headers
+
+
+def test_signing_in_works_again_once_the_window_has_passed(
+    throttled: TestClient, seconds: list[float]
+) -> None:
+    for _ in range(SIGN_IN_FAILURES):
+        sign_in(throttled, "guess")
+    seconds[0] += SIGN_IN_WINDOW_SECONDS
+
+    assert sign_in(throttled, ADMIN_TOKEN).status_code == 303
+
+
+def test_signing_in_forgets_the_earlier_wrong_tokens(throttled: TestClient) -> None:
+    for _ in range(SIGN_IN_FAILURES - 1):
+        sign_in(throttled, "typo")
+    assert sign_in(throttled, ADMIN_TOKEN).status_code == 303
+
+    statuses = [sign_in(throttled, "typo").status_code for _ in range(SIGN_IN_FAILURES)]
+
+    assert statuses == [401] * SIGN_IN_FAILURES
+
+
+# -- disable and charts -----------------------------------------------------------------------
+
+
+def test_the_disable_button_disables_a_subscription(signed_in: TestClient, store: SqlStore) -> None:
+    page = signed_in.get("/dashboard/").text
+    assert 'action="/dashboard/subscriptions/hr/disable"' in page
+
+    response = signed_in.post(
+        "/dashboard/subscriptions/hr/disable", data={"csrf_token": csrf_token(page)}
+    )
+
+    assert response.headers["location"] == "/dashboard/?notice=disabled"
+    state = store.subscription_state("hr")
+    assert (state.disabled, state.disabled_reason) == (True, "disabled by an operator")
+    after = signed_in.get("/dashboard/?notice=disabled").text
+    assert "Subscription disabled" in after
+    assert 'action="/dashboard/subscriptions/hr/enable"' in after
+    assert 'action="/dashboard/subscriptions/hr/disable"' not in after
+
+
+def test_disabling_without_the_csrf_token_is_forbidden(
+    signed_in: TestClient, store: SqlStore
+) -> None:
+    response = signed_in.post("/dashboard/subscriptions/hr/disable", data={})
+
+    assert response.status_code == 403
+    assert not store.subscription_state("hr").disabled
+
+
+def test_an_unknown_subscription_cannot_be_disabled(signed_in: TestClient, store: SqlStore) -> None:
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    response = signed_in.post("/dashboard/subscriptions/nope/disable", data={"csrf_token": token})
+
+    assert response.status_code == 404
+    assert store.list_subscription_states() == []
+
+
+def test_the_overview_charts_each_subscriptions_last_day_of_attempts(
+    signed_in: TestClient, store: SqlStore, clock: FakeClock
+) -> None:
+    _, deliveries = store_event(store, 1)
+    fail_delivery(store, deliveries[0].id)  # one failed attempt at 10:15, 87 ms
+
+    page = signed_in.get("/dashboard/").text
+
+    chart = re.search(r'<svg class="chart".*?</svg>', page, flags=re.DOTALL)
+    assert chart is not None
+    assert "2026-11-27 10:00 UTC: 0 delivered, 1 failed, mean latency 87 ms" in chart.group(0)
+    assert chart.group(0).count('class="bar-failed"') == 1
+    assert 'class="bar-delivered"' not in chart.group(0)
+    assert "hr, last 24 h: 0 delivered, 1 failed attempts" in chart.group(0)
+
+
+# -- search, invitations, bulk replay ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("term", [EMAIL.upper(), "1001", "evt_test1001", "{invitation}"])
+def test_the_search_box_finds_a_candidate_by_email_session_invitation_or_event(
+    signed_in: TestClient, store: SqlStore, term: str
+) -> None:
+    event, _ = store_event(store, 1001, first_name="Grace")
+    store_invitation(store, 1002, email="someone.else@example.org", first_name="Alan")
+    query = term.format(invitation=event.invitation_id)
+
+    page = signed_in.get("/dashboard/search", params={"q": query}).text
+
+    rows = rows_of(page)[1:]
+    assert len(rows) == 1
+    assert "Grace Lovelace" in rows[0]
+    assert f'href="/dashboard/events/{event.id}"' in rows[0]
+    assert "720 / 1000" in rows[0]
+
+
+def test_every_page_has_the_search_box(signed_in: TestClient) -> None:
+    for path in ("/dashboard/", "/dashboard/events", "/dashboard/invitations"):
+        assert 'action="/dashboard/search"' in signed_in.get(path).text
+
+
+def test_a_search_without_a_match_says_so_and_escapes_the_term(signed_in: TestClient) -> None:
+    page = signed_in.get("/dashboard/search", params={"q": XSS}).text
+
+    assert "Nothing matches" in page
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_the_invitations_page_lists_pending_ones_with_their_age(
+    signed_in: TestClient, store: SqlStore, clock: FakeClock
+) -> None:
+    store_invitation(store, 1, first_name="Grace")
+    event, _ = store_event(store, 2, first_name="Edsger")
+    store.mark_invitation(event.invitation_id or "", InvitationStatus.COMPLETED)
+    clock.advance(3 * 3600 + 12 * 60)
+
+    pending = signed_in.get("/dashboard/invitations").text
+    everyone = signed_in.get("/dashboard/invitations?status=all").text
+
+    rows = rows_of(pending)[1:]
+    assert len(rows) == 1
+    assert "Grace Lovelace" in rows[0]
+    assert "<td>3 h 12 min</td>" in rows[0]
+    assert len(rows_of(everyone)) == 1 + 2
+
+
+def test_replay_failed_requeues_a_subscriptions_failed_deliveries_in_the_time_range(
+    signed_in: TestClient, store: SqlStore, clock: FakeClock, enqueuer: RecordingEnqueuer
+) -> None:
+    _, early = store_event(store, 1)  # created 10:15
+    fail_delivery(store, early[0].id)
+    clock.advance(3600)
+    _, late = store_event(store, 2)  # created 11:15
+    fail_delivery(store, late[0].id)
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    response = signed_in.post(
+        "/dashboard/subscriptions/hr/replay",
+        data={"csrf_token": token, "from": "2026-11-27T11:00", "until": "2026-11-27T12:00"},
+    )
+
+    assert response.headers["location"] == ("/dashboard/?notice=bulk&requeued=1&subscription=hr")
+    assert status_of(store, late[0].id) is DeliveryStatus.PENDING
+    assert status_of(store, early[0].id) is DeliveryStatus.FAILED
+    assert [job.id for job in enqueuer.of_kind("delivery")] == [late[0].id]
+    notice = signed_in.get(response.headers["location"]).text
+    assert "1 failed deliveries of hr replayed" in notice
+
+
+def test_replay_failed_without_a_range_takes_every_failed_delivery_once(
+    signed_in: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    failed = [fail_delivery(store, store_event(store, n)[1][0].id).id for n in (1, 2)]
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    first = signed_in.post("/dashboard/subscriptions/hr/replay", data={"csrf_token": token})
+    second = signed_in.post("/dashboard/subscriptions/hr/replay", data={"csrf_token": token})
+
+    assert "requeued=2" in first.headers["location"]
+    assert "requeued=0" in second.headers["location"]
+    assert sorted(job.id for job in enqueuer.of_kind("delivery")) == sorted(failed)
+
+
+def test_replay_failed_with_a_time_that_is_not_one_replays_nothing(
+    signed_in: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    delivery_id = fail_delivery(store, store_event(store)[1][0].id).id
+    token = csrf_token(signed_in.get("/dashboard/").text)
+
+    response = signed_in.post(
+        "/dashboard/subscriptions/hr/replay", data={"csrf_token": token, "from": "yesterday"}
+    )
+
+    assert response.headers["location"] == "/dashboard/?notice=bad_range"
+    assert status_of(store, delivery_id) is DeliveryStatus.FAILED
+    assert enqueuer.jobs == []
+
+
+def test_replay_failed_needs_the_csrf_token(
+    signed_in: TestClient, store: SqlStore, enqueuer: RecordingEnqueuer
+) -> None:
+    delivery_id = fail_delivery(store, store_event(store)[1][0].id).id
+
+    response = signed_in.post("/dashboard/subscriptions/hr/replay", data={})
+
+    assert response.status_code == 403
+    assert status_of(store, delivery_id) is DeliveryStatus.FAILED
+    assert enqueuer.jobs == []
+
+
+# -- test names (act 14) ----------------------------------------------------------------------
+
+
+class Act14:
+    """Act 14's test names as the catalogue reads them: a mapping, or an error to raise."""
+
+    def __init__(self, answer: Mapping[int, str] | Exception) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def list_test_names(self, *, sub_com_id: int | None = None) -> Mapping[int, str]:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@contextmanager
+def signed_in_with_names(runtime: Runtime, act14: Act14) -> Iterator[TestClient]:
+    runtime.catalogue = AssessmentCatalogue(act14)
+    app = create_app(edge_settings(), runtime=runtime, broker_ping=lambda: None)
+    with TestClient(app, base_url=PUBLIC_URL, follow_redirects=False) as client:
+        assert sign_in(client, ADMIN_TOKEN).status_code == 303
+        yield client
+
+
+def test_tests_are_shown_by_the_name_act_14_gives(
+    dashboard_runtime: Runtime, store: SqlStore
+) -> None:
+    event, _ = store_event(store, 1001)
+    store_invitation(store, 1002)
+    act14 = Act14({101: "Excel 2019"})
+    paths = (
+        "/dashboard/events",
+        f"/dashboard/events/{event.id}",
+        "/dashboard/invitations?status=all",
+        "/dashboard/search?q=1002",
+    )
+
+    with signed_in_with_names(dashboard_runtime, act14) as browser:
+        pages = [browser.get(path).text for path in paths]
+
+    for text in pages:
+        assert "Excel 2019" in text
+        assert "test 101" not in text
+    assert act14.calls == 1  # cached by the catalogue
+
+
+def test_a_name_delivered_with_the_event_is_shown_without_asking_act_14(
+    dashboard_runtime: Runtime, store: SqlStore
+) -> None:
+    event, _ = store_event(store, 1001)
+    with store.engine.begin() as connection:
+        payload = dict(event.payload)
+        payload["data"] = {**payload["data"], "test": {**payload["data"]["test"], "name": XSS}}
+        connection.execute(
+            update(events_table).where(events_table.c.id == event.id).values(payload=payload)
+        )
+    act14 = Act14({101: "Excel 2019"})
+
+    with signed_in_with_names(dashboard_runtime, act14) as browser:
+        text = browser.get(f"/dashboard/events/{event.id}").text
+
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; · session 1001" in text
+    assert "<script" not in text
+    assert act14.calls == 0
+
+
+def test_pages_show_test_ids_when_act_14_fails(dashboard_runtime: Runtime, store: SqlStore) -> None:
+    event, _ = store_event(store, 1001)
+    down = Act14(IsogradUnavailableError("down"))
+
+    with signed_in_with_names(dashboard_runtime, down) as browser:
+        responses = [browser.get(p) for p in ("/dashboard/events", f"/dashboard/events/{event.id}")]
+
+    assert [response.status_code for response in responses] == [200, 200]
+    assert all("test 101 · session 1001" in response.text for response in responses)
+
+
+class HangingCatalogue:
+    """A catalogue whose act 14 does not answer until the test lets it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.asked = threading.Event()
+
+    def name(self, tst_frm_id: int, *, sub_com_id: int | None = None) -> str | None:
+        self.asked.set()
+        self.release.wait(30)
+        return "Excel 2019"
+
+
+def test_a_page_does_not_wait_long_for_a_hanging_act_14(
+    dashboard_runtime: Runtime, store: SqlStore, clock: FakeClock
+) -> None:
+    event, _ = store_event(store, 1001)
+    catalogue = HangingCatalogue()
+    routes = dashboard_routes(
+        admin_token=ADMIN_TOKEN,
+        store=store,
+        enqueuer=None,
+        subscriptions=dashboard_runtime.subscriptions,
+        clock=clock,
+        catalogue=catalogue,
+        names_wait=0.2,
+    )
+    with TestClient(Starlette(routes=routes), base_url=PUBLIC_URL) as browser:
+        sign_in(browser, ADMIN_TOKEN)
+        try:
+            page = browser.get(f"/dashboard/events/{event.id}")
+        finally:
+            catalogue.release.set()
+
+    assert catalogue.asked.is_set()
+    assert page.status_code == 200
+    assert "test 101 · session 1001" in page.text

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from webhooks.sessions import (
+from webhooks.dashboard.sessions import (
     SESSION_LIFETIME,
     csrf_matches,
     new_session_cookie,

@@ -215,7 +215,7 @@ def test_migrating_twice_is_a_no_op(store: SqlStore) -> None:
 
     with store.engine.connect() as connection:
         version = MigrationContext.configure(connection).get_current_revision()
-    assert version == "0002"
+    assert version == "0003"
     assert store.get_invitation(invitation_id) is not None
 
 

@@ -196,6 +196,7 @@ def create_app(
             subscriptions=runtime.subscriptions,
             clock=runtime.clock,
             secure_cookie=settings.public_url.lower().startswith("https://"),
+            catalogue=runtime.catalogue,
         ),
         *metrics_routes(metrics, token=settings.metrics_token),
         *integration_routes(

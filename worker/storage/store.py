@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from worker.clock import Clock, utc_now
 from worker.errors import RetryableError
+from worker.storage.activity import ActivityMixin
 from worker.storage.attempts import MAX_RESPONSE_BODY_BYTES, AttemptsMixin
 from worker.storage.callbacks import CallbacksMixin
 from worker.storage.deliveries import DeliveriesMixin
@@ -33,6 +34,7 @@ class SqlStore(
     SubscriptionStatesMixin,
     RetentionMixin,
     ErasureMixin,
+    ActivityMixin,
 ):
     """Every method is one short transaction; ``now`` defaults to the injected clock.
 

@@ -180,6 +180,8 @@ attempts = Table(
     Column("response_body", Text, nullable=True),
     Column("response_headers", json_type(), nullable=False),
     UniqueConstraint("delivery_id", "number"),
+    # The dashboard's charts: attempts of the last 24 hours (migration 0003).
+    Index(None, "started_at"),
     _one_of("outcome", AttemptOutcome),
 )
 
