@@ -130,7 +130,7 @@ def runtime_of(broker: dramatiq.Broker) -> Runtime:
 
 @contextmanager
 def _time_limit_handled(delivery_id: str) -> Iterator[None]:
-    """A delivery over its time limit: jobs.deliveries.deliver recorded the attempt and scheduled the
+    """A delivery over its time limit: deliveries.deliver recorded the attempt and scheduled the
     retry before letting the interruption through, so Dramatiq must not retry it again."""
     try:
         yield
