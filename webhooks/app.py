@@ -62,9 +62,13 @@ def _error(request: Request, status: int, error: str, message: str, **extra: Any
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    error = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}.get(
-        exc.status_code, "content_too_large" if exc.status_code == 413 else "http_error"
-    )
+    error = {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        429: "too_many_requests",
+    }.get(exc.status_code, "content_too_large" if exc.status_code == 413 else "http_error")
     return _error(request, exc.status_code, error, exc.detail, headers=exc.headers)
 
 
