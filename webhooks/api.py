@@ -20,16 +20,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from webhooks.auth import BearerAuthMiddleware
 from worker.invitations import (
     FIRST_CHECK_AFTER,
-    InvalidInvitationError,
     InvitationClient,
     InvitationStore,
     create_invitation,
-    validate_invitation_request,
 )
 from worker.replay import ReplayOutcome, replay_delivery
+from worker.requests import InvalidRequestError, InvitationRequest, WatchRequest, validate
 from worker.storage.records import Attempt, Delivery, DeliveryStatus, Event, Invitation
 from worker.tokens import CallbackKey
-from worker.watch import validate_watch_request, watch_assessment
+from worker.watch import watch_assessment
 
 log = structlog.get_logger(__name__)
 
@@ -88,12 +87,20 @@ def _not_found(what: str) -> HTTPException:
     return HTTPException(404, f"{what} not found")
 
 
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
 async def _json_body(request: Request) -> object:
     body = await request.body()
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidInvitationError({"body": "must be valid JSON"}) from None
+        # NaN and Infinity are Python's extension, not JSON (RFC 8259 §6): refused at the door,
+        # or a stored context would fail every delivery later.
+        return json.loads(body, parse_constant=_not_json)
+    except RecursionError:
+        raise InvalidRequestError({"body": "must be JSON nested less deeply"}) from None
+    except ValueError:  # JSONDecodeError, bad UTF-8, NaN, integers past 4,300 digits
+        raise InvalidRequestError({"body": "must be valid JSON"}) from None
 
 
 def api_routes(
@@ -119,7 +126,7 @@ def api_routes(
             raise InvalidParameterError(
                 {"Idempotency-Key": f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"}
             )
-        invitation_request = validate_invitation_request(await _json_body(request))
+        invitation_request = validate(InvitationRequest, await _json_body(request))
         invitation = await run_in_threadpool(
             create_invitation,
             invitation_request,
@@ -142,7 +149,7 @@ def api_routes(
         )
 
     async def post_watch(request: Request) -> JSONResponse:
-        watch_request = validate_watch_request(await _json_body(request))
+        watch_request = validate(WatchRequest, await _json_body(request))
         invitation, created = await run_in_threadpool(
             watch_assessment, watch_request, store=store, now=clock()
         )

@@ -29,10 +29,10 @@ from worker.errors import (
     IsogradProtocolError,
     RetryableError,
 )
-from worker.invitations import InvalidInvitationError
 from worker.isograd.errors import IsogradAuthError
 from worker.jobs.actors import DramatiqEnqueuer, declare_actors
 from worker.metrics import RelayMetrics
+from worker.requests import InvalidRequestError
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -78,7 +78,7 @@ async def _callback_rejected(request: Request, exc: Exception) -> Response:
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InvalidInvitationError | InvalidParameterError)
+    assert isinstance(exc, InvalidRequestError | InvalidParameterError)
     return JSONResponse({"error": "invalid_request", "errors": exc.errors}, 422)
 
 
@@ -127,7 +127,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: _http_error,
     CallbackRejectedError: _callback_rejected,
-    InvalidInvitationError: _invalid_request,
+    InvalidRequestError: _invalid_request,
     InvalidParameterError: _invalid_request,
     IsogradApiError: _isograd_api_error,
     IsogradProtocolError: _isograd_protocol_error,

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from worker import __version__
 from worker.events import ASSESSMENT_COMPLETED, event_schema
-from worker.fields import MAX_CONTEXT_BYTES, MAX_TEXT_LENGTH, MAX_URL_LENGTH
+from worker.requests import MAX_CONTEXT_BYTES, MAX_TEXT_LENGTH, MAX_URL_LENGTH
 from worker.storage.records import (
     AttemptOutcome,
     DeliveryStatus,
