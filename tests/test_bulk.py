@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from tests.fakes import FakeClock
 from tests.fixtures.pipeline import EXCEL, Simulated
 from worker.bulk import (
+    MAX_LISTED_FAILURES,
     READ_AHEAD_PER_WORKER,
     RESULT_COLUMNS,
     BulkSummary,
@@ -28,6 +29,7 @@ from worker.bulk import (
     invite_file,
     invite_rows,
     neutralise_formula,
+    print_summary,
     read_rows,
     row_idempotency_key,
     row_request,
@@ -551,3 +553,16 @@ def test_each_result_is_in_the_file_before_the_next_row_is_invited(
     assert lines_seen[0] == 0
     with result_path.open(encoding="utf-8") as stream:
         assert len(stream.read().splitlines()) == 4
+
+
+def test_a_long_run_lists_its_first_failures_and_counts_the_rest() -> None:
+    summary = BulkSummary(keep_results=False)
+    for line in range(MAX_LISTED_FAILURES + 10):
+        summary.add(RowResult(line, "", RowStatus.FAILED, error="bad"))
+    out = io.StringIO()
+
+    print_summary(summary, Path("r.csv"), out)
+
+    assert len(summary.failures) == MAX_LISTED_FAILURES
+    assert summary.count(RowStatus.FAILED) == MAX_LISTED_FAILURES + 10
+    assert "… and 10 more failed rows" in out.getvalue()

@@ -70,6 +70,8 @@ RESULT_COLUMNS = (
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 DEFAULT_CONCURRENCY = 4
 USAGE_ERROR_EXIT = 2
+# Failures listed in the command's summary; the result file has every row.
+MAX_LISTED_FAILURES = 50
 # Rows read ahead of the oldest unfinished one, per concurrent invitation: memory stays bounded
 # whatever the file's size, and a slow row does not idle the other workers.
 READ_AHEAD_PER_WORKER = 4
@@ -116,7 +118,8 @@ class RowResult:
 
 @dataclass(slots=True)
 class BulkSummary:
-    """Counts by status and the failed rows; `results` holds every row only when kept."""
+    """Counts by status and the failed rows (the first MAX_LISTED_FAILURES unless every result
+    is kept); `results` holds every row only when kept."""
 
     results: list[RowResult] = field(default_factory=list)
     counts: dict[RowStatus, int] = field(default_factory=dict)
@@ -125,7 +128,8 @@ class BulkSummary:
 
     def add(self, result: RowResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
-        if result.status is RowStatus.FAILED:
+        listed = self.keep_results or len(self.failures) < MAX_LISTED_FAILURES
+        if result.status is RowStatus.FAILED and listed:
             self.failures.append(result)
         if self.keep_results:
             self.results.append(result)
@@ -448,6 +452,9 @@ def print_summary(summary: BulkSummary, result_path: Path, out: TextIO) -> None:
     )
     for failure in summary.failures:
         print(f"  line {failure.line}: {failure.error}", file=out)
+    unlisted = summary.count(RowStatus.FAILED) - len(summary.failures)
+    if unlisted > 0:
+        print(f"  … and {unlisted} more failed rows (see the results file)", file=out)
     print(f"results: {result_path}", file=out)
 
 
@@ -481,7 +488,7 @@ def run_invite_command(
             except (InvalidCsvError, OSError) as exc:
                 print(f"isograd-relay invite: {csv_path}: {exc}", file=err)
                 return USAGE_ERROR_EXIT
-            return 1 if summary.failures else 0
+            return 1 if summary.count(RowStatus.FAILED) else 0
         return _invite_one(inviter, fields or {}, idempotency_key, out=out, err=err)
     finally:
         inviter.close()
