@@ -33,6 +33,7 @@ from worker.watch import watch_assessment
 log = structlog.get_logger(__name__)
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_ID_LENGTH = 64  # the id columns' length (worker/storage/tables.py)
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -85,6 +86,15 @@ def jsonable(record: object) -> Any:
 
 def _not_found(what: str) -> HTTPException:
     return HTTPException(404, f"{what} not found")
+
+
+def _path_id(request: Request, name: str, what: str) -> str:
+    """A record id from the path, or 404 when no record can have it (our ids are short printable
+    ASCII; PostgreSQL would refuse a NUL in the query with an error instead of no row)."""
+    value: str = request.path_params[name]
+    if not (0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable()):
+        raise _not_found(what)
+    return value
 
 
 def _not_json(constant: str) -> object:
@@ -165,14 +175,15 @@ def api_routes(
 
     async def get_invitation(request: Request) -> JSONResponse:
         invitation: Invitation | None = await run_in_threadpool(
-            store.get_invitation, request.path_params["invitation_id"]
+            store.get_invitation, _path_id(request, "invitation_id", "invitation")
         )
         if invitation is None:
             raise _not_found("invitation")
         return JSONResponse(jsonable(invitation))
 
     async def get_event(request: Request) -> JSONResponse:
-        event = await run_in_threadpool(store.get_event, request.path_params["event_id"])
+        event_id = _path_id(request, "event_id", "event")
+        event = await run_in_threadpool(store.get_event, event_id)
         if event is None:
             raise _not_found("event")
         return JSONResponse(jsonable(event))
@@ -194,7 +205,8 @@ def api_routes(
         return {**jsonable(delivery), "attempts": jsonable(list(store.list_attempts(delivery_id)))}
 
     async def get_delivery(request: Request) -> JSONResponse:
-        found = await run_in_threadpool(_delivery_with_attempts, request.path_params["delivery_id"])
+        delivery_id = _path_id(request, "delivery_id", "delivery")
+        found = await run_in_threadpool(_delivery_with_attempts, delivery_id)
         if found is None:
             raise _not_found("delivery")
         return JSONResponse(found)
@@ -216,7 +228,8 @@ def api_routes(
 
     async def replay(request: Request) -> JSONResponse:
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
-        delivery = await run_in_threadpool(_replay, request.path_params["delivery_id"], force)
+        delivery_id = _path_id(request, "delivery_id", "delivery")
+        delivery = await run_in_threadpool(_replay, delivery_id, force)
         return JSONResponse(jsonable(delivery), 202)
 
     routes = [
