@@ -4,48 +4,29 @@ a 500, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
-from tests.edge_fixtures import admin, runtime, web
 from tests.fakes import FakeClock
-from tests.pipeline_fixtures import EMAIL, EXCEL, clock, enqueuer, simulated
+from tests.fixtures.pipeline import EMAIL, EXCEL
 from worker.storage.store import SqlStore
-
-__all__ = ["admin", "clock", "enqueuer", "runtime", "simulated", "web"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SqlStore]:
     """The API's store on each backend (PostgreSQL in a schema of its own, dropped after)."""
     if request.param == "sqlite":
-        sql_store = SqlStore.from_url(f"sqlite:///{tmp_path / 'relay.db'}", clock=clock)
-        sql_store.migrate()
-        yield sql_store
-        sql_store.close()
-        return
-    postgres_url = str(request.getfixturevalue("postgres_url"))
-    schema = f"relay_edge_{secrets.token_hex(6)}"
-    engine = create_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    sql_store = SqlStore.from_url(url.render_as_string(hide_password=False), clock=clock)
+        url = f"sqlite:///{tmp_path / 'relay.db'}"
+    else:
+        url = str(request.getfixturevalue("postgres_schema_url"))
+    sql_store = SqlStore.from_url(url, clock=clock)
     sql_store.migrate()
-    try:
-        yield sql_store
-    finally:
-        sql_store.close()
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    yield sql_store
+    sql_store.close()
 
 
 def invitation(**overrides: Any) -> dict[str, Any]:
