@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from tests.fakes import FakeClock
 from tests.fixtures.pipeline import EXCEL, Simulated
 from worker.bulk import (
+    MAX_LISTED_FAILURES,
+    READ_AHEAD_PER_WORKER,
     RESULT_COLUMNS,
     BulkSummary,
     InvalidCsvError,
@@ -25,11 +28,15 @@ from worker.bulk import (
     default_result_path,
     invite_file,
     invite_rows,
+    neutralise_formula,
+    print_summary,
     read_rows,
     row_idempotency_key,
     row_request,
 )
-from worker.invitations import InvitationRequest, Invited
+from worker.errors import IsogradUnavailableError
+from worker.invitations import Invited
+from worker.requests import InvitationRequest
 from worker.storage.records import InvitationStatus
 from worker.storage.store import SqlStore
 from worker.storage.tables import invitations
@@ -78,7 +85,14 @@ def inviter(simulated: Simulated, store: SqlStore, clock: FakeClock) -> Inviter:
 
 
 def run_file(path: Path, inviter: Inviter, concurrency: int = 4) -> BulkSummary:
-    return invite_file(path, inviter, concurrency=concurrency, out=io.StringIO(), err=io.StringIO())
+    return invite_file(
+        path,
+        inviter,
+        concurrency=concurrency,
+        out=io.StringIO(),
+        err=io.StringIO(),
+        keep_results=True,
+    )
 
 
 def by_line(summary: BulkSummary) -> dict[int, RowResult]:
@@ -321,7 +335,7 @@ def test_cells_are_stripped_and_empty_ones_left_out() -> None:
 def test_a_row_with_more_cells_than_columns_is_invalid() -> None:
     (row,) = parse("email,first_name,last_name,tst_frm_id\na@example.org,Ada,L,101,oops\n")
 
-    with pytest.raises(Exception, match="invalid invitation: row"):
+    with pytest.raises(Exception, match="invalid request: row"):
         row_request(row)
 
 
@@ -398,18 +412,27 @@ def test_rows_run_concurrently_but_never_more_than_the_limit() -> None:
     gate = GatedInvite(parties=3)
     rows = [row(email=f"p{n}@example.org") for n in range(9)]
 
-    with pytest.raises(_Refused):
-        invite_rows(rows, gate, concurrency=3)
+    summary = invite_rows(rows, gate, concurrency=3)
 
     assert gate.most == 3
+    assert summary.count(RowStatus.FAILED) == 9
 
 
-def test_unexpected_errors_are_not_hidden_as_row_failures() -> None:
-    def broken(request: InvitationRequest, key: str | None) -> Any:
-        raise _Refused()
+def test_an_unexpected_error_fails_its_row_only_logged_with_its_traceback() -> None:
+    def broken_for_p1(request: InvitationRequest, key: str | None) -> Any:
+        if request.email == "p1@example.org":
+            raise _Refused()
+        raise IsogradUnavailableError("down")
 
-    with pytest.raises(_Refused):
-        invite_rows([row()], broken)
+    rows = [row(email=f"p{n}@example.org") for n in range(3)]
+    with capture_logs() as logs:
+        summary = invite_rows(rows, broken_for_p1)
+
+    [unexpected] = [result for result in summary.results if "unexpected" in (result.error or "")]
+    assert unexpected.email == "p1@example.org"
+    assert unexpected.error == "unexpected error (_Refused); see the logs"
+    assert summary.count(RowStatus.FAILED) == 3
+    assert any(entry["event"] == "bulk_row_failed_unexpectedly" for entry in logs)
 
 
 def test_the_first_status_check_follows_the_inviters_configured_delay(
@@ -430,3 +453,116 @@ def test_the_first_status_check_follows_the_inviters_configured_delay(
     invited = inviter(request, None)
 
     assert invited.invitation.next_check_at == clock() + timedelta(seconds=90)
+
+
+# -- hardening: formulas, oversized values, streaming ------------------------------------------
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_a_result_cell_that_would_be_a_formula_is_written_as_text(
+    tmp_path: Path, inviter: Inviter, start: str
+) -> None:
+    email = f'{start}HYPERLINK("http://evil.example")@example.org'
+    people = write_csv(tmp_path / "formula.csv", HEADER, [[email, "Ada", "L", str(EXCEL)]])
+
+    run_file(people, inviter)
+
+    with default_result_path(people).open(newline="", encoding="utf-8") as stream:
+        [line] = list(csv.DictReader(stream))
+    assert line["email"] == "'" + email
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_formula_start_of_the_owasp_list_is_neutralised(start: str) -> None:
+    assert neutralise_formula(f"{start}1+1") == f"'{start}1+1"
+    assert neutralise_formula(f"a{start}1") == f"a{start}1"
+
+
+def test_ordinary_result_cells_are_written_unchanged(tmp_path: Path, inviter: Inviter) -> None:
+    people = write_csv(tmp_path / "plain.csv", HEADER, [["ada@example.org", "A", "L", "101"]])
+
+    run_file(people, inviter)
+
+    with default_result_path(people).open(newline="", encoding="utf-8") as stream:
+        [line] = list(csv.DictReader(stream))
+    assert line["email"] == "ada@example.org"
+
+
+@pytest.mark.parametrize("number", ["9" * 19, "9" * 5000, str(2**63)])
+def test_a_row_with_an_oversized_number_fails_alone_and_every_row_is_written(
+    tmp_path: Path, inviter: Inviter, number: str
+) -> None:
+    rows = [[f"p{n}@example.org", "Ada", "L", str(EXCEL)] for n in range(3)]
+    rows[1][3] = number
+    people = write_csv(tmp_path / "big.csv", [*HEADER], rows)
+
+    summary = run_file(people, inviter)
+
+    with default_result_path(people).open(newline="", encoding="utf-8") as stream:
+        lines = list(csv.DictReader(stream))
+    assert [line["status"] for line in lines] == ["created", "failed", "created"]
+    assert lines[1]["error"].startswith("invalid row: tst_frm_id: must be a positive integer")
+    assert summary.count(RowStatus.CREATED) == 2
+
+
+def test_rows_are_read_as_they_are_invited_not_all_at_once() -> None:
+    read = 0
+
+    def rows() -> Any:
+        nonlocal read
+        for n in range(1000):
+            read += 1
+            yield row(email=f"p{n}@example.org")
+
+    read_at_first_result: list[int] = []
+
+    def invite_one(request: InvitationRequest, key: str | None) -> Any:
+        raise IsogradUnavailableError("down")
+
+    invite_rows(
+        rows(),
+        invite_one,
+        concurrency=2,
+        on_result=lambda result: read_at_first_result.append(read),
+    )
+
+    assert read == 1000
+    assert read_at_first_result[0] <= 2 * READ_AHEAD_PER_WORKER + 1
+
+
+def test_each_result_is_in_the_file_before_the_next_row_is_invited(
+    tmp_path: Path, inviter: Inviter
+) -> None:
+    people = write_csv(
+        tmp_path / "three.csv",
+        HEADER,
+        [[f"p{n}@example.org", "Ada", "L", str(EXCEL)] for n in range(3)],
+    )
+    result_path = default_result_path(people)
+    lines_seen: list[int] = []
+
+    def counting(request: InvitationRequest, key: str | None) -> Invited:
+        with result_path.open(encoding="utf-8") as stream:
+            lines_seen.append(len(stream.read().splitlines()) - 1)  # minus the header
+        return inviter(request, key)
+
+    invite_file(people, counting, concurrency=1, out=io.StringIO(), err=io.StringIO())
+
+    # With one worker and a read-ahead of a few rows, results trail the invitations slightly,
+    # but they are written (and flushed) while the run goes on, not only at its end.
+    assert lines_seen[0] == 0
+    with result_path.open(encoding="utf-8") as stream:
+        assert len(stream.read().splitlines()) == 4
+
+
+def test_a_long_run_lists_its_first_failures_and_counts_the_rest() -> None:
+    summary = BulkSummary(keep_results=False)
+    for line in range(MAX_LISTED_FAILURES + 10):
+        summary.add(RowResult(line, "", RowStatus.FAILED, error="bad"))
+    out = io.StringIO()
+
+    print_summary(summary, Path("r.csv"), out)
+
+    assert len(summary.failures) == MAX_LISTED_FAILURES
+    assert summary.count(RowStatus.FAILED) == MAX_LISTED_FAILURES + 10
+    assert "… and 10 more failed rows" in out.getvalue()

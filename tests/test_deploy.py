@@ -200,7 +200,7 @@ def test_a_background_process_logs_ready_and_stops_cleanly_on_sigterm(
 
 # -- docker-compose.yml ---------------------------------------------------------------------
 
-COMPOSE_ENV = {"CALLBACK_KEYS": "k1:" + "x" * 32, "ADMIN_TOKEN": "t" * 24}
+COMPOSE_ENV = {"CALLBACK_KEYS": "k1:" + "x" * 32, "ADMIN_TOKEN": "compose-admin-token-0123"}
 
 
 def compose_command() -> list[str] | None:

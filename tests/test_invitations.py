@@ -10,16 +10,12 @@ from sqlalchemy import Engine
 from tests.fakes import FakeClock
 from tests.fixtures.pipeline import EMAIL, EXCEL, Simulated
 from worker.errors import IsogradUnavailableError, RetryableError
-from worker.fields import MAX_CONTEXT_BYTES
 from worker.invitations import (
     FIRST_CHECK_AFTER,
-    InvalidInvitationError,
     InvitationClient,
-    InvitationRequest,
     InvitationStore,
     Invited,
     invite,
-    validate_invitation_request,
 )
 from worker.isograd.errors import AssessmentNotAllowedError, NoCreditsError
 from worker.isograd.models import (
@@ -28,6 +24,12 @@ from worker.isograd.models import (
     Gender,
     Language,
     NewCandidate,
+)
+from worker.requests import (
+    MAX_CONTEXT_BYTES,
+    InvalidRequestError,
+    InvitationRequest,
+    validate,
 )
 from worker.storage.records import Invitation, InvitationStatus
 from worker.storage.store import SqlStore
@@ -50,13 +52,13 @@ def valid_body(**overrides: Any) -> dict[str, Any]:
 
 
 def validation_errors(body: object) -> dict[str, str]:
-    with pytest.raises(InvalidInvitationError) as caught:
-        validate_invitation_request(body)
+    with pytest.raises(InvalidRequestError) as caught:
+        validate(InvitationRequest, body)
     return caught.value.errors
 
 
 def test_minimal_request_gets_defaults() -> None:
-    request = validate_invitation_request(valid_body())
+    request = validate(InvitationRequest, valid_body())
 
     assert request == InvitationRequest(
         email="ada@example.com", first_name="Ada", last_name="Lovelace", tst_frm_id=123
@@ -66,7 +68,8 @@ def test_minimal_request_gets_defaults() -> None:
 
 
 def test_every_optional_field_is_read() -> None:
-    request = validate_invitation_request(
+    request = validate(
+        InvitationRequest,
         valid_body(
             gender="female",
             language="en",
@@ -75,7 +78,7 @@ def test_every_optional_field_is_read() -> None:
             sub_com_id="7",
             return_url="https://hr.example.com/done",
             context={"teamtailor": {"id": "abc"}},
-        )
+        ),
     )
 
     assert request.gender is Gender.FEMALE
@@ -98,7 +101,7 @@ def test_every_optional_field_is_read() -> None:
     ],
 )
 def test_language_is_accepted_as_code_name_or_iso_code(value: object, expected: Language) -> None:
-    assert validate_invitation_request(valid_body(language=value)).language is expected
+    assert validate(InvitationRequest, valid_body(language=value)).language is expected
 
 
 @pytest.mark.parametrize(
@@ -112,7 +115,7 @@ def test_language_is_accepted_as_code_name_or_iso_code(value: object, expected: 
     ],
 )
 def test_gender_is_accepted_as_isograd_gen_id_or_name(value: object, expected: Gender) -> None:
-    assert validate_invitation_request(valid_body(gender=value)).gender is expected
+    assert validate(InvitationRequest, valid_body(gender=value)).gender is expected
 
 
 def test_missing_required_fields_are_each_reported() -> None:
@@ -171,8 +174,8 @@ def test_non_object_body_is_refused() -> None:
 
 
 def test_error_message_does_not_contain_the_email() -> None:
-    with pytest.raises(InvalidInvitationError) as caught:
-        validate_invitation_request(valid_body(email="ada@", tst_frm_id=0))
+    with pytest.raises(InvalidRequestError) as caught:
+        validate(InvitationRequest, valid_body(email="ada@", tst_frm_id=0))
 
     assert "ada@" not in str(caught.value)
     assert "ada@" not in repr(caught.value.errors)
@@ -255,8 +258,8 @@ class AttachFailingStore(SqlStore):
 
 
 def request(**overrides: Any) -> InvitationRequest:
-    return validate_invitation_request(
-        valid_body(**{"email": EMAIL, "tst_frm_id": EXCEL, **overrides})
+    return validate(
+        InvitationRequest, valid_body(**{"email": EMAIL, "tst_frm_id": EXCEL, **overrides})
     )
 
 

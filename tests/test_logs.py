@@ -195,3 +195,51 @@ def test_without_secrets_only_emails_are_redacted() -> None:
     redactor = Redactor()
 
     assert redactor.redact(f"to {EMAIL}: ok") == "to [email]: ok"
+
+
+class _RecordingStream(_Stream):
+    """Keeps each write() call apart, to see how lines reach the stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_line_reaches_the_stream_in_one_write(restore_logging: None) -> None:
+    # Two writes per line (text, then newline) let a concurrent writer's line land in between.
+    recording = _RecordingStream()
+    configure_logging(json=True, stream=recording)
+    structlog.get_logger("test").info("from_structlog", n=1)
+    logging.getLogger("test.stdlib").warning("from the standard library")
+
+    assert len(recording.writes) == 2
+    assert all(write.endswith("\n") and write.count("\n") == 1 for write in recording.writes)
+
+
+def test_concurrent_writers_never_interleave_their_lines(restore_logging: None) -> None:
+    import threading
+
+    buffer = _Stream()
+    configure_logging(json=True, stream=buffer)
+    structlog_log = structlog.get_logger("test")
+    stdlib_log = logging.getLogger("test.stdlib")
+
+    def write(index: int) -> None:
+        for n in range(200):
+            if index % 2:
+                structlog_log.info("concurrent", writer=index, n=n, pad="x" * 200)
+            else:
+                stdlib_log.warning("concurrent %s %s %s", index, n, "x" * 200)
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = _lines(buffer)
+    assert len(lines) == 8 * 200

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from tests.fakes import FakeClock, RecordingEnqueuer
 from tests.fixtures.pipeline import EMAIL, EXCEL, Simulated, subscription
-from worker.invitations import InvalidInvitationError
 from worker.isograd.models import NewCandidate
 from worker.jobs.completions import CompletionResult, process_completion
+from worker.requests import InvalidRequestError, WatchRequest, validate
 from worker.scheduler.reconciler import (
     COMPLETED_RECHECK,
     ReconcileReport,
@@ -27,7 +27,7 @@ from worker.scheduler.reconciler import (
 from worker.settings import Settings
 from worker.storage.records import Invitation, InvitationSource, InvitationStatus, NewInvitation
 from worker.storage.store import SqlStore
-from worker.watch import WatchRequest, validate_watch_request, watch_assessment
+from worker.watch import watch_assessment
 
 SCHEDULE = ReconcileSchedule(horizon=timedelta(days=30))
 
@@ -429,7 +429,7 @@ def test_an_invalid_reconcile_rate_is_a_configuration_problem(value: str, tmp_pa
 
 def watch_request(pla_tst_id: int, **changes: object) -> WatchRequest:
     body = {"pla_tst_id": pla_tst_id, "tst_frm_id": EXCEL, "email": EMAIL, **changes}
-    return validate_watch_request(body)
+    return validate(WatchRequest, body)
 
 
 def test_a_watched_test_is_stored_as_a_watched_invitation_due_at_once(
@@ -455,8 +455,8 @@ def test_watching_the_same_test_twice_stores_it_once(store: SqlStore, clock: Fak
 
 
 def test_a_watch_request_lists_every_problem() -> None:
-    with pytest.raises(InvalidInvitationError) as raised:
-        validate_watch_request({"tst_frm_id": 0, "email": "nope", "color": "red"})
+    with pytest.raises(InvalidRequestError) as raised:
+        validate(WatchRequest, {"tst_frm_id": 0, "email": "nope", "color": "red"})
 
     assert set(raised.value.errors) == {"pla_tst_id", "tst_frm_id", "email", "color"}
 

@@ -379,5 +379,10 @@ def test_the_scheduler_runs_reconcile_and_sweep_and_purges_only_with_a_retention
     finally:
         runtime.close()
 
-    assert default == ["reconcile", "sweep"]
-    assert [job.name for job in with_retention] == ["reconcile", "sweep", "purge_pii"]
+    assert default == ["reconcile", "sweep", "purge_rejected_callbacks"]
+    assert [job.name for job in with_retention] == [
+        "reconcile",
+        "sweep",
+        "purge_rejected_callbacks",
+        "purge_pii",
+    ]

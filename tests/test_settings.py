@@ -44,7 +44,7 @@ def test_production_reads_every_variable(no_config: str) -> None:
     environ = PRODUCTION | {
         "ISOGRAD_SUB_COM_ID": "42",
         "PUBLIC_URL": "https://relay.example.com/",
-        "ADMIN_TOKEN": "t" * 16,
+        "ADMIN_TOKEN": "t0k3n-for-tests!",
         "DATABASE_URL": "postgresql+psycopg://relay:pw@db/relay",
         "REDIS_URL": "redis://cache:6379/0",
         "HTTP_TIMEOUT": "2.5",
@@ -64,7 +64,7 @@ def test_production_reads_every_variable(no_config: str) -> None:
     assert settings.isograd_sub_com_id == 42
     assert settings.public_url == "https://relay.example.com"
     assert settings.callback_keys == (CallbackKey("k1", KEY_A.encode()),)
-    assert settings.admin_token == "t" * 16
+    assert settings.admin_token == "t0k3n-for-tests!"
     assert settings.database_url == "postgresql+psycopg://relay:pw@db/relay"
     assert settings.broker_url == "redis://cache:6379/0"
     assert (settings.http_timeout, settings.log_level) == (2.5, "DEBUG")
@@ -186,6 +186,9 @@ def test_an_empty_variable_counts_as_unset(no_config: str) -> None:
         ("PUBLIC_URL", "http://[::1", "PUBLIC_URL: must be an http(s) URL"),
         ("CALLBACK_KEYS", "k1:short", "CALLBACK_KEYS: key 1: the secret must be at least 32"),
         ("ADMIN_TOKEN", "short", "ADMIN_TOKEN: must be at least 16 characters"),
+        ("ADMIN_TOKEN", "a" * 16, "ADMIN_TOKEN: too predictable (repeated characters"),
+        ("ADMIN_TOKEN", "ab" * 12, "ADMIN_TOKEN: too predictable (repeated characters"),
+        ("METRICS_TOKEN", "m" * 32, "METRICS_TOKEN: too predictable (repeated characters"),
         ("DATABASE_URL", "mysql://db/relay", "DATABASE_URL: must be a sqlite:// or postgresql://"),
         ("BROKER_URL", "http://cache", "BROKER_URL: must be a amqp, amqps, redis, rediss, unix"),
         ("REDIS_URL", "cache:6379", "REDIS_URL: must be a amqp, amqps, redis, rediss, unix"),

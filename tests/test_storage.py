@@ -14,8 +14,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, func, inspect, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from worker.errors import PermanentError, RetryableError
 from worker.storage import (
@@ -34,6 +34,7 @@ from worker.storage import (
     migrate,
     new_id,
 )
+from worker.storage.engine import make_engine
 from worker.storage.migrations import alembic_config
 from worker.storage.paging import encode_cursor
 from worker.storage.store import MAX_RESPONSE_BODY_BYTES
@@ -1318,6 +1319,19 @@ def test_reopening_a_completed_invitation_changes_nothing(store: SqlStore) -> No
     assert reopened is False
     assert stored is not None
     assert stored.status is InvitationStatus.COMPLETED
+
+
+def test_database_errors_never_quote_the_statements_parameters(database_url: str) -> None:
+    # Parameters hold candidates' names, emails and contexts; an error line must not carry them.
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(DBAPIError) as caught, engine.connect() as connection:
+            connection.execute(text("INSERT INTO no_such_table VALUES (:v)"), {"v": "Jane-Marker"})
+    finally:
+        engine.dispose()
+
+    assert "Jane-Marker" not in str(caught.value)
+    assert "parameters hidden" in str(caught.value)
 
 
 # -- operator listings: invitations, events, search -----------------------------------------------

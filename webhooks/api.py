@@ -38,21 +38,21 @@ from webhooks.operations import OperatorStore, operator_routes
 from worker.erasure import CandidateAnonymizer
 from worker.invitations import (
     FIRST_CHECK_AFTER,
-    InvalidInvitationError,
     InvitationClient,
     InvitationStore,
     create_invitation,
-    validate_invitation_request,
 )
 from worker.replay import ReplayOutcome, replay_delivery
+from worker.requests import InvalidRequestError, InvitationRequest, WatchRequest, validate
 from worker.storage.records import Attempt, Delivery, DeliveryStatus, Event, Invitation
 from worker.subscriptions import Subscription
 from worker.tokens import CallbackKey
-from worker.watch import validate_watch_request, watch_assessment
+from worker.watch import watch_assessment
 
 log = structlog.get_logger(__name__)
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_ID_LENGTH = 64  # the id columns' length (worker/storage/tables.py)
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -88,12 +88,29 @@ def _not_found(what: str) -> HTTPException:
     return HTTPException(404, f"{what} not found")
 
 
+def _path_id(request: Request, name: str, what: str) -> str:
+    """A record id from the path, or 404 when no record can have it (our ids are short printable
+    ASCII; PostgreSQL would refuse a NUL in the query with an error instead of no row)."""
+    value: str = request.path_params[name]
+    if not (0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable()):
+        raise _not_found(what)
+    return value
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
 async def _json_body(request: Request) -> object:
     body = await request.body()
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidInvitationError({"body": "must be valid JSON"}) from None
+        # NaN and Infinity are Python's extension, not JSON (RFC 8259 §6): refused at the door,
+        # or a stored context would fail every delivery later.
+        return json.loads(body, parse_constant=_not_json)
+    except RecursionError:
+        raise InvalidRequestError({"body": "must be JSON nested less deeply"}) from None
+    except ValueError:  # JSONDecodeError, bad UTF-8, NaN, integers past 4,300 digits
+        raise InvalidRequestError({"body": "must be valid JSON"}) from None
 
 
 _DELIVERY_ID = path_parameter("delivery_id", "A delivery id (dlv_…).")
@@ -153,7 +170,7 @@ def api_routes(
             raise InvalidParameterError(
                 {"Idempotency-Key": f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters"}
             )
-        invitation_request = validate_invitation_request(await _json_body(request))
+        invitation_request = validate(InvitationRequest, await _json_body(request))
         invitation = await run_in_threadpool(
             create_invitation,
             invitation_request,
@@ -184,7 +201,7 @@ def api_routes(
         },
     )
     async def post_watch(request: Request) -> JSONResponse:
-        watch_request = validate_watch_request(await _json_body(request))
+        watch_request = validate(WatchRequest, await _json_body(request))
         invitation, created = await run_in_threadpool(
             watch_assessment, watch_request, store=store, now=clock()
         )
@@ -199,7 +216,7 @@ def api_routes(
     )
     async def get_invitation(request: Request) -> JSONResponse:
         invitation: Invitation | None = await run_in_threadpool(
-            store.get_invitation, request.path_params["invitation_id"]
+            store.get_invitation, _path_id(request, "invitation_id", "invitation")
         )
         if invitation is None:
             raise _not_found("invitation")
@@ -212,7 +229,8 @@ def api_routes(
         answers={200: Answer("The event.", Event), 404: not_found("event")},
     )
     async def get_event(request: Request) -> JSONResponse:
-        event = await run_in_threadpool(store.get_event, request.path_params["event_id"])
+        event_id = _path_id(request, "event_id", "event")
+        event = await run_in_threadpool(store.get_event, event_id)
         if event is None:
             raise _not_found("event")
         return JSONResponse(jsonable(event))
@@ -254,7 +272,8 @@ def api_routes(
         },
     )
     async def get_delivery(request: Request) -> JSONResponse:
-        found = await run_in_threadpool(_delivery_with_attempts, request.path_params["delivery_id"])
+        delivery_id = _path_id(request, "delivery_id", "delivery")
+        found = await run_in_threadpool(_delivery_with_attempts, delivery_id)
         if found is None:
             raise _not_found("delivery")
         return JSONResponse(jsonable(found))
@@ -295,7 +314,8 @@ def api_routes(
     )
     async def replay(request: Request) -> JSONResponse:
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
-        delivery = await run_in_threadpool(_replay, request.path_params["delivery_id"], force)
+        delivery_id = _path_id(request, "delivery_id", "delivery")
+        delivery = await run_in_threadpool(_replay, delivery_id, force)
         return JSONResponse(jsonable(delivery), 202)
 
     routes = [

@@ -30,11 +30,11 @@ from worker.errors import (
     IsogradProtocolError,
     RetryableError,
 )
-from worker.invitations import InvalidInvitationError
 from worker.isograd.errors import IsogradAuthError
 from worker.jobs.actors import DramatiqEnqueuer, declare_actors
 from worker.metrics import RelayMetrics
 from worker.queries import InvalidQueryError
+from worker.requests import InvalidRequestError
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -64,9 +64,13 @@ def _error(request: Request, status: int, error: str, message: str, **extra: Any
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    error = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}.get(
-        exc.status_code, "content_too_large" if exc.status_code == 413 else "http_error"
-    )
+    error = {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        429: "too_many_requests",
+    }.get(exc.status_code, "content_too_large" if exc.status_code == 413 else "http_error")
     return _error(request, exc.status_code, error, exc.detail, headers=exc.headers)
 
 
@@ -76,7 +80,7 @@ async def _callback_rejected(request: Request, exc: Exception) -> Response:
 
 
 async def _invalid_request(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InvalidInvitationError | InvalidParameterError | InvalidQueryError)
+    assert isinstance(exc, InvalidRequestError | InvalidParameterError | InvalidQueryError)
     return JSONResponse({"error": "invalid_request", "errors": exc.errors}, 422)
 
 
@@ -125,7 +129,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: _http_error,
     CallbackRejectedError: _callback_rejected,
-    InvalidInvitationError: _invalid_request,
+    InvalidRequestError: _invalid_request,
     InvalidParameterError: _invalid_request,
     InvalidQueryError: _invalid_request,
     IsogradApiError: _isograd_api_error,

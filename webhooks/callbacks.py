@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from webhooks.throttle import FailureThrottle
 from worker.errors import CallbackRejectedError
 from worker.metrics import RelayMetrics
 from worker.storage.records import Invitation, InvitationStatus
@@ -23,6 +24,21 @@ from worker.tokens import CallbackKey, verify_callback_token
 log = structlog.get_logger(__name__)
 
 DUPLICATE_WINDOW = timedelta(seconds=60)
+
+# What a receipt keeps of the query string: every name (cut to MAX_QUERY_NAME_CHARS, at most
+# MAX_QUERY_NAMES of them) and values within one small budget. Isograd's own parameters are a few
+# short numbers; a forged request could otherwise store ~93 KB per row.
+MAX_STORED_QUERY_BYTES = 512
+MAX_QUERY_NAME_CHARS = 64
+MAX_QUERY_NAMES = 32
+TRUNCATED = "…"
+
+# Rejected callbacks (a token whose MAC does not verify) per client address and minute before
+# that address is answered 429 and its further rejections are no longer stored. Only tokens we
+# did not sign count, so a real Isograd callback is never refused, whatever its address.
+REJECTED_CALLBACKS_PER_ADDRESS = 30
+REJECTED_CALLBACKS_WINDOW_SECONDS = 60.0
+THROTTLED = "throttled"
 
 
 class CallbackStore(Protocol):
@@ -52,6 +68,7 @@ class CallbackOutcome:
     accepted: bool
     enqueued: bool
     reason: str | None
+    retry_after: int | None = None  # seconds, when the reason is "throttled"
 
 
 class RecentCompletions:
@@ -100,6 +117,7 @@ def receive_callback(
     enqueuer: CompletionEnqueuer,
     recent: RecentCompletions,
     now: datetime,
+    throttle: FailureThrottle | None = None,
 ) -> CallbackOutcome:
     """Verify `token`, record the receipt and enqueue process_completion; blocking (SQL, broker).
 
@@ -107,11 +125,20 @@ def receive_callback(
     within `recent.window` is recorded as accepted with reason "duplicate" and enqueues nothing.
     The window is per process (several web processes may each enqueue once), which is harmless
     because process_completion is idempotent per invitation; the window only spares the queue.
+
+    `throttle` counts rejected tokens per `remote_addr`: past its limit they are neither stored
+    nor verified further (reason "throttled"). A token that verifies is never throttled.
     """
     try:
         invitation_id = verify_callback_token(keys, token)
     except CallbackRejectedError as exc:
         claimed = _claimed_invitation_id(token)
+        if throttle is not None:
+            address = remote_addr or "unknown"
+            wait = throttle.retry_after(address)
+            if wait is not None:
+                return CallbackOutcome(claimed, False, False, THROTTLED, retry_after=wait)
+            throttle.record_failure(address)
         if claimed is not None:
             store.record_callback(claimed, method, query, remote_addr, False, exc.reason, now)
         return CallbackOutcome(claimed, accepted=False, enqueued=False, reason=exc.reason)
@@ -150,6 +177,29 @@ def _claimed_invitation_id(token: str) -> str | None:
     return None
 
 
+def stored_query(params: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """What a receipt keeps of a query string: names, and values within MAX_STORED_QUERY_BYTES.
+
+    NUL is dropped (PostgreSQL's JSONB cannot store it). A cut value ends with TRUNCATED; past
+    MAX_QUERY_NAMES names the rest are dropped.
+    """
+    kept: dict[str, str] = {}
+    budget = MAX_STORED_QUERY_BYTES
+    for raw_name, raw_value in params:
+        if len(kept) >= MAX_QUERY_NAMES:
+            break
+        name = raw_name.replace("\x00", "")[:MAX_QUERY_NAME_CHARS]
+        value = raw_value.replace("\x00", "")
+        size = len(value.encode())
+        if size > budget:
+            # Cut by bytes, dropping any character split at the boundary.
+            value = value.encode()[:budget].decode(errors="ignore") + TRUNCATED if budget else ""
+            size = budget
+        kept[name] = value
+        budget -= size
+    return kept
+
+
 def callback_routes(
     *,
     keys: Sequence[CallbackKey],
@@ -158,23 +208,26 @@ def callback_routes(
     clock: Callable[[], datetime],
     recent: RecentCompletions | None = None,
     metrics: RelayMetrics | None = None,
+    throttle: FailureThrottle | None = None,
 ) -> list[BaseRoute]:
-    """`GET`/`HEAD /callbacks/isograd/{token}`: 200 when accepted, else 404.
+    """`GET`/`HEAD /callbacks/isograd/{token}`: 200 when accepted, 429 when the client address
+    sent too many rejected tokens lately, else 404.
 
     `metrics` counts callbacks by result and reason and times them (no invitation id label).
+    `throttle` limits rejected callbacks per client address (REJECTED_CALLBACKS_PER_ADDRESS a
+    minute unless given).
     """
     recent_completions = recent if recent is not None else RecentCompletions()
+    rejected = throttle or FailureThrottle(
+        limit=REJECTED_CALLBACKS_PER_ADDRESS, window_seconds=REJECTED_CALLBACKS_WINDOW_SECONDS
+    )
 
     async def isograd_callback(request: Request) -> Response:
         started = time.perf_counter()
         token: str = request.path_params["token"]
         # Isograd may append parameters of its own: ignored, but their names are logged so a
         # change on their side is noticed. Values may carry personal data, so they stay out.
-        # NUL dropped: PostgreSQL's JSONB cannot store it (a 500 instead of an answer).
-        query = {
-            key.replace("\x00", ""): value.replace("\x00", "")
-            for key, value in request.query_params.items()
-        }
+        query = stored_query(request.query_params.multi_items())
         if query:
             log.info("callback_query_ignored", names=sorted(query))
         outcome = await run_in_threadpool(
@@ -188,23 +241,31 @@ def callback_routes(
             enqueuer=enqueuer,
             recent=recent_completions,
             now=clock(),
+            throttle=rejected,
         )
         duration = time.perf_counter() - started
-        log.info(
-            "callback_received",
-            invitation_id=outcome.invitation_id,
-            method=request.method,
-            accepted=outcome.accepted,
-            enqueued=outcome.enqueued,
-            reason=outcome.reason,
-            duration_ms=round(duration * 1000, 2),
-        )
+        if outcome.reason != THROTTLED:
+            # Throttled ones are not logged one by one (a flood would flood the logs too);
+            # the metric counts them.
+            log.info(
+                "callback_received",
+                invitation_id=outcome.invitation_id,
+                method=request.method,
+                accepted=outcome.accepted,
+                enqueued=outcome.enqueued,
+                reason=outcome.reason,
+                duration_ms=round(duration * 1000, 2),
+            )
         if metrics is not None:
             metrics.record_callback(
                 accepted=outcome.accepted,
                 enqueued=outcome.enqueued,
                 reason=outcome.reason,
                 seconds=duration,
+            )
+        if outcome.reason == THROTTLED:
+            return PlainTextResponse(
+                "Too Many Requests", 429, headers={"Retry-After": str(outcome.retry_after)}
             )
         if not outcome.accepted:
             log.warning(

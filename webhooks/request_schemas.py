@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.fields import MAX_CONTEXT_BYTES, MAX_TEXT_LENGTH, MAX_URL_LENGTH
 from worker.queries import REPLAYABLE_STATUSES
+from worker.requests import MAX_CONTEXT_BYTES, MAX_TEXT_LENGTH, MAX_URL_LENGTH
 
 Schema = dict[str, Any]
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -35,30 +36,25 @@ import structlog
 
 from worker.cli.progress import Progress
 from worker.errors import IsogradApiError, PermanentError, RelayError
-from worker.invitations import (
-    FIRST_CHECK_AFTER,
-    InvalidInvitationError,
-    InvitationRequest,
-    Invited,
-    invite,
-    validate_invitation_request,
-)
+from worker.invitations import FIRST_CHECK_AFTER, Invited, invite
 from worker.isograd.client import IsogradClient
+from worker.requests import (
+    InvalidRequestError,
+    InvitationRequest,
+    field_names,
+    required_field_names,
+    validate,
+)
 from worker.settings import Settings
 from worker.storage.store import SqlStore
 from worker.tokens import CallbackKey
 
 log = structlog.get_logger(__name__)
 
-REQUIRED_COLUMNS = ("email", "first_name", "last_name", "tst_frm_id")
+# The columns are the invitation request's fields (worker.requests), plus the row's own key.
+REQUIRED_COLUMNS = required_field_names(InvitationRequest)
 OPTIONAL_COLUMNS = (
-    "gender",
-    "language",
-    "ext_id",
-    "group",
-    "sub_com_id",
-    "return_url",
-    "context",
+    *(name for name in field_names(InvitationRequest) if name not in REQUIRED_COLUMNS),
     "idempotency_key",
 )
 RESULT_COLUMNS = (
@@ -74,6 +70,14 @@ RESULT_COLUMNS = (
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 DEFAULT_CONCURRENCY = 4
 USAGE_ERROR_EXIT = 2
+# Failures listed in the command's summary; the result file has every row.
+MAX_LISTED_FAILURES = 50
+# Rows read ahead of the oldest unfinished one, per concurrent invitation: memory stays bounded
+# whatever the file's size, and a slow row does not idle the other workers.
+READ_AHEAD_PER_WORKER = 4
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets; the
+# result file quotes such cells with a leading ' (https://owasp.org/www-community/attacks/CSV_Injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 InviteFunction = Callable[[InvitationRequest, str | None], Invited]
 
@@ -112,34 +116,52 @@ class RowResult:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BulkSummary:
+    """Counts by status and the failed rows (the first MAX_LISTED_FAILURES unless every result
+    is kept); `results` holds every row only when kept."""
+
     results: list[RowResult] = field(default_factory=list)
+    counts: dict[RowStatus, int] = field(default_factory=dict)
+    failures: list[RowResult] = field(default_factory=list)
+    keep_results: bool = True
+
+    def add(self, result: RowResult) -> None:
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        listed = self.keep_results or len(self.failures) < MAX_LISTED_FAILURES
+        if result.status is RowStatus.FAILED and listed:
+            self.failures.append(result)
+        if self.keep_results:
+            self.results.append(result)
 
     def count(self, status: RowStatus) -> int:
-        return sum(1 for result in self.results if result.status is status)
+        return self.counts.get(status, 0)
 
     @property
-    def failures(self) -> list[RowResult]:
-        return [result for result in self.results if result.status is RowStatus.FAILED]
+    def rows(self) -> int:
+        return sum(self.counts.values())
 
 
 def read_rows(stream: TextIO) -> list[InvitationRow]:
-    """The data rows of an invitation CSV; raise InvalidCsvError if its header is wrong.
+    """Every data row of an invitation CSV (see iter_rows), in a list."""
+    return list(iter_rows(stream))
+
+
+def iter_rows(stream: TextIO) -> Iterator[InvitationRow]:
+    """The data rows of an invitation CSV as they are read; InvalidCsvError (raised by the first
+    `next`) if its header is wrong, or later at the first line that is not CSV.
 
     The delimiter is `,`, or `;` or a tab when the header uses one (spreadsheets in French
     locales save with `;`). Blank lines are skipped; cells are stripped; empty cells left out.
     """
-    text = stream.read()
-    first_line = text.split("\n", 1)[0]
+    first_line = stream.readline()
     delimiter = max((",", ";", "\t"), key=first_line.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.reader(itertools.chain([first_line], stream), delimiter=delimiter)
     try:
         header = [name.strip() for name in next(reader, [])]
         problems = _header_problems(header)
         if problems:
             raise InvalidCsvError(problems)
-        rows: list[InvitationRow] = []
         start = reader.line_num + 1
         for record in reader:
             line, start = start, reader.line_num + 1
@@ -149,10 +171,9 @@ def read_rows(stream: TextIO) -> list[InvitationRow]:
                 if value.strip()
             }
             if cells or len(record) > len(header):
-                rows.append(InvitationRow(line, cells, extra_cells=len(record) > len(header)))
+                yield InvitationRow(line, cells, extra_cells=len(record) > len(header))
     except csv.Error as exc:
         raise InvalidCsvError([f"line {reader.line_num}: {exc}"]) from exc
-    return rows
 
 
 def _header_problems(header: Sequence[str]) -> list[str]:
@@ -167,7 +188,7 @@ def _header_problems(header: Sequence[str]) -> list[str]:
 
 
 def row_request(row: InvitationRow) -> tuple[InvitationRequest, str]:
-    """The validated request and idempotency key of a row; raise InvalidInvitationError."""
+    """The validated request and idempotency key of a row; raise InvalidRequestError."""
     errors: dict[str, str] = {}
     if row.extra_cells:
         errors["row"] = "has more cells than the header has columns"
@@ -179,17 +200,17 @@ def row_request(row: InvitationRow) -> tuple[InvitationRequest, str]:
     if "context" in row.cells:
         try:
             data["context"] = json.loads(row.cells["context"])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, too deep, or a 4,300+ digit number
             errors["context"] = "must be a JSON object"
     key = row.cells.get("idempotency_key")
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         errors["idempotency_key"] = f"must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
     try:
-        request = validate_invitation_request(data)
-    except InvalidInvitationError as exc:
-        raise InvalidInvitationError({**exc.errors, **errors}) from None
+        request = validate(InvitationRequest, data)
+    except InvalidRequestError as exc:
+        raise InvalidRequestError({**exc.errors, **errors}) from None
     if errors:
-        raise InvalidInvitationError(errors)
+        raise InvalidRequestError(errors)
     return request, key if key is not None else row_idempotency_key(request)
 
 
@@ -201,11 +222,24 @@ def row_idempotency_key(request: InvitationRequest) -> str:
 
 
 def invite_row(row: InvitationRow, invite_one: InviteFunction) -> RowResult:
-    """Invite one row; every expected failure becomes a failed RowResult, never an exception."""
+    """Invite one row; every failure becomes a failed RowResult, never an exception.
+
+    An unexpected error (a bug, a database refusing a value) fails this row only, logged with
+    its traceback: the other rows go on and every row's outcome is written.
+    """
     email = row.cells.get("email", "")
     try:
+        return _invite_row(row, email, invite_one)
+    except Exception as exc:
+        log.exception("bulk_row_failed_unexpectedly", line=row.line)
+        error = f"unexpected error ({type(exc).__name__}); see the logs"
+        return RowResult(row.line, email, RowStatus.FAILED, error=error)
+
+
+def _invite_row(row: InvitationRow, email: str, invite_one: InviteFunction) -> RowResult:
+    try:
         request, key = row_request(row)
-    except InvalidInvitationError as exc:
+    except InvalidRequestError as exc:
         reasons = "; ".join(f"{name}: {message}" for name, message in sorted(exc.errors.items()))
         return RowResult(row.line, email, RowStatus.FAILED, error=f"invalid row: {reasons}")
     try:
@@ -228,29 +262,42 @@ def invite_row(row: InvitationRow, invite_one: InviteFunction) -> RowResult:
 
 
 def invite_rows(
-    rows: Sequence[InvitationRow],
+    rows: Iterable[InvitationRow],
     invite_one: InviteFunction,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
+    on_result: Callable[[RowResult], None] | None = None,
+    keep_results: bool = True,
 ) -> BulkSummary:
     """Invite every row with at most `concurrency` at once; results in file order.
 
-    One row's failure never stops the others. Safe to run twice: see the module docstring.
+    `rows` is consumed as it goes, at most READ_AHEAD_PER_WORKER * concurrency rows ahead of
+    the oldest unfinished one; `on_result` gets each result in file order as soon as it and
+    those before it are done. One row's failure never stops the others. Safe to run twice: see
+    the module docstring.
     """
-    results: list[RowResult] = []
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="invite") as pool:
-        futures = [pool.submit(invite_row, row, invite_one) for row in rows]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            if progress is not None:
-                progress.advance(result.status.value)
-    results.sort(key=lambda result: result.line)
-    summary = BulkSummary(results)
+    workers = max(1, concurrency)
+    summary = BulkSummary(keep_results=keep_results)
+
+    def finish(result: RowResult) -> None:
+        summary.add(result)
+        if on_result is not None:
+            on_result(result)
+        if progress is not None:
+            progress.advance(result.status.value)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invite") as pool:
+        in_flight: deque[Future[RowResult]] = deque()
+        for row in rows:
+            in_flight.append(pool.submit(invite_row, row, invite_one))
+            if len(in_flight) >= workers * READ_AHEAD_PER_WORKER:
+                finish(in_flight.popleft().result())
+        while in_flight:
+            finish(in_flight.popleft().result())
     log.info(
         "bulk_invitations_done",
-        rows=len(results),
+        rows=summary.rows,
         created=summary.count(RowStatus.CREATED),
         existing=summary.count(RowStatus.EXISTING),
         failed=summary.count(RowStatus.FAILED),
@@ -258,21 +305,37 @@ def invite_rows(
     return summary
 
 
+def neutralise_formula(cell: str) -> str:
+    """`cell` as text a spreadsheet will not evaluate: a leading ' before a formula start."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+class ResultWriter:
+    """Writes the result CSV one row at a time, flushed, so a run cut short keeps its rows."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._writer = csv.writer(stream)
+        self._writer.writerow(RESULT_COLUMNS)
+        stream.flush()
+
+    def write(self, result: RowResult) -> None:
+        cells = [
+            result.email,
+            result.status.value,
+            result.invitation_id or "",
+            "" if result.pla_tst_id is None else str(result.pla_tst_id),
+            result.test_url or "",
+            result.error or "",
+        ]
+        self._writer.writerow([result.line, *(neutralise_formula(cell) for cell in cells)])
+        self._stream.flush()
+
+
 def write_results(stream: TextIO, results: Iterable[RowResult]) -> None:
-    writer = csv.writer(stream)
-    writer.writerow(RESULT_COLUMNS)
+    writer = ResultWriter(stream)
     for result in results:
-        writer.writerow(
-            [
-                result.line,
-                result.email,
-                result.status.value,
-                result.invitation_id or "",
-                "" if result.pla_tst_id is None else result.pla_tst_id,
-                result.test_url or "",
-                result.error or "",
-            ]
-        )
+        writer.write(result)
 
 
 def default_result_path(csv_path: Path) -> Path:
@@ -345,23 +408,36 @@ def invite_file(
     concurrency: int = DEFAULT_CONCURRENCY,
     out: TextIO,
     err: TextIO,
+    keep_results: bool = False,
 ) -> BulkSummary:
     """Invite every row of `csv_path`: progress on `err`, the summary on `out`, one result row
-    per input row in `result_path` (default: `default_result_path`).
+    per input row in `result_path` (default: `default_result_path`), written as each is done.
 
-    Raises InvalidCsvError if the file cannot be read as invitations (nothing is invited then).
+    The file is streamed, twice: a first pass checks it all (header, CSV syntax, UTF-8) and
+    counts its rows, so a file that cannot be read invites nobody (InvalidCsvError); the second
+    invites. Memory stays bounded whatever its size (`keep_results` keeps every row's result
+    in the summary too).
     """
     try:
         with csv_path.open(encoding="utf-8-sig", newline="") as stream:
-            rows = read_rows(stream)
+            total = sum(1 for _ in iter_rows(stream))
     except UnicodeDecodeError as exc:
         raise InvalidCsvError(["the file is not UTF-8 text"]) from exc
-    progress = Progress(len(rows), stream=err, label="rows")
-    summary = invite_rows(rows, invite_one, concurrency=concurrency, progress=progress)
-    progress.finish()
+    progress = Progress(total, stream=err, label="rows")
     result_path = result_path or default_result_path(csv_path)
-    with result_path.open("w", encoding="utf-8", newline="") as stream:
-        write_results(stream, summary.results)
+    with (
+        csv_path.open(encoding="utf-8-sig", newline="") as rows,
+        result_path.open("w", encoding="utf-8", newline="") as results,
+    ):
+        summary = invite_rows(
+            iter_rows(rows),
+            invite_one,
+            concurrency=concurrency,
+            progress=progress,
+            on_result=ResultWriter(results).write,
+            keep_results=keep_results,
+        )
+    progress.finish()
     print_summary(summary, result_path, out)
     return summary
 
@@ -369,13 +445,16 @@ def invite_file(
 def print_summary(summary: BulkSummary, result_path: Path, out: TextIO) -> None:
     # Line numbers, not emails: terminals and CI logs are not the place for candidate PII.
     print(
-        f"{len(summary.results)} rows: {summary.count(RowStatus.CREATED)} created, "
+        f"{summary.rows} rows: {summary.count(RowStatus.CREATED)} created, "
         f"{summary.count(RowStatus.EXISTING)} already existing, "
         f"{summary.count(RowStatus.FAILED)} failed",
         file=out,
     )
     for failure in summary.failures:
         print(f"  line {failure.line}: {failure.error}", file=out)
+    unlisted = summary.count(RowStatus.FAILED) - len(summary.failures)
+    if unlisted > 0:
+        print(f"  … and {unlisted} more failed rows (see the results file)", file=out)
     print(f"results: {result_path}", file=out)
 
 
@@ -409,7 +488,7 @@ def run_invite_command(
             except (InvalidCsvError, OSError) as exc:
                 print(f"isograd-relay invite: {csv_path}: {exc}", file=err)
                 return USAGE_ERROR_EXIT
-            return 1 if summary.failures else 0
+            return 1 if summary.count(RowStatus.FAILED) else 0
         return _invite_one(inviter, fields or {}, idempotency_key, out=out, err=err)
     finally:
         inviter.close()
@@ -424,8 +503,8 @@ def _invite_one(
     err: TextIO,
 ) -> int:
     try:
-        request = validate_invitation_request(fields)
-    except InvalidInvitationError as exc:
+        request = validate(InvitationRequest, fields)
+    except InvalidRequestError as exc:
         for name, message in sorted(exc.errors.items()):
             print(f"isograd-relay invite: {name}: {message}", file=err)
         return USAGE_ERROR_EXIT

@@ -17,8 +17,8 @@ from typing import Protocol
 import structlog
 
 from worker.errors import RelayError
-from worker.fields import parse_email
 from worker.isograd.errors import CandidateNotFoundError
+from worker.requests import parse_email
 from worker.storage.records import ErasureRecord, Invitation, InvitationFilter, Page, new_id
 
 log = structlog.get_logger(__name__)

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from worker.errors import PermanentError, RetryableError
-from worker.fields import (
-    FieldReader,
-    parse_context,
-    parse_email,
-    parse_gender,
-    parse_identifier,
-    parse_language,
-    parse_positive_int,
-    parse_text,
-    parse_url,
-)
 from worker.isograd.errors import CandidateExistsError
 from worker.isograd.models import (
     AssessmentCreated,
     AssessmentOptions,
-    Gender,
-    Language,
     NewCandidate,
 )
+from worker.requests import InvitationRequest
 from worker.storage.records import Invitation, InvitationStatus, NewInvitation
 from worker.tokens import CallbackKey, callback_url
 
@@ -36,88 +24,6 @@ log = structlog.get_logger(__name__)
 
 # When the reconciler first asks Isograd about an invitation whose callback has not come.
 FIRST_CHECK_AFTER = timedelta(hours=1)
-
-INVITATION_FIELDS = frozenset(
-    {
-        "email",
-        "first_name",
-        "last_name",
-        "tst_frm_id",
-        "gender",
-        "language",
-        "ext_id",
-        "group",
-        "sub_com_id",
-        "return_url",
-        "context",
-    }
-)
-
-
-class InvalidInvitationError(PermanentError):
-    """The invitation request is invalid; `errors` maps each bad field to a message."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__(f"invalid invitation: {', '.join(sorted(self.errors))}")
-
-
-@dataclass(frozen=True, slots=True)
-class InvitationRequest:
-    """A validated request to invite one candidate to one test.
-
-    `group` becomes Isograd's `ext_dep_id`, `return_url` its `rtn_pag`; `context` is a JSON
-    object passed through to the delivered event.
-    """
-
-    email: str
-    first_name: str
-    last_name: str
-    tst_frm_id: int
-    gender: Gender = Gender.NOT_PROVIDED
-    language: Language | None = None
-    ext_id: str | None = None
-    group: str | None = None
-    sub_com_id: int | None = None
-    return_url: str | None = None
-    context: Mapping[str, Any] = field(default_factory=dict)
-
-
-def validate_invitation_request(data: object) -> InvitationRequest:
-    """Build an InvitationRequest from decoded JSON; raise InvalidInvitationError listing every
-    problem at once."""
-    fields = FieldReader(data, INVITATION_FIELDS)
-    email = fields.take("email", parse_email, required=True)
-    first_name = fields.take("first_name", parse_text, required=True)
-    last_name = fields.take("last_name", parse_text, required=True)
-    tst_frm_id = fields.take("tst_frm_id", parse_positive_int, required=True)
-    gender = fields.take("gender", parse_gender)
-    language = fields.take("language", parse_language)
-    ext_id = fields.take("ext_id", parse_identifier)
-    group = fields.take("group", parse_identifier)
-    sub_com_id = fields.take("sub_com_id", parse_positive_int)
-    return_url = fields.take("return_url", parse_url)
-    context = fields.take("context", parse_context)
-    if fields.errors:
-        raise InvalidInvitationError(fields.errors)
-    # No problem noted means every required field was present.
-    assert email is not None
-    assert first_name is not None
-    assert last_name is not None
-    assert tst_frm_id is not None
-    return InvitationRequest(
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        tst_frm_id=tst_frm_id,
-        gender=gender or Gender.NOT_PROVIDED,
-        language=language,
-        ext_id=ext_id,
-        group=group,
-        sub_com_id=sub_com_id,
-        return_url=return_url,
-        context=context or {},
-    )
 
 
 class InvitationClient(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
@@ -64,6 +65,54 @@ class Redactor:
         return self._email.sub(EMAIL_REDACTED, text)
 
 
+class LineWriter:
+    """Writes whole lines to one stream: one write() per line, under one lock for all writers.
+
+    structlog's PrintLogger prints the text and the newline separately, under a lock of its own
+    that the standard library's handler does not share, so a concurrent writer's line could
+    land between them and make two lines unparseable. Every line of ours goes through here.
+    One write() per line also keeps lines whole across processes sharing a pipe (POSIX makes a
+    write of at most PIPE_BUF bytes to a pipe atomic).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def write_line(self, text: str) -> None:
+        line = text + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
+
+
+class LineLogger:
+    """structlog's final logger: each rendered event becomes one line of a LineWriter."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.write_line(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class LineHandler(logging.Handler):
+    """A logging handler writing each formatted record as one line of a LineWriter."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.write_line(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 _QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore")
 _HANDLER_NAME = "isograd-relay"
 # Loggers that uvicorn's default configuration gives handlers of their own (not propagating):
@@ -96,6 +145,7 @@ def configure_logging(
     if numeric_level is None:
         raise ValueError(f"unknown log level {level!r}")
     redactor = Redactor(secrets)
+    writer = LineWriter(output)
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if json
@@ -116,12 +166,12 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, *finish],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=output),
+        logger_factory=lambda *args: LineLogger(writer),
         # Not cached, so structlog.testing.capture_logs keeps working on module-level loggers.
         cache_logger_on_first_use=False,
     )
 
-    handler = logging.StreamHandler(output)
+    handler = LineHandler(writer)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -18,14 +18,12 @@ import structlog
 from worker.errors import PermanentError, RetryableError
 from worker.invitations import (
     FIRST_CHECK_AFTER,
-    InvalidInvitationError,
     InvitationClient,
-    InvitationRequest,
     InvitationStore,
     Invited,
     invite,
-    validate_invitation_request,
 )
+from worker.requests import InvalidRequestError, InvitationRequest, validate
 from worker.tokens import CallbackKey
 
 if TYPE_CHECKING:
@@ -71,16 +69,17 @@ def kombo_order(order: Mapping[str, Any], target: KomboTarget, subscription: str
     email = candidate.get("email")
     local_part = email.split("@", 1)[0] if isinstance(email, str) else None
     try:
-        request = validate_invitation_request(
+        request = validate(
+            InvitationRequest,
             {
                 "email": email,
                 "first_name": candidate.get("first_name") or local_part,
                 "last_name": candidate.get("last_name") or "-",
                 "tst_frm_id": package.tst_frm_id,
                 "context": {"kombo": {"order_id": order_id, "subscription": subscription}},
-            }
+            },
         )
-    except InvalidInvitationError as exc:
+    except InvalidRequestError as exc:
         problems = ", ".join(f"candidate {name} {message}" for name, message in exc.errors.items())
         raise OrderRejectedError(problems) from None
     return Order("kombo", subscription, order_id, request)

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from worker.fields import FieldReader, parse_positive_int, parse_text
+from worker.requests import parse_positive_int, parse_text
 from worker.storage.records import (
     DeliveryFilter,
     DeliveryStatus,
@@ -24,6 +24,38 @@ MAX_LIMIT = 200
 MAX_ID = 2**63 - 1
 
 E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
+
+
+class FieldReader:
+    """Reads the fields of `data`, collecting every problem in `errors` (field → message).
+
+    A `data` that is not an object gives the single problem "body"; unknown fields are problems
+    too (a typo must not be silently ignored).
+    """
+
+    def __init__(self, data: object, known: frozenset[str]) -> None:
+        self.errors: dict[str, str] = {}
+        self._data: Mapping[Any, Any] = data if isinstance(data, Mapping) else {}
+        if not isinstance(data, Mapping):
+            self.errors["body"] = "must be a JSON object"
+            return
+        for name in sorted(set(data) - known, key=str):
+            self.errors[str(name)] = "is not a known field"
+
+    def take(self, name: str, parse: Callable[[object], T], *, required: bool = False) -> T | None:
+        """The parsed value of `name`, or None when absent or invalid (the problem is noted)."""
+        value = self._data.get(name)
+        if value is None:
+            if required and "body" not in self.errors:
+                self.errors[name] = "is required"
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            self.errors[name] = str(exc)
+            return None
+
 
 _COMMON: frozenset[str] = frozenset(
     {"email", "pla_tst_id", "tst_frm_id", "created_from", "created_until", "limit", "cursor"}

@@ -17,6 +17,7 @@ from worker.metrics import RelayMetrics
 from worker.retries import RetrySchedule
 from worker.settings import Settings
 from worker.sinks.base import Sink
+from worker.sinks.deadline import DeadlineTransport
 from worker.sinks.registry import make_sink
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
@@ -87,7 +88,11 @@ class Runtime:
             transport=isograd_transport,
             timeout=settings.http_timeout,
         )
-        http = httpx2.Client(transport=sink_transport, limits=SINK_LIMITS, follow_redirects=False)
+        # The deadline transport makes a subscription's timeout_seconds bound a whole attempt.
+        http = httpx2.Client(
+            transport=sink_transport or DeadlineTransport(limits=SINK_LIMITS),
+            follow_redirects=False,
+        )
         return cls(
             store=store,
             client=client,

@@ -65,6 +65,7 @@ from worker.subscriptions import (
     is_http_url,
     parse_subscriptions,
 )
+from worker.token_strength import MIN_TOKEN_LENGTH, token_problem
 from worker.tokens import CallbackKey, parse_callback_keys
 
 SIMULATOR_CLIENT_ID = "simulator-client"
@@ -72,7 +73,7 @@ SIMULATOR_CLIENT_SECRET = "simulator-secret"  # noqa: S105 - the simulator's pub
 DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8100"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 DEFAULT_CONFIG_PATH = "relay.toml"
-MIN_ADMIN_TOKEN_LENGTH = 16
+MIN_ADMIN_TOKEN_LENGTH = MIN_TOKEN_LENGTH
 DEFAULT_METRICS_HOST = "127.0.0.1"
 # Shorter strings are not redacted from logs: they would blank out ordinary words.
 MIN_REDACTED_LENGTH = 6
@@ -181,12 +182,11 @@ class Settings:
             problems.append(f"CALLBACK_KEYS: is required when ISOGRAD_ENV={isograd_env}")
 
         admin_token = env.text("ADMIN_TOKEN")
-        if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
-            problems.append(f"ADMIN_TOKEN: must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
-
         metrics_token = env.text("METRICS_TOKEN")
-        if metrics_token is not None and len(metrics_token) < MIN_ADMIN_TOKEN_LENGTH:
-            problems.append(f"METRICS_TOKEN: must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+        for name, token in (("ADMIN_TOKEN", admin_token), ("METRICS_TOKEN", metrics_token)):
+            problem = None if token is None else token_problem(name, token)
+            if problem is not None:
+                problems.append(problem)
         metrics_port = env.positive_int("METRICS_PORT")
         if metrics_port is not None and metrics_port > 65535:
             problems.append("METRICS_PORT: must be a port number (1-65535)")

@@ -7,80 +7,16 @@ it (its callback URL, if any, is not ours), so the first check is due at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
 from worker.errors import PermanentError
-from worker.fields import (
-    FieldReader,
-    parse_context,
-    parse_email,
-    parse_identifier,
-    parse_positive_int,
-    parse_text,
-)
-from worker.invitations import InvalidInvitationError, InvitationStore
+from worker.invitations import InvitationStore
+from worker.requests import WatchRequest
 from worker.storage.records import Invitation, InvitationSource, NewInvitation
 
 log = structlog.get_logger(__name__)
-
-_FIELDS = frozenset(
-    {
-        "pla_tst_id",
-        "tst_frm_id",
-        "email",
-        "first_name",
-        "last_name",
-        "ext_id",
-        "sub_com_id",
-        "context",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class WatchRequest:
-    pla_tst_id: int
-    tst_frm_id: int
-    email: str
-    first_name: str | None = None
-    last_name: str | None = None
-    ext_id: str | None = None
-    sub_com_id: int | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-
-
-def validate_watch_request(data: object) -> WatchRequest:
-    """Build a WatchRequest from decoded JSON; InvalidInvitationError lists every problem."""
-    fields = FieldReader(data, _FIELDS)
-    pla_tst_id = fields.take("pla_tst_id", parse_positive_int, required=True)
-    tst_frm_id = fields.take("tst_frm_id", parse_positive_int, required=True)
-    # Acts 4, 5 and 6 find the result by the candidate's email: it is required.
-    email = fields.take("email", parse_email, required=True)
-    first_name = fields.take("first_name", parse_text)
-    last_name = fields.take("last_name", parse_text)
-    ext_id = fields.take("ext_id", parse_identifier)
-    sub_com_id = fields.take("sub_com_id", parse_positive_int)
-    context = fields.take("context", parse_context)
-    if fields.errors:
-        raise InvalidInvitationError(fields.errors)
-    # No problem noted means every required field was present.
-    assert pla_tst_id is not None
-    assert tst_frm_id is not None
-    assert email is not None
-    return WatchRequest(
-        pla_tst_id=pla_tst_id,
-        tst_frm_id=tst_frm_id,
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        ext_id=ext_id,
-        sub_com_id=sub_com_id,
-        context=context or {},
-    )
 
 
 def watch_assessment(

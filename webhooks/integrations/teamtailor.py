@@ -33,8 +33,8 @@ from starlette.routing import BaseRoute, Route
 
 from webhooks.auth import bearer_token_matches
 from webhooks.integrations.base import Collaborators
-from worker.invitations import InvalidInvitationError, validate_invitation_request
 from worker.orders import Order, place_order
+from worker.requests import InvalidRequestError, InvitationRequest, validate
 from worker.sinks.teamtailor import KIND, PartnerResults, TeamtailorTarget, sent_attributes
 from worker.storage.records import InvitationStatus
 
@@ -111,16 +111,17 @@ def order_from_event(
         "subscription": subscription,
     }
     try:
-        request = validate_invitation_request(
+        request = validate(
+            InvitationRequest,
             {
                 "email": candidate.get("email"),
                 "first_name": candidate.get("first-name"),
                 "last_name": candidate.get("last-name"),
                 "tst_frm_id": tst_frm_id,
                 "context": {KIND: routing},
-            }
+            },
         )
-    except InvalidInvitationError as exc:
+    except InvalidRequestError as exc:
         # Field names and rules only: never the candidate's values.
         problems = ", ".join(f"candidate {name} {message}" for name, message in exc.errors.items())
         raise PartnerEventError(problems) from None

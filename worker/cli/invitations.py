@@ -9,22 +9,30 @@ from worker.cli.processes import Commands, settings_from
 from worker.processes import (
     CONFIG_ERROR_EXIT,
 )
+from worker.requests import (
+    InvalidRequestError,
+    InvitationRequest,
+    WatchRequest,
+    field_help,
+    field_names,
+    validate,
+)
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
-    from worker.invitations import InvalidInvitationError
     from worker.storage.store import SqlStore
-    from worker.watch import validate_watch_request, watch_assessment
+    from worker.watch import watch_assessment
 
     settings = settings_from(args)
     if settings is None:
         return CONFIG_ERROR_EXIT
     try:
         context = json.loads(args.context) if args.context else None
-        request = validate_watch_request(
+        request = validate(
+            WatchRequest,
             {
                 "pla_tst_id": args.pla_tst_id,
                 "tst_frm_id": args.tst_frm_id,
@@ -33,12 +41,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 "last_name": args.last_name,
                 "sub_com_id": args.sub_com_id,
                 "context": context,
-            }
+            },
         )
     except json.JSONDecodeError:
         print("isograd-relay watch: --context must be a JSON object", file=sys.stderr)
         return CONFIG_ERROR_EXIT
-    except InvalidInvitationError as exc:
+    except InvalidRequestError as exc:
         for name, problem in exc.errors.items():
             print(f"isograd-relay watch: {name} {problem}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
@@ -65,13 +73,11 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     # Per-row info lines would bury the progress bar; --verbose brings them back.
     level = settings.log_level if args.verbose else "WARNING"
     configure_logging(json=settings.log_json, level=level, secrets=settings.redacted_secrets())
-    from worker.invitations import INVITATION_FIELDS
-
     # Every invitation field has a flag of the same name; context is JSON, read below.
     fields: dict[str, object] = {
         name: value
-        for name in sorted(INVITATION_FIELDS - {"context"})
-        if (value := getattr(args, name)) is not None
+        for name in field_names(InvitationRequest)
+        if name != "context" and (value := getattr(args, name)) is not None
     }
     if args.context is not None:
         try:
@@ -122,17 +128,14 @@ def add_commands(commands: Commands, config: argparse.ArgumentParser) -> None:
         "gender, language, ext_id, group, sub_com_id, return_url, context (JSON), "
         "idempotency_key. Running the same file twice creates nothing twice.",
     )
-    invite.add_argument("--email")
-    invite.add_argument("--first-name", dest="first_name")
-    invite.add_argument("--last-name", dest="last_name")
-    invite.add_argument("--tst-frm-id", dest="tst_frm_id", help="Isograd test id")
-    invite.add_argument("--gender", help="male | female | not_provided, or gen_id 1-3")
-    invite.add_argument("--language", help="Isograd code 1-8, ISO code or name")
-    invite.add_argument("--ext-id", dest="ext_id", help="your id for the candidate")
-    invite.add_argument("--group", help="your group id (Isograd ext_dep_id)")
-    invite.add_argument("--sub-com-id", dest="sub_com_id", help="Isograd sub account")
-    invite.add_argument("--return-url", dest="return_url", help="where the candidate goes after")
-    invite.add_argument("--context", metavar="JSON", help="JSON object passed to the event")
+    # One flag per field of the invitation request (worker.requests), named after it.
+    for name in field_names(InvitationRequest):
+        invite.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar="JSON" if name == "context" else None,
+            help=field_help(InvitationRequest, name),
+        )
     invite.add_argument(
         "--idempotency-key", dest="idempotency_key", help="repeat-safe key (single candidate)"
     )

@@ -8,13 +8,14 @@ come from the `RuntimeMiddleware` added to that broker at boot.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dramatiq
 import structlog
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from worker.errors import PermanentError, RetryableError
 from worker.jobs.completions import process_completion as run_completion
@@ -82,7 +83,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         database unavailable): up to 5 times, backing off 1 s to 5 min.
         """
         runtime = runtime_of(broker)
-        with _transient_as_retry():
+        with _transient_as_retry(), _time_limit_handled(delivery_id):
             run_delivery(
                 delivery_id,
                 store=runtime.store,
@@ -125,6 +126,16 @@ def runtime_of(broker: dramatiq.Broker) -> Runtime:
         if isinstance(middleware, RuntimeMiddleware):
             return middleware.runtime
     raise RuntimeError("this broker has no RuntimeMiddleware: actors run only in a worker")
+
+
+@contextmanager
+def _time_limit_handled(delivery_id: str) -> Iterator[None]:
+    """A delivery over its time limit: deliveries.deliver recorded the attempt and scheduled the
+    retry before letting the interruption through, so Dramatiq must not retry it again."""
+    try:
+        yield
+    except TimeLimitExceeded:
+        log.warning("delivery_time_limit_exceeded", delivery_id=delivery_id)
 
 
 @contextmanager
@@ -172,6 +183,16 @@ def start_worker(
 
     The broker needs a RuntimeMiddleware (add it before starting) and the declared actors.
     """
+    if broker not in _booted:
+        # Dramatiq's own CLI emits process_boot once per worker process; TimeLimit starts its
+        # watchdog thread on it, so without it no actor's time_limit is ever enforced
+        # (dramatiq/cli.py: `broker.emit_after("process_boot")`; middleware/time_limit.py).
+        broker.emit_after("process_boot")
+        _booted.add(broker)
     worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=threads)
     worker.start()
     return worker
+
+
+# Brokers whose process_boot was emitted: TimeLimit's watchdog is a thread, started only once.
+_booted: weakref.WeakSet[dramatiq.Broker] = weakref.WeakSet()

@@ -112,7 +112,15 @@ def _attempt_delivery(
     envelope = envelope_from_payload(event.id, event.payload)
     sink = sink_for(subscription)
     attempt_at = clock()
-    result = sink.send(envelope, attempt_at=attempt_at)
+    interrupted: BaseException | None = None
+    try:
+        result = sink.send(envelope, attempt_at=attempt_at)
+    except BaseException as exc:
+        # Dramatiq's time limit (or a worker stopping) raises in this thread wherever it runs:
+        # the attempt is recorded as timed out and retried on the schedule like any other, so
+        # the row does not sit in `delivering` until its lease expires. Re-raised below.
+        interrupted = exc
+        result = _interrupted_attempt(exc, (clock() - attempt_at).total_seconds() * 1000)
     if metrics is not None:
         metrics.record_attempt(subscription.name, result.outcome, result.duration_ms / 1000)
     attempt = store.record_attempt(delivery.id, _attempt_record(result, attempt_at))
@@ -177,11 +185,23 @@ def _attempt_delivery(
         duration_ms=round(result.duration_ms),
         next_attempt_in=None if next_attempt_in is None else round(next_attempt_in, 1),
     )
+    if interrupted is not None:
+        raise interrupted
     return DeliveryOutcome(
         outcome,
         attempt=attempt.number,
         status_code=result.status_code,
         next_attempt_in=next_attempt_in,
+    )
+
+
+def _interrupted_attempt(exc: BaseException, duration_ms: float) -> AttemptResult:
+    return AttemptResult(
+        AttemptOutcome.RETRY,
+        None,
+        duration_ms,
+        error=f"attempt interrupted by the job's time limit or a shutdown ({type(exc).__name__})",
+        timed_out=True,
     )
 
 

@@ -23,6 +23,10 @@ from worker.subscriptions import Subscription
 # (RECONCILE_INTERVAL_SECONDS, SWEEP_INTERVAL_SECONDS, default 60). The reconciler's own schedule
 # decides which invitations are due; running it every minute just keeps the backoff's granularity.
 PURGE_EVERY = 6 * 3600.0
+# Rejected callback receipts (forged or unknown tokens) are deleted after a day, checked hourly:
+# anyone can send them, so they must not accumulate (the callbacks metric still counts them).
+REJECTED_CALLBACK_RETENTION = timedelta(days=1)
+PURGE_REJECTED_EVERY = 3600.0
 
 
 def scheduler_jobs(settings: Settings, runtime: Runtime) -> list[PeriodicJob]:
@@ -60,9 +64,13 @@ def scheduler_jobs(settings: Settings, runtime: Runtime) -> list[PeriodicJob]:
             limit=reconcile_limit,
         )
 
+    def run_purge_rejected(halt: threading.Event) -> int:
+        return runtime.store.purge_rejected_callbacks(runtime.clock() - REJECTED_CALLBACK_RETENTION)
+
     jobs = [
         PeriodicJob("reconcile", reconcile_every, run_reconcile),
         PeriodicJob("sweep", settings.sweep_interval_seconds, sweeper.sweep),
+        PeriodicJob("purge_rejected_callbacks", PURGE_REJECTED_EVERY, run_purge_rejected),
     ]
     retention_days = settings.pii_retention_days
     if retention_days is not None:

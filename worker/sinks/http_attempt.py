@@ -31,6 +31,7 @@ from worker.sinks.base import (
     AttemptOutcome,
     AttemptResult,
 )
+from worker.sinks.deadline import attempt_deadline
 
 __all__ = [
     "Classifier",
@@ -69,23 +70,29 @@ def perform_attempt(
 ) -> AttemptResult:
     """Send one request and classify its answer; never raises for HTTP or network trouble.
 
-    `timeout` (seconds) bounds each phase of the request and, as a deadline from the start, the
-    reading of the response body. Redirects are never followed (a 3xx is a failure). Error text
-    names the exception, `url` replaced by `<url>` and each string of `redact` by `<redacted>`.
+    `timeout` (seconds) bounds the whole attempt: each phase of the request, and, as a deadline
+    from the start, all of them together (connect, send, status line, headers, body). Redirects
+    are never followed (a 3xx is a failure). Error text names the exception, `url` replaced by
+    `<url>` and each string of `redact` by `<redacted>`.
     `attempt_at` (aware) is the time Retry-After dates are measured from.
     """
     started = time.perf_counter()
     try:
-        with client.stream(
-            method,
-            url,
-            content=content,
-            headers=dict(headers),
-            timeout=httpx2.Timeout(timeout),
-            # A 3xx is a failure, never followed: a redirect must not move a signed payload (or
-            # an API's credentials) to another address.
-            follow_redirects=False,
-        ) as response:
+        with (
+            # Through a DeadlineTransport (the runtime's sink client), connect, send and the
+            # answer's status line and headers share one deadline too: see worker.sinks.deadline.
+            attempt_deadline(timeout),
+            client.stream(
+                method,
+                url,
+                content=content,
+                headers=dict(headers),
+                timeout=httpx2.Timeout(timeout),
+                # A 3xx is a failure, never followed: a redirect must not move a signed payload
+                # (or an API's credentials) to another address.
+                follow_redirects=False,
+            ) as response,
+        ):
             body, read_error = read_response_body(response, deadline=started + timeout)
             status = response.status_code
             retry_after_header = response.headers.get("retry-after")

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, insert, or_, select, update
 
 from worker.storage.records import CallbackReceipt
 from worker.storage.tables import callbacks
@@ -37,6 +37,18 @@ class CallbacksMixin(SqlStoreBase):
         statement = insert(callbacks).values(values).returning(callbacks.c.id)
         with self._write() as connection:
             return int(connection.execute(statement).scalar_one())
+
+    def purge_rejected_callbacks(self, older_than: datetime) -> int:
+        """Delete rejected receipts received before `older_than`; returns how many.
+
+        Rejected receipts (forged or unknown tokens) are kept only briefly, for investigation:
+        anyone can send them, so keeping them for ever lets anyone fill the database.
+        """
+        query = delete(callbacks).where(
+            callbacks.c.accepted.is_(False), callbacks.c.received_at < older_than
+        )
+        with self._write() as connection:
+            return connection.execute(query).rowcount
 
     def mark_callbacks_processed(self, invitation_id: str, now: datetime | None = None) -> int:
         """Mark the invitation's unprocessed callbacks processed; returns how many."""

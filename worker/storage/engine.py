@@ -16,18 +16,28 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(database_url: str) -> Engine:
-    """An engine for `database_url`; for a SQLite file, its parent directory is created."""
+    """An engine for `database_url`; for a SQLite file, its parent directory is created.
+
+    Statement parameters are kept out of error messages and logs (`hide_parameters`): they hold
+    candidates' names and emails and invitation contexts
+    (https://docs.sqlalchemy.org/en/20/core/engines.html#sqlalchemy.create_engine.params.hide_parameters).
+    """
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # pre_ping: a PostgreSQL restart must not surface as an error on the next job.
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         # One shared connection, or every checkout would see its own empty in-memory database.
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            hide_parameters=True,
+        )
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        engine = create_engine(url, hide_parameters=True)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite)
     return engine
