@@ -25,7 +25,7 @@ from pathlib import Path
 def child(path: str, run: bool) -> None:
     import io
 
-    from worker.bulk import invite_file
+    from worker.cli.invitations import invite_file
     from worker.errors import IsogradUnavailableError
 
     def unavailable(request: object, key: object) -> object:

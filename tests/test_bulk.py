@@ -26,14 +26,13 @@ from worker.bulk import (
     RowResult,
     RowStatus,
     default_result_path,
-    invite_file,
     invite_rows,
     neutralise_formula,
-    print_summary,
     read_rows,
     row_idempotency_key,
     row_request,
 )
+from worker.cli.invitations import invite_file, print_summary
 from worker.errors import IsogradUnavailableError
 from worker.invitations import Invited
 from worker.requests import InvitationRequest

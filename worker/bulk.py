@@ -24,7 +24,7 @@ import hashlib
 import itertools
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +34,6 @@ from typing import TextIO
 
 import structlog
 
-from worker.cli.progress import Progress
 from worker.errors import IsogradApiError, PermanentError, RelayError
 from worker.invitations import FIRST_CHECK_AFTER, Invited, invite
 from worker.isograd.client import IsogradClient
@@ -266,7 +265,6 @@ def invite_rows(
     invite_one: InviteFunction,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
-    progress: Progress | None = None,
     on_result: Callable[[RowResult], None] | None = None,
     keep_results: bool = True,
 ) -> BulkSummary:
@@ -284,8 +282,6 @@ def invite_rows(
         summary.add(result)
         if on_result is not None:
             on_result(result)
-        if progress is not None:
-            progress.advance(result.status.value)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invite") as pool:
         in_flight: deque[Future[RowResult]] = deque()
@@ -398,127 +394,3 @@ class Inviter:
     def close(self) -> None:
         self.client.close()
         self.store.close()
-
-
-def invite_file(
-    csv_path: Path,
-    invite_one: InviteFunction,
-    *,
-    result_path: Path | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    out: TextIO,
-    err: TextIO,
-    keep_results: bool = False,
-) -> BulkSummary:
-    """Invite every row of `csv_path`: progress on `err`, the summary on `out`, one result row
-    per input row in `result_path` (default: `default_result_path`), written as each is done.
-
-    The file is streamed, twice: a first pass checks it all (header, CSV syntax, UTF-8) and
-    counts its rows, so a file that cannot be read invites nobody (InvalidCsvError); the second
-    invites. Memory stays bounded whatever its size (`keep_results` keeps every row's result
-    in the summary too).
-    """
-    try:
-        with csv_path.open(encoding="utf-8-sig", newline="") as stream:
-            total = sum(1 for _ in iter_rows(stream))
-    except UnicodeDecodeError as exc:
-        raise InvalidCsvError(["the file is not UTF-8 text"]) from exc
-    progress = Progress(total, stream=err, label="rows")
-    result_path = result_path or default_result_path(csv_path)
-    with (
-        csv_path.open(encoding="utf-8-sig", newline="") as rows,
-        result_path.open("w", encoding="utf-8", newline="") as results,
-    ):
-        summary = invite_rows(
-            iter_rows(rows),
-            invite_one,
-            concurrency=concurrency,
-            progress=progress,
-            on_result=ResultWriter(results).write,
-            keep_results=keep_results,
-        )
-    progress.finish()
-    print_summary(summary, result_path, out)
-    return summary
-
-
-def print_summary(summary: BulkSummary, result_path: Path, out: TextIO) -> None:
-    # Line numbers, not emails: terminals and CI logs are not the place for candidate PII.
-    print(
-        f"{summary.rows} rows: {summary.count(RowStatus.CREATED)} created, "
-        f"{summary.count(RowStatus.EXISTING)} already existing, "
-        f"{summary.count(RowStatus.FAILED)} failed",
-        file=out,
-    )
-    for failure in summary.failures:
-        print(f"  line {failure.line}: {failure.error}", file=out)
-    unlisted = summary.count(RowStatus.FAILED) - len(summary.failures)
-    if unlisted > 0:
-        print(f"  … and {unlisted} more failed rows (see the results file)", file=out)
-    print(f"results: {result_path}", file=out)
-
-
-def run_invite_command(
-    settings: Settings,
-    *,
-    fields: Mapping[str, object] | None = None,
-    idempotency_key: str | None = None,
-    csv_path: Path | None = None,
-    result_path: Path | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    out: TextIO,
-    err: TextIO,
-) -> int:
-    """`isograd-relay invite`: one candidate from `fields`, or every row of `csv_path`.
-
-    Exit status: 0 all done, 1 some invitation failed, 2 the input is unusable.
-    """
-    inviter = Inviter.from_settings(settings)
-    try:
-        if csv_path is not None:
-            try:
-                summary = invite_file(
-                    csv_path,
-                    inviter,
-                    result_path=result_path,
-                    concurrency=concurrency,
-                    out=out,
-                    err=err,
-                )
-            except (InvalidCsvError, OSError) as exc:
-                print(f"isograd-relay invite: {csv_path}: {exc}", file=err)
-                return USAGE_ERROR_EXIT
-            return 1 if summary.count(RowStatus.FAILED) else 0
-        return _invite_one(inviter, fields or {}, idempotency_key, out=out, err=err)
-    finally:
-        inviter.close()
-
-
-def _invite_one(
-    inviter: Inviter,
-    fields: Mapping[str, object],
-    idempotency_key: str | None,
-    *,
-    out: TextIO,
-    err: TextIO,
-) -> int:
-    try:
-        request = validate(InvitationRequest, fields)
-    except InvalidRequestError as exc:
-        for name, message in sorted(exc.errors.items()):
-            print(f"isograd-relay invite: {name}: {message}", file=err)
-        return USAGE_ERROR_EXIT
-    try:
-        invited = inviter(request, idempotency_key)
-    except IsogradApiError as exc:
-        print(f"isograd-relay invite: isograd error {exc.code}: {exc.error_message}", file=err)
-        return 1
-    except RelayError as exc:
-        print(f"isograd-relay invite: {type(exc).__name__}: {exc}", file=err)
-        return 1
-    invitation = invited.invitation
-    print(f"invitation_id: {invitation.id}", file=out)
-    print(f"pla_tst_id:    {invitation.pla_tst_id}", file=out)
-    print(f"test_url:      {invitation.test_url or '-'}", file=out)
-    print(f"status:        {'created' if invited.created else 'existing'}", file=out)
-    return 0

@@ -1,11 +1,33 @@
-"""`isograd-relay invite` (one candidate or a CSV file) and `watch` (a test created elsewhere)."""
+"""`isograd-relay invite` (one candidate or a CSV file) and `watch` (a test created elsewhere).
+
+The CSV reading, inviting and result writing are worker.bulk's; what is printed is here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
 
+from worker.bulk import (
+    DEFAULT_CONCURRENCY,
+    USAGE_ERROR_EXIT,
+    BulkSummary,
+    InvalidCsvError,
+    InviteFunction,
+    Inviter,
+    ResultWriter,
+    RowResult,
+    RowStatus,
+    default_result_path,
+    invite_rows,
+    iter_rows,
+)
 from worker.cli.processes import Commands, settings_from
+from worker.cli.progress import Progress
+from worker.errors import IsogradApiError, RelayError
 from worker.processes import (
     CONFIG_ERROR_EXIT,
 )
@@ -17,6 +39,7 @@ from worker.requests import (
     field_names,
     validate,
 )
+from worker.settings import Settings
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -64,7 +87,6 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from worker.bulk import run_invite_command
     from worker.logs import configure_logging
 
     settings = settings_from(args)
@@ -101,6 +123,135 @@ def _cmd_invite(args: argparse.Namespace) -> int:
         out=sys.stdout,
         err=sys.stderr,
     )
+
+
+def invite_file(
+    csv_path: Path,
+    invite_one: InviteFunction,
+    *,
+    result_path: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    out: TextIO,
+    err: TextIO,
+    keep_results: bool = False,
+) -> BulkSummary:
+    """Invite every row of `csv_path`: progress on `err`, the summary on `out`, one result row
+    per input row in `result_path` (default: `default_result_path`), written as each is done.
+
+    The file is streamed, twice: a first pass checks it all (header, CSV syntax, UTF-8) and
+    counts its rows, so a file that cannot be read invites nobody (InvalidCsvError); the second
+    invites. Memory stays bounded whatever its size (`keep_results` keeps every row's result
+    in the summary too).
+    """
+    try:
+        with csv_path.open(encoding="utf-8-sig", newline="") as stream:
+            total = sum(1 for _ in iter_rows(stream))
+    except UnicodeDecodeError as exc:
+        raise InvalidCsvError(["the file is not UTF-8 text"]) from exc
+    progress = Progress(total, stream=err, label="rows")
+    result_path = result_path or default_result_path(csv_path)
+    with (
+        csv_path.open(encoding="utf-8-sig", newline="") as rows,
+        result_path.open("w", encoding="utf-8", newline="") as results,
+    ):
+        writer = ResultWriter(results)
+
+        def on_result(result: RowResult) -> None:
+            writer.write(result)
+            progress.advance(result.status.value)
+
+        summary = invite_rows(
+            iter_rows(rows),
+            invite_one,
+            concurrency=concurrency,
+            on_result=on_result,
+            keep_results=keep_results,
+        )
+    progress.finish()
+    print_summary(summary, result_path, out)
+    return summary
+
+
+def print_summary(summary: BulkSummary, result_path: Path, out: TextIO) -> None:
+    # Line numbers, not emails: terminals and CI logs are not the place for candidate PII.
+    print(
+        f"{summary.rows} rows: {summary.count(RowStatus.CREATED)} created, "
+        f"{summary.count(RowStatus.EXISTING)} already existing, "
+        f"{summary.count(RowStatus.FAILED)} failed",
+        file=out,
+    )
+    for failure in summary.failures:
+        print(f"  line {failure.line}: {failure.error}", file=out)
+    unlisted = summary.count(RowStatus.FAILED) - len(summary.failures)
+    if unlisted > 0:
+        print(f"  … and {unlisted} more failed rows (see the results file)", file=out)
+    print(f"results: {result_path}", file=out)
+
+
+def run_invite_command(
+    settings: Settings,
+    *,
+    fields: Mapping[str, object] | None = None,
+    idempotency_key: str | None = None,
+    csv_path: Path | None = None,
+    result_path: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """`isograd-relay invite`: one candidate from `fields`, or every row of `csv_path`.
+
+    Exit status: 0 all done, 1 some invitation failed, 2 the input is unusable.
+    """
+    inviter = Inviter.from_settings(settings)
+    try:
+        if csv_path is not None:
+            try:
+                summary = invite_file(
+                    csv_path,
+                    inviter,
+                    result_path=result_path,
+                    concurrency=concurrency,
+                    out=out,
+                    err=err,
+                )
+            except (InvalidCsvError, OSError) as exc:
+                print(f"isograd-relay invite: {csv_path}: {exc}", file=err)
+                return USAGE_ERROR_EXIT
+            return 1 if summary.count(RowStatus.FAILED) else 0
+        return _invite_one(inviter, fields or {}, idempotency_key, out=out, err=err)
+    finally:
+        inviter.close()
+
+
+def _invite_one(
+    inviter: Inviter,
+    fields: Mapping[str, object],
+    idempotency_key: str | None,
+    *,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    try:
+        request = validate(InvitationRequest, fields)
+    except InvalidRequestError as exc:
+        for name, message in sorted(exc.errors.items()):
+            print(f"isograd-relay invite: {name}: {message}", file=err)
+        return USAGE_ERROR_EXIT
+    try:
+        invited = inviter(request, idempotency_key)
+    except IsogradApiError as exc:
+        print(f"isograd-relay invite: isograd error {exc.code}: {exc.error_message}", file=err)
+        return 1
+    except RelayError as exc:
+        print(f"isograd-relay invite: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    invitation = invited.invitation
+    print(f"invitation_id: {invitation.id}", file=out)
+    print(f"pla_tst_id:    {invitation.pla_tst_id}", file=out)
+    print(f"test_url:      {invitation.test_url or '-'}", file=out)
+    print(f"status:        {'created' if invited.created else 'existing'}", file=out)
+    return 0
 
 
 def add_commands(commands: Commands, config: argparse.ArgumentParser) -> None:
