@@ -3,7 +3,7 @@
 Columns (a header row names them, in any order; empty cells count as absent):
 
     email, first_name, last_name, tst_frm_id      required
-    gender                male | female | not_provided
+    gender                male | female | not_provided, or Isograd gen_id 1-3
     language              Isograd code 1-8, ISO code (fr, en, …) or name (french, …)
     ext_id                your id for the candidate
     group                 your group id (Isograd's ext_dep_id)
