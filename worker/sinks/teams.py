@@ -12,28 +12,21 @@ redact it and pages show its host only.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx2
 import structlog
 
-from worker import __version__
-from worker.sinks.base import AttemptResult, EventEnvelope
-from worker.sinks.http_attempt import perform_attempt
+from worker.sinks.chat import ChatSink, ResultSummary
 from worker.sinks.options import SinkOptions
-from worker.sinks.summary import ResultSummary
 
 if TYPE_CHECKING:
-    import httpx2
-
     from worker.sinks.registry import SinkContext
 
 log = structlog.get_logger(__name__)
 
-USER_AGENT = f"isograd-relay/{__version__} (teams)"
 KEYS = frozenset({"url", "include_candidate"})
 
 ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -71,7 +64,7 @@ def build_sink(target: TeamsTarget, context: SinkContext) -> TeamsSink:
     return TeamsSink(target, client=context.http, timeout=context.timeout, name=context.name)
 
 
-class TeamsSink:
+class TeamsSink(ChatSink):
     """Posts a message activity with one Adaptive Card attachment to a Teams Workflows webhook.
 
     The "Post to a channel when a webhook request is received" workflow takes the card from
@@ -81,45 +74,10 @@ class TeamsSink:
     429 and 5xx are retried, with Retry-After honoured: the webhook classification.
     """
 
-    kind = "teams"
-
     def __init__(
         self, target: TeamsTarget, *, client: httpx2.Client, timeout: float, name: str
     ) -> None:
-        self.name = name
-        self.target = target
-        self.timeout = timeout
-        self._client = client
-
-    def __repr__(self) -> str:  # never show the URL
-        return f"TeamsSink(name={self.name!r})"
-
-    def send(self, envelope: EventEnvelope, *, attempt_at: datetime) -> AttemptResult:
-        if attempt_at.tzinfo is None:
-            raise ValueError("attempt_at must be timezone-aware")
-        summary = ResultSummary.from_event(
-            envelope.data, include_candidate=self.target.include_candidate
-        )
-        body = json.dumps(render_message(summary), ensure_ascii=False).encode("utf-8")
-        result = perform_attempt(
-            self._client,
-            "POST",
-            self.target.url,
-            content=body,
-            headers={"content-type": "application/json", "user-agent": USER_AGENT},
-            timeout=self.timeout,
-            attempt_at=attempt_at,
-            redact=self.target.secret_values(),
-        )
-        log.debug(
-            "teams_attempt",
-            sink=self.name,
-            event_id=envelope.event_id,
-            outcome=str(result.outcome),
-            status_code=result.status_code,
-            duration_ms=round(result.duration_ms, 1),
-        )
-        return result
+        super().__init__("teams", render_message, target, client=client, timeout=timeout, name=name)
 
 
 def render_message(summary: ResultSummary) -> dict[str, Any]:
