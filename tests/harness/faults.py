@@ -123,7 +123,8 @@ class FaultReport:
     # Seconds from the SIGKILL to each message the killed worker held running again elsewhere.
     rerun_delays_after_kill: list[float] = field(default_factory=list)
     forged_sent: int = 0
-    forged_rejected: int = 0  # answered 404
+    forged_rejected: int = 0  # answered 404 (and stored as a rejected receipt)
+    forged_throttled: int = 0  # answered 429: the address's rejected-callback limit was reached
     forged_receipts: int = 0  # stored as rejected receipts
     simulator: dict[str, Any] = field(default_factory=dict)
     callbacks_accepted: int = 0
@@ -156,7 +157,8 @@ class FaultReport:
             f"killed worker leaves them: {self.unrecorded_sends}; stranded deliveries swept: "
             f"{self.stranded_deliveries})",
             f"forged callbacks:             {self.forged_sent} sent, {self.forged_rejected} "
-            f"answered 404, {self.forged_receipts} rejected receipts",
+            f"answered 404, {self.forged_throttled} answered 429 (per-address limit), "
+            f"{self.forged_receipts} rejected receipts",
             f"simulator callbacks:          {sim.get('callbacks_sent', 0)} sent, "
             f"{sim.get('callbacks_dropped', 0)} dropped, {sim.get('callbacks_failed', 0)} "
             f"failed; {sim.get('injected_errors', 0)} injected 5xx, act 10 calls "
@@ -444,7 +446,9 @@ def _restart_redis(run: _Run) -> None:
 
 
 def _forge(run: _Run) -> None:
-    """Forged MAC, another invitation id under a real MAC, an unknown key id: all must be 404."""
+    """Forged MAC, another invitation id under a real MAC, an unknown key id: each must be 404,
+    or 429 once this address has had its allowance of rejected callbacks (webhooks/callbacks.py);
+    never accepted."""
     interval = 1 / run.plan.forged_per_second
     makers = (_forged, _tampered, _unknown_kid)
     with httpx2.Client(timeout=10) as http:
@@ -461,6 +465,7 @@ def _forge(run: _Run) -> None:
                 continue
             run.report.forged_sent += 1
             run.report.forged_rejected += status == 404
+            run.report.forged_throttled += status == 429
 
 
 def _forged(url: str) -> str:
