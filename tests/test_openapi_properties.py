@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from tests.fakes import FakeClock
 from tests.fixtures.web import ADMIN_TOKEN
-from webhooks.openapi import openapi_document
+from webhooks.api.openapi import openapi_document
 from worker.clock import utc_now
 from worker.storage.store import SqlStore
 
@@ -59,8 +59,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
 def operations() -> list[tuple[str, str]]:
     """The documented operations, read at collection time from the API's own route declarations
     (built on placeholders: documenting a route never calls its collaborators)."""
-    from webhooks.api import api_routes
-    from webhooks.openapi import openapi_routes
+    from webhooks.api import api_routes, openapi_routes
 
     placeholder: Any = None
     api = api_routes(

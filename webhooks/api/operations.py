@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from webhooks.answers import (
+from webhooks.api.answers import (
     BulkReplayAnswer,
     ErasureAnswer,
     EventPage,
@@ -24,7 +24,7 @@ from webhooks.answers import (
     fields_of,
     jsonable,
 )
-from webhooks.openapi import (
+from webhooks.api.openapi import (
     INVALID,
     TOO_LARGE,
     Answer,

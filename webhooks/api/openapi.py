@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from webhooks.request_schemas import REQUEST_SCHEMAS
+from webhooks.api.request_schemas import REQUEST_SCHEMAS
 from worker import __version__
 from worker.events import ASSESSMENT_COMPLETED, event_schema
 
