@@ -157,7 +157,7 @@ def api_routes(
                 "schema": {"type": "string", "minLength": 1, "maxLength": 200},
             }
         ],
-        body="InvitationRequest",
+        body=InvitationRequest,
         answers={
             201: Answer("Invited.", InvitationCreated),
             413: TOO_LARGE,
@@ -194,7 +194,7 @@ def api_routes(
         "Watch a test session created outside the relay",
         description="The reconciler checks it like an invitation and delivers its completion. "
         "Safe to repeat: an already watched session answers 200.",
-        body="WatchRequest",
+        body=WatchRequest,
         answers={
             201: Answer("Now watched.", WatchAnswer),
             200: Answer("Already known; nothing changed.", WatchAnswer),
