@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 
 from tests.fixtures.dashboard import fail_delivery, store_event
 from tests.fixtures.pipeline import EMAIL, EXCEL
+from webhooks.api.openapi import OPENAPI_PATH, openapi_document
 from webhooks.app import MAX_BODY_BYTES
-from webhooks.openapi import OPENAPI_PATH, openapi_document
 from worker.events import ASSESSMENT_COMPLETED, event_schema
 from worker.storage.store import SqlStore
 

@@ -15,13 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
-from webhooks.api import InvalidParameterError, api_routes
+from webhooks.api import InvalidParameterError, api_routes, openapi_routes
 from webhooks.callbacks import callback_routes
 from webhooks.dashboard import dashboard_routes
 from webhooks.health import Probe, health_routes
 from webhooks.integrations import Collaborators, integration_routes
 from webhooks.metrics import metrics_routes
-from webhooks.openapi import openapi_routes
 from worker.broker import broker_probe, make_broker, queue_depths
 from worker.errors import (
     CallbackRejectedError,

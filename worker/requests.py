@@ -2,9 +2,10 @@
 
 Each request is a pydantic model (https://docs.pydantic.dev/latest/concepts/models/) whose fields
 say their type and parser; the same declaration feeds the admin API's validation, the bulk CSV's
-columns (`CSV_COLUMNS`) and the `invite` command's flags (`field_names`). Input comes from decoded
-JSON, a CSV row or command-line flags, so numbers may arrive as strings of digits, and JSON null
-means absent.
+columns (`CSV_COLUMNS`), the `invite` command's flags (`field_names`) and the admin API's OpenAPI
+document (`Model.model_json_schema()`: each field type carries the JSON Schema of what its parser
+accepts). Input comes from decoded JSON, a CSV row or command-line flags, so numbers may arrive as
+strings of digits, and JSON null means absent.
 
 `validate(model, data)` returns the model or raises InvalidRequestError with every problem at
 once, keyed by field name, in the API's documented 422 body (`{"error": "invalid_request",
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
 from worker.errors import PermanentError
 from worker.isograd.models import Gender, Language
@@ -200,25 +201,56 @@ def _json_value_problem(value: object, depth: int) -> str | None:
     return None
 
 
-def _field(parse: Callable[[object], T], schema: type, *, required: bool = False) -> Any:
-    """A field validated by `parse` alone (pydantic's own coercion would change the messages);
-    `schema` is the JSON type its documentation shows."""
+# -- what each parser accepts, as JSON Schema: a PlainValidator's input is opaque to pydantic, so
+# the field types carry it (WithJsonSchema, https://docs.pydantic.dev/latest/concepts/json_schema/).
+# Lowercase names are documented; the parsers also take any case. Descriptions come from the fields.
+
+JsonSchema = dict[str, Any]
+
+TEXT_SCHEMA: JsonSchema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH}
+EMAIL_SCHEMA: JsonSchema = {**TEXT_SCHEMA, "format": "email"}
+_POSITIVE_SCHEMA: JsonSchema = {
+    "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^\\s*\\d+\\s*$"}],
+}
+_IDENTIFIER_SCHEMA: JsonSchema = {"oneOf": [TEXT_SCHEMA, {"type": "integer"}]}
+_URL_SCHEMA: JsonSchema = {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH}
+_GENDER_SCHEMA: JsonSchema = {
+    "oneOf": [
+        {"type": "string", "enum": list(_GENDERS)},
+        {"type": "integer", "minimum": int(min(Gender)), "maximum": int(max(Gender))},
+    ],
+}
+_LANGUAGE_SCHEMA: JsonSchema = {
+    "oneOf": [
+        {"type": "integer", "minimum": int(min(Language)), "maximum": int(max(Language))},
+        {"type": "string", "enum": sorted(_LANGUAGES)},
+    ],
+}
+_CONTEXT_SCHEMA: JsonSchema = {"type": "object"}
+
+
+def _field(parse: Callable[[object], T], *, required: bool = False) -> PlainValidator:
+    """A field validated by `parse` alone (pydantic's own coercion would change the messages)."""
 
     def validate(value: object) -> T | None:
         if value is None and not required:
             return None
         return parse(_required(value))
 
-    return PlainValidator(validate, json_schema_input_type=schema)
+    return PlainValidator(validate)
 
 
-RequiredText = Annotated[str, _field(parse_text, str, required=True)]
-RequiredEmail = Annotated[str, _field(parse_email, str, required=True)]
-RequiredId = Annotated[int, _field(parse_positive_int, int, required=True)]
-Text = Annotated[str | None, _field(parse_text, str)]
-Identifier = Annotated[str | None, _field(parse_identifier, str)]
-Id = Annotated[int | None, _field(parse_positive_int, int)]
-Url = Annotated[str | None, _field(parse_url, str)]
+RequiredText = Annotated[str, _field(parse_text, required=True), WithJsonSchema(TEXT_SCHEMA)]
+RequiredEmail = Annotated[str, _field(parse_email, required=True), WithJsonSchema(EMAIL_SCHEMA)]
+RequiredId = Annotated[
+    int,
+    _field(parse_positive_int, required=True),
+    WithJsonSchema(_POSITIVE_SCHEMA),
+]
+Text = Annotated[str | None, _field(parse_text), WithJsonSchema(TEXT_SCHEMA)]
+Identifier = Annotated[str | None, _field(parse_identifier), WithJsonSchema(_IDENTIFIER_SCHEMA)]
+Id = Annotated[int | None, _field(parse_positive_int), WithJsonSchema(_POSITIVE_SCHEMA)]
+Url = Annotated[str | None, _field(parse_url), WithJsonSchema(_URL_SCHEMA)]
 
 
 def _gender(value: object) -> Gender:
@@ -233,11 +265,12 @@ def _context(value: object) -> dict[str, Any]:
     return {} if value is None else parse_context(value)
 
 
-GenderField = Annotated[Gender, PlainValidator(_gender, json_schema_input_type=str | int)]
+GenderField = Annotated[Gender, PlainValidator(_gender), WithJsonSchema(_GENDER_SCHEMA)]
 LanguageField = Annotated[
-    Language | None, PlainValidator(_language, json_schema_input_type=str | int)
+    Language | None, PlainValidator(_language), WithJsonSchema(_LANGUAGE_SCHEMA)
 ]
-Context = Annotated[dict[str, Any], PlainValidator(_context, json_schema_input_type=dict)]
+Context = Annotated[dict[str, Any], PlainValidator(_context), WithJsonSchema(_CONTEXT_SCHEMA)]
+_CONTEXT_HELP = f"a JSON object passed to the event (at most {MAX_CONTEXT_BYTES} bytes of JSON)"
 CONTEXT_DEFAULT: dict[str, Any] = {}  # pydantic copies a mutable default for each instance
 
 
@@ -266,7 +299,7 @@ class InvitationRequest(RequestModel):
     group: Identifier = Field(None, description="your group id (Isograd ext_dep_id)")
     sub_com_id: Id = Field(None, description="Isograd sub account (distributor accounts)")
     return_url: Url = Field(None, description="where the candidate goes after the test")
-    context: Context = Field(CONTEXT_DEFAULT, description="a JSON object passed to the event")
+    context: Context = Field(CONTEXT_DEFAULT, description=_CONTEXT_HELP)
 
 
 class WatchRequest(RequestModel):
@@ -282,7 +315,7 @@ class WatchRequest(RequestModel):
     last_name: Text = Field(None, description="the candidate's last name")
     ext_id: Identifier = Field(None, description="your id for the candidate")
     sub_com_id: Id = Field(None, description="Isograd sub account (distributor accounts)")
-    context: Context = Field(CONTEXT_DEFAULT, description="a JSON object passed to the event")
+    context: Context = Field(CONTEXT_DEFAULT, description=_CONTEXT_HELP)
 
 
 def field_names(model: type[BaseModel]) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """Answers of the admin API: the shapes its endpoints render, from which the OpenAPI document
-generates their schemas (webhooks/openapi.py), so a documented answer is the answer."""
+generates their schemas (openapi.py), so a documented answer is the answer."""
 
 from __future__ import annotations
 

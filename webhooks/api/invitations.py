@@ -1,5 +1,7 @@
-"""The admin JSON API: create invitations, read what is stored, replay failed deliveries; each
-endpoint declares its OpenAPI operation (webhooks/openapi.py assembles the document)."""
+"""The admin API's invitation endpoints: invite, watch, read invitations, events and deliveries,
+replay one delivery; and the authenticated `/api` mount of every endpoint (operations.py's too).
+
+Each endpoint declares its OpenAPI operation (openapi.py assembles the document)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from webhooks.answers import (
+from webhooks.api.answers import (
     DeliveryList,
     DeliveryWithAttempts,
     InvitationCreated,
@@ -24,8 +26,7 @@ from webhooks.answers import (
     fields_of,
     jsonable,
 )
-from webhooks.auth import BearerAuthMiddleware
-from webhooks.openapi import (
+from webhooks.api.openapi import (
     INVALID,
     TOO_LARGE,
     Answer,
@@ -34,7 +35,8 @@ from webhooks.openapi import (
     path_parameter,
     query_parameter,
 )
-from webhooks.operations import OperatorStore, operator_routes
+from webhooks.api.operations import OperatorStore, operator_routes
+from webhooks.auth import BearerAuthMiddleware
 from worker.erasure import CandidateAnonymizer
 from worker.invitations import (
     FIRST_CHECK_AFTER,
@@ -155,7 +157,7 @@ def api_routes(
                 "schema": {"type": "string", "minLength": 1, "maxLength": 200},
             }
         ],
-        body="InvitationRequest",
+        body=InvitationRequest,
         answers={
             201: Answer("Invited.", InvitationCreated),
             413: TOO_LARGE,
@@ -192,7 +194,7 @@ def api_routes(
         "Watch a test session created outside the relay",
         description="The reconciler checks it like an invitation and delivers its completion. "
         "Safe to repeat: an already watched session answers 200.",
-        body="WatchRequest",
+        body=WatchRequest,
         answers={
             201: Answer("Now watched.", WatchAnswer),
             200: Answer("Already known; nothing changed.", WatchAnswer),

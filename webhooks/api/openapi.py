@@ -3,9 +3,11 @@ endpoints themselves (`@operation(...)`) and served at GET /api/openapi.json.
 
 Each endpoint carries its own description (summary, parameters, request body, answers by status);
 this module walks the app's routes and gathers them. Answer schemas come from the types the API
-renders (frozen dataclasses, through pydantic's JSON Schema generator), so a documented answer
-cannot drift from the answer; tests/test_openapi.py checks every /api route is documented and
-validates real answers against the document.
+renders (frozen dataclasses, through pydantic's JSON Schema generator) and request schemas from
+the request models that validate the bodies (worker/requests.py), so neither can drift from the
+code; a body no model validates is declared once, beside its endpoint (`Body`).
+tests/test_openapi.py checks every /api route is documented and validates real answers against
+the document.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from webhooks.request_schemas import REQUEST_SCHEMAS
 from worker import __version__
 from worker.events import ASSESSMENT_COMPLETED, event_schema
 
@@ -43,13 +44,24 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True)
+class Body:
+    """A request body that no request model validates: its component name and JSON Schema."""
+
+    name: str
+    schema: Schema
+
+
+RequestBody = type[BaseModel] | Body
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     id: str
     summary: str
     answers: Mapping[int, Answer]
     description: str | None = None
     parameters: Sequence[Schema] = ()
-    body: str | None = None  # a component name of REQUEST_SCHEMAS
+    body: RequestBody | None = None
     public: bool = False
 
 
@@ -60,7 +72,7 @@ def operation(
     answers: Mapping[int, Answer],
     description: str | None = None,
     parameters: Sequence[Schema] = (),
-    body: str | None = None,
+    body: RequestBody | None = None,
     public: bool = False,
 ) -> Callable[[Endpoint], Endpoint]:
     """Declare the endpoint's OpenAPI operation; protected ones answer 401 without being told."""
@@ -79,6 +91,16 @@ def operation(
 
 def ref(name: str) -> Schema:
     return {"$ref": COMPONENTS + name}
+
+
+def object_schema(required: list[str], properties: dict[str, Schema]) -> Schema:
+    """A JSON object with exactly these properties (an unknown field is refused)."""
+    return {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
 
 
 def path_parameter(name: str, description: str) -> Schema:
@@ -129,10 +151,21 @@ def _operations(routes: Sequence[BaseRoute], prefix: str = "") -> list[tuple[str
 
 
 class _Components:
-    """The schemas the operations refer to: rendered types are generated in one pass."""
+    """The schemas the operations refer to: rendered types are generated in one pass, request
+    models each by their own JSON Schema (the validation side of the model)."""
 
     def __init__(self) -> None:
         self.types: dict[str, type] = {}
+        self.requests: dict[str, Schema] = {}
+
+    def request(self, body: RequestBody) -> Schema:
+        if isinstance(body, Body):
+            self.requests[body.name] = body.schema
+            return ref(body.name)
+        schema = body.model_json_schema(ref_template=COMPONENTS + "{model}")
+        self.requests.update(schema.pop("$defs", {}))
+        self.requests[body.__name__] = schema
+        return ref(body.__name__)
 
     def schema(self, body: type | str | Schema) -> Schema:
         if isinstance(body, dict):
@@ -148,7 +181,7 @@ class _Components:
             (name, mode, TypeAdapter(kind)) for name, kind in self.types.items()
         ]
         _, definitions = TypeAdapter.json_schemas(inputs, ref_template=COMPONENTS + "{model}")
-        schemas: dict[str, Schema] = definitions.get("$defs", {})
+        schemas: dict[str, Schema] = {**self.requests, **definitions.get("$defs", {})}
         return schemas
 
 
@@ -163,7 +196,7 @@ def _render(declared: Operation, components: _Components) -> Schema:
     if declared.body is not None:
         rendered["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": ref(declared.body)}},
+            "content": {"application/json": {"schema": components.request(declared.body)}},
         }
     responses: Schema = {}
     for status, answer in sorted(declared.answers.items()):
@@ -214,7 +247,7 @@ def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     paths: dict[str, dict[str, Schema]] = {}
     for template, method, declared in _operations(routes):
         paths.setdefault(template, {})[method] = _render(declared, components)
-    schemas = {**_common_schemas(), **REQUEST_SCHEMAS, **components.generated()}
+    schemas = {**_common_schemas(), **components.generated()}
     if "Event" in schemas:
         # The payload is stored as a JSON object; what it holds is the shipped event schema.
         schemas["Event"]["properties"]["payload"] = {

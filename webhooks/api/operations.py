@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from webhooks.answers import (
+from webhooks.api.answers import (
     BulkReplayAnswer,
     ErasureAnswer,
     EventPage,
@@ -24,11 +24,13 @@ from webhooks.answers import (
     fields_of,
     jsonable,
 )
-from webhooks.openapi import (
+from webhooks.api.openapi import (
     INVALID,
     TOO_LARGE,
     Answer,
+    Body,
     not_found,
+    object_schema,
     operation,
     path_parameter,
     query_parameter,
@@ -36,12 +38,14 @@ from webhooks.openapi import (
 from worker.erasure import CandidateAnonymizer, ErasureStore, erase_candidate
 from worker.queries import (
     MAX_LIMIT,
+    REPLAYABLE_STATUSES,
     InvalidQueryError,
     read_event_query,
     read_invitation_query,
     read_replay_filter,
 )
 from worker.replay import BulkReplayStore, DeliveryEnqueuer, replay_matching
+from worker.requests import EMAIL_SCHEMA, TEXT_SCHEMA
 from worker.storage.paging import InvalidCursorError
 from worker.storage.records import (
     DeliveryStatus,
@@ -60,6 +64,7 @@ from worker.subscription_status import (
 from worker.subscriptions import Subscription
 
 API_REQUESTER = "admin-api"
+MAX_REQUESTER_LENGTH = 200
 
 
 class OperatorStore(BulkReplayStore, SubscriptionStateStore, ErasureStore, Protocol):
@@ -85,6 +90,44 @@ _FILTERS = [
     query_parameter("cursor", {"type": "string"}, "The next_cursor of the previous page."),
 ]
 _NAME = path_parameter("name", "A subscription name, as in relay.toml.")
+
+# The bodies below are read by worker/queries.py (bulk replay) and the erasure endpoint itself,
+# not by a request model: their schemas are declared here, once.
+_REPLAYABLE = {"type": "string", "enum": [status.value for status in REPLAYABLE_STATUSES]}
+_REPLAY_REQUEST = Body(
+    "ReplayRequest",
+    object_schema(
+        [],
+        {
+            "subscription": {**TEXT_SCHEMA, "description": "Only this subscription's deliveries."},
+            "status": {
+                "description": "failed (the default), cancelled, or both.",
+                "oneOf": [_REPLAYABLE, {"type": "array", "items": _REPLAYABLE, "minItems": 1}],
+            },
+            "created_from": {**_TIME, "description": "Deliveries created at or after this."},
+            "created_until": {**_TIME, "description": "Deliveries created before this."},
+        },
+    ),
+)
+_ERASURE_REQUEST = Body(
+    "ErasureRequest",
+    object_schema(
+        ["email"],
+        {
+            "email": EMAIL_SCHEMA,
+            "isograd": {
+                "type": "boolean",
+                "default": False,
+                "description": "Also anonymize the candidate at Isograd (act 12).",
+            },
+            "requested_by": {
+                **TEXT_SCHEMA,
+                "maxLength": MAX_REQUESTER_LENGTH,
+                "description": "Who asked, for the audit row (default: admin-api).",
+            },
+        },
+    ),
+)
 _UNKNOWN_SUBSCRIPTION = not_found("subscription configured in relay.toml")
 
 
@@ -165,7 +208,7 @@ def operator_routes(
         description="Each delivery is requeued only if it is still failed/cancelled when "
         "changed, so the call is idempotent and safe while workers run: a second call answers "
         "requeued 0. Delivered deliveries are never sent again.",
-        body="ReplayRequest",
+        body=_REPLAY_REQUEST,
         answers={
             200: Answer("What was requeued.", BulkReplayAnswer),
             413: TOO_LARGE,
@@ -232,7 +275,7 @@ def operator_routes(
         "sent, and keeps an audit row (who, when, how many rows, a salted hash, never the "
         "email). With isograd=true, also anonymizes the candidate at Isograd (act 12); "
         "if that fails, isograd_failed is true and repeating the call retries it.",
-        body="ErasureRequest",
+        body=_ERASURE_REQUEST,
         answers={
             200: Answer("Erased; the audit row.", ErasureAnswer),
             413: TOO_LARGE,
@@ -248,8 +291,12 @@ def operator_routes(
         errors = {}
         if not isinstance(at_isograd, bool):
             errors["isograd"] = "must be true or false"
-        if not isinstance(requested_by, str) or not 0 < len(requested_by.strip()) <= 200:
-            errors["requested_by"] = "must be a non-empty string of at most 200 characters"
+        if not isinstance(requested_by, str) or not (
+            0 < len(requested_by.strip()) <= MAX_REQUESTER_LENGTH
+        ):
+            errors["requested_by"] = (
+                f"must be a non-empty string of at most {MAX_REQUESTER_LENGTH} characters"
+            )
         if "email" not in body:
             errors["email"] = "is required"
         if errors:
