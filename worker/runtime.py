@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx2
@@ -26,6 +27,9 @@ from worker.subscriptions import Subscription
 # threads measured fastest on these machines (httpx's AsyncClient was 3-4x slower under
 # concurrency). Sized above the usual thread count.
 SINK_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=32)
+# Threads for the acts a completion fetches in parallel (worker.jobs.completions, two per job);
+# started on demand, so a worker with few jobs in flight starts few.
+FETCH_THREADS = 32
 
 
 class Runtime:
@@ -60,6 +64,7 @@ class Runtime:
         self.metrics = metrics
         self._sinks: dict[str, Sink] = {}
         self._lock = threading.Lock()
+        self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="isograd-fetch")
 
     @classmethod
     def from_settings(
@@ -116,6 +121,7 @@ class Runtime:
         return RetrySchedule(subscription.retry_schedule)
 
     def close(self) -> None:
+        self.fetch_pool.shutdown()
         self.http.close()
         self.client.close()
         self.store.close()

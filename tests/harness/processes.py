@@ -114,6 +114,13 @@ class RelayProcess:
         return self
 
     @property
+    def pid(self) -> int:
+        """The running process's id (for /proc readings in benchmarks)."""
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._process.pid
+
+    @property
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.poll()
 

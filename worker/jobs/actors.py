@@ -72,6 +72,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
                 recheck=recheck,
                 metrics=runtime.metrics,
                 catalogue=runtime.catalogue,
+                fetch_pool=runtime.fetch_pool,
             )
 
     def deliver(delivery_id: str) -> None:

@@ -96,16 +96,16 @@ def _attempt_delivery(
     metrics: RelayMetrics | None,
 ) -> DeliveryOutcome:
     now = clock()
-    delivery = store.claim_delivery(delivery_id, now)
-    if delivery is None:
+    claimed = store.claim_attempt(delivery_id, now)
+    if claimed is None:
         log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
         return DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
+    delivery, event = claimed.delivery, claimed.event
     subscription = subscriptions.get(delivery.subscription)
     if subscription is None or not subscription.enabled:
         return _cancel(store, delivery, "subscription_not_configured", now)
-    if store.subscription_state(subscription.name).disabled:
+    if claimed.subscription_disabled:
         return _cancel(store, delivery, "subscription_disabled", now)
-    event = store.get_event(delivery.event_id)
     if event is None or event.purged_at is not None:
         return _cancel(store, delivery, "event_purged", now)
 
@@ -123,14 +123,18 @@ def _attempt_delivery(
         result = _interrupted_attempt(exc, (clock() - attempt_at).total_seconds() * 1000)
     if metrics is not None:
         metrics.record_attempt(subscription.name, result.outcome, result.duration_ms / 1000)
-    attempt = store.record_attempt(delivery.id, _attempt_record(result, attempt_at))
-    done_at = clock()
+    record = _attempt_record(result, attempt_at)
+    if result.outcome is AttemptOutcome.DELIVERED:
+        # The common case in one transaction: the attempt, delivered, the subscription's success.
+        done_at = clock()
+        attempt = store.record_delivered_attempt(delivery.id, subscription.name, record, done_at)
+    else:
+        attempt = store.record_attempt(delivery.id, record)
+        done_at = clock()
 
     next_attempt_in: float | None = None
     match result.outcome:
         case AttemptOutcome.DELIVERED:
-            store.mark_delivered(delivery.id, done_at)
-            store.record_subscription_success(subscription.name, done_at)
             outcome = DeliveryResult.DELIVERED
         case AttemptOutcome.RETRY:
             schedule = (schedule_for or _schedule)(subscription)

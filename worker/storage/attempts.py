@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import Connection, Row, func, insert, select
 
-from worker.storage.deliveries import without_nul
+from worker.storage.deliveries import delivered_update, without_nul
 from worker.storage.records import Attempt, AttemptOutcome, AttemptRecord
+from worker.storage.subscriptions import subscription_upsert, success_values
 from worker.storage.tables import attempts, deliveries
 from worker.storage.transactions import SqlStoreBase
 
@@ -19,6 +21,32 @@ class AttemptsMixin(SqlStoreBase):
     def record_attempt(self, delivery_id: str, record: AttemptRecord) -> Attempt:
         """Store one attempt (numbered 1, 2, …) and count it on the delivery."""
         with self._write() as connection:
+            return self._insert_attempt(connection, delivery_id, record)
+
+    def record_delivered_attempt(
+        self, delivery_id: str, subscription: str, record: AttemptRecord, now: datetime
+    ) -> Attempt:
+        """`record_attempt`, `mark_delivered` and `record_subscription_success` of a delivered
+        attempt, in one transaction: the attempt is never stored without its delivery's state."""
+        with self._write() as connection:
+            # Updating first locks the delivery row, so concurrent attempts number in turn.
+            if connection.execute(delivered_update(delivery_id, now)).rowcount != 1:
+                raise LookupError(f"no deliveries row with id {delivery_id!r}")
+            attempt = self._insert_attempt(connection, delivery_id, record, counted=True)
+            values = success_values(now)
+            dialect = self._engine.dialect.name
+            connection.execute(subscription_upsert(dialect, subscription, values, values))
+            return attempt
+
+    def _insert_attempt(
+        self,
+        connection: Connection,
+        delivery_id: str,
+        record: AttemptRecord,
+        *,
+        counted: bool = False,
+    ) -> Attempt:
+        if not counted:
             # Updating first locks the delivery row, so concurrent attempts number in turn.
             self._update_one(
                 connection,
@@ -26,27 +54,34 @@ class AttemptsMixin(SqlStoreBase):
                 delivery_id,
                 {"attempt_count": deliveries.c.attempt_count + 1},
             )
-            number = connection.execute(
-                select(func.coalesce(func.max(attempts.c.number), 0) + 1).where(
-                    attempts.c.delivery_id == delivery_id
-                )
-            ).scalar_one()
-            values = {
-                "delivery_id": delivery_id,
-                "number": number,
-                "started_at": record.started_at,
-                "duration_ms": round(record.duration_ms),
-                "status_code": record.status_code,
-                "outcome": record.outcome.value,
-                "error": without_nul(record.error),
-                "response_body": _truncate(record.response_body),
-                "response_headers": {
-                    without_nul(name) or "": without_nul(value) or ""
-                    for name, value in record.response_headers.items()
-                },
-            }
-            row = connection.execute(insert(attempts).values(values).returning(*attempts.c)).one()
-            return _attempt(row)
+        number = (
+            select(func.coalesce(func.max(attempts.c.number), 0) + 1)
+            .where(attempts.c.delivery_id == delivery_id)
+            .scalar_subquery()
+        )
+        values: dict[str, Any] = {
+            "delivery_id": delivery_id,
+            "started_at": record.started_at,
+            "duration_ms": round(record.duration_ms),
+            "status_code": record.status_code,
+            "outcome": record.outcome.value,
+            "error": without_nul(record.error),
+            "response_body": _truncate(record.response_body),
+            "response_headers": {
+                without_nul(name) or "": without_nul(value) or ""
+                for name, value in record.response_headers.items()
+            },
+        }
+        statement = (
+            insert(attempts)
+            .values(number=number, **values)
+            .returning(attempts.c.id, attempts.c.number)
+        )
+        row = connection.execute(statement).one()
+        # Built from what was written rather than read back: one statement less per attempt.
+        written = {**values, "started_at": record.started_at.astimezone(UTC)}
+        written["outcome"] = record.outcome
+        return Attempt(id=int(row.id), number=int(row.number), **written)
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
         query = (

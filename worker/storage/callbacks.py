@@ -52,13 +52,8 @@ class CallbacksMixin(SqlStoreBase):
 
     def mark_callbacks_processed(self, invitation_id: str, now: datetime | None = None) -> int:
         """Mark the invitation's unprocessed callbacks processed; returns how many."""
-        query = (
-            update(callbacks)
-            .where(callbacks.c.invitation_id == invitation_id, callbacks.c.processed_at.is_(None))
-            .values(processed_at=self._now(now))
-        )
         with self._write() as connection:
-            return connection.execute(query).rowcount
+            return connection.execute(processed_update(invitation_id, self._now(now))).rowcount
 
     def unprocessed_callbacks(
         self,
@@ -110,3 +105,12 @@ class CallbacksMixin(SqlStoreBase):
 
 def _callback(row: Row[Any]) -> CallbackReceipt:
     return CallbackReceipt(**row._asdict())
+
+
+def processed_update(invitation_id: str, now: datetime) -> Any:
+    """Mark the invitation's unprocessed callbacks processed at `now`."""
+    return (
+        update(callbacks)
+        .where(callbacks.c.invitation_id == invitation_id, callbacks.c.processed_at.is_(None))
+        .values(processed_at=now)
+    )

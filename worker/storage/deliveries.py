@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, case, func, or_, select, update
 
 from worker.storage.paging import oldest_first_after
 from worker.storage.records import (
+    ClaimedDelivery,
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
+    Event,
     SubscriptionCounts,
     new_id,
 )
-from worker.storage.tables import deliveries
+from worker.storage.subscriptions import disabled_names
+from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
 _CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
@@ -53,7 +56,31 @@ class DeliveriesMixin(SqlStoreBase):
         not due yet, or being delivered by someone else: of two concurrent claims one wins.
         A `delivering` row whose lease expired (a crashed worker) can be claimed again.
         """
-        now = self._now(now)
+        with self._write() as connection:
+            if connection.execute(self._claim(delivery_id, self._now(now))).rowcount != 1:
+                return None
+            return self._delivery(connection, delivery_id)
+
+    def claim_attempt(
+        self, delivery_id: str, now: datetime | None = None
+    ) -> ClaimedDelivery | None:
+        """`claim_delivery`, plus the delivery's event and its subscription's disabled state,
+        read in the same transaction (one round of the store per attempt instead of three)."""
+        claim = self._claim(delivery_id, self._now(now)).returning(*deliveries.c)
+        with self._write() as connection:
+            claimed = connection.execute(claim).first()
+            if claimed is None:
+                return None
+            delivery = _delivery(claimed)
+            row = connection.execute(select(events).where(events.c.id == delivery.event_id)).first()
+            disabled = disabled_names(connection, [delivery.subscription])
+        return ClaimedDelivery(
+            delivery,
+            event=None if row is None else Event(**row._asdict()),
+            subscription_disabled=delivery.subscription in disabled,
+        )
+
+    def _claim(self, delivery_id: str, now: datetime) -> Any:
         claimable = or_(
             and_(
                 deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
@@ -61,26 +88,15 @@ class DeliveriesMixin(SqlStoreBase):
             ),
             self._lease_expired(now),
         )
-        query = (
+        return (
             update(deliveries)
             .where(deliveries.c.id == delivery_id, claimable)
             .values(status=DeliveryStatus.DELIVERING.value, updated_at=now)
         )
-        with self._write() as connection:
-            if connection.execute(query).rowcount != 1:
-                return None
-            return self._delivery(connection, delivery_id)
 
     def mark_delivered(self, delivery_id: str, now: datetime | None = None) -> Delivery:
         """Delivered is final; marking it again keeps the first `delivered_at`."""
-        now = self._now(now)
-        changes = {
-            "status": DeliveryStatus.DELIVERED.value,
-            "delivered_at": now,
-            "next_attempt_at": None,
-            "last_error": None,
-            "updated_at": now,
-        }
+        changes = delivered_values(self._now(now))
         return self._transition(delivery_id, changes, allowed_from=None)
 
     def schedule_retry(
@@ -339,6 +355,48 @@ def new_delivery_row(event_id: str, subscription: str, now: datetime) -> dict[st
         "created_at": now,
         "updated_at": now,
     }
+
+
+def delivered_values(now: datetime) -> dict[str, Any]:
+    return {
+        "status": DeliveryStatus.DELIVERED.value,
+        "delivered_at": now,
+        "next_attempt_at": None,
+        "last_error": None,
+        "updated_at": now,
+    }
+
+
+def delivered_update(delivery_id: str, now: datetime) -> Any:
+    """Count one attempt and mark the delivery delivered, in one UPDATE (`record_attempt`'s
+    count, then `mark_delivered`: a row already delivered keeps its first `delivered_at`)."""
+    column = deliveries.c
+    already = column.status == DeliveryStatus.DELIVERED.value
+    return (
+        update(deliveries)
+        .where(column.id == delivery_id)
+        .values(
+            attempt_count=column.attempt_count + 1,
+            status=DeliveryStatus.DELIVERED.value,
+            delivered_at=case((already, column.delivered_at), else_=now),
+            next_attempt_at=None,
+            last_error=None,
+            updated_at=case((already, column.updated_at), else_=now),
+        )
+    )
+
+
+def new_deliveries(rows: Sequence[dict[str, Any]]) -> list[Delivery]:
+    """The deliveries `new_delivery_row` made, as `deliveries_of` would read them back."""
+    found = []
+    for row in sorted(rows, key=lambda row: str(row["subscription"])):
+        values: dict[str, Any] = {
+            name: value.astimezone(UTC) if isinstance(value, datetime) else value
+            for name, value in row.items()
+        }
+        values["status"] = DeliveryStatus(values["status"])
+        found.append(Delivery(**values, last_error=None, delivered_at=None))
+    return found
 
 
 def without_nul(value: str | None) -> str | None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
-from worker.storage.deliveries import deliveries_of, new_delivery_row
+from worker.storage.callbacks import processed_update
+from worker.storage.deliveries import deliveries_of, new_deliveries, new_delivery_row
+from worker.storage.invitations import completed_update
 from worker.storage.paging import encode_cursor, newest_first_after
 from worker.storage.records import Delivery, Event, EventFilter, JsonObject, Page
+from worker.storage.subscriptions import disabled_names
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
@@ -41,21 +44,9 @@ class EventsMixin(SqlStoreBase):
                 existing = self._event_for_test(connection, pla_tst_id)
                 if existing is not None:
                     return existing, deliveries_of(connection, existing.id), False
-                connection.execute(
-                    insert(events).values(
-                        id=event_id,
-                        type=type,
-                        invitation_id=invitation_id,
-                        pla_tst_id=pla_tst_id,
-                        payload=payload,
-                        created_at=now,
-                    )
+                self._insert_event(
+                    connection, event_id, invitation_id, pla_tst_id, type, payload, names, now
                 )
-                if names:
-                    connection.execute(
-                        insert(deliveries),
-                        [new_delivery_row(event_id, name, now) for name in names],
-                    )
                 event = self._event_for_test(connection, pla_tst_id)
                 assert event is not None
                 return event, deliveries_of(connection, event_id), True
@@ -67,6 +58,96 @@ class EventsMixin(SqlStoreBase):
                 if existing is None:
                     raise PermanentError(f"event {event_id} conflicts with a stored row") from exc
                 return existing, deliveries_of(connection, existing.id), False
+
+    def store_completion(
+        self,
+        *,
+        event_id: str,
+        invitation_id: str,
+        pla_tst_id: int,
+        sta_id: int,
+        type: str,
+        payload: JsonObject,
+        deliveries_for: Sequence[str],
+        now: datetime | None = None,
+    ) -> tuple[Event, list[Delivery], bool]:
+        """A confirmed completion in one transaction: `create_event` (deliveries only for the
+        subscriptions of `deliveries_for` not stored as disabled), the status check counted, the
+        invitation marked completed and its callbacks processed.
+
+        Idempotent as `create_event`: with the event already stored (even by a concurrent
+        caller) no event or delivery is written, the invitation is still marked, and
+        ``(existing event, its deliveries, False)`` is returned.
+        """
+        now = self._now(now)
+        names = list(dict.fromkeys(deliveries_for))
+
+        def mark(connection: Connection) -> None:
+            self._update_one_by(connection, completed_update(invitation_id, sta_id, now))
+            connection.execute(processed_update(invitation_id, now))
+
+        try:
+            with self._write() as connection:
+                mark(connection)
+                existing = self._event_for_test(connection, pla_tst_id)
+                if existing is not None:
+                    return existing, deliveries_of(connection, existing.id), False
+                disabled = disabled_names(connection, names)
+                rows = self._insert_event(
+                    connection,
+                    event_id,
+                    invitation_id,
+                    pla_tst_id,
+                    type,
+                    payload,
+                    [name for name in names if name not in disabled],
+                    now,
+                )
+            # Built from what was written rather than read back (two statements less).
+            stored_at = now.astimezone(UTC)
+            event = Event(event_id, type, invitation_id, pla_tst_id, payload, stored_at, None)
+            return event, new_deliveries(rows), True
+        except IntegrityError as exc:
+            # PostgreSQL: a concurrent transaction inserted the same pla_tst_id first (see
+            # create_event); ours was rolled back, marks included: mark again, return its row.
+            with self._write() as connection:
+                mark(connection)
+                existing = self._event_for_test(connection, pla_tst_id)
+                if existing is None:
+                    raise PermanentError(f"event {event_id} conflicts with a stored row") from exc
+                return existing, deliveries_of(connection, existing.id), False
+
+    @staticmethod
+    def _update_one_by(connection: Connection, statement: Any) -> None:
+        if connection.execute(statement).rowcount != 1:
+            raise LookupError("no such invitation row")
+
+    @staticmethod
+    def _insert_event(
+        connection: Connection,
+        event_id: str,
+        invitation_id: str | None,
+        pla_tst_id: int,
+        type: str,
+        payload: JsonObject,
+        names: Sequence[str],
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """Insert the event and its deliveries; returns the deliveries' rows."""
+        connection.execute(
+            insert(events).values(
+                id=event_id,
+                type=type,
+                invitation_id=invitation_id,
+                pla_tst_id=pla_tst_id,
+                payload=payload,
+                created_at=now,
+            )
+        )
+        rows = [new_delivery_row(event_id, name, now) for name in names]
+        if rows:
+            connection.execute(insert(deliveries), rows)
+        return rows
 
     def get_event(self, event_id: str) -> Event | None:
         with self._read() as connection:

@@ -276,3 +276,20 @@ def _page(rows: list[Invitation], limit: int) -> Page[Invitation]:
         return Page(rows)
     last = rows[limit - 1]
     return Page(rows[:limit], encode_cursor(last.created_at, last.id))
+
+
+def completed_update(invitation_id: str, sta_id: int, now: datetime) -> Any:
+    """One UPDATE doing `record_status_check(sta_id, next_check_at=None)` and
+    `mark_invitation(COMPLETED)`: the check counted, the first `completed_at` kept."""
+    return (
+        update(invitations)
+        .where(invitations.c.id == invitation_id)
+        .values(
+            check_count=invitations.c.check_count + 1,
+            last_status=sta_id,
+            last_checked_at=now,
+            next_check_at=None,
+            status=InvitationStatus.COMPLETED.value,
+            completed_at=func.coalesce(invitations.c.completed_at, now),
+        )
+    )

@@ -201,6 +201,18 @@ class SubscriptionState:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery just claimed for an attempt, with what the attempt needs, read with the claim.
+
+    `event` is None when the event row is gone; `subscription_disabled` is the stored state.
+    """
+
+    delivery: Delivery
+    event: Event | None
+    subscription_disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeCounts:
     """How many rows `SqlStore.purge_pii` blanked."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,7 @@ class SubscriptionStatesMixin(SqlStoreBase):
         self, name: str, now: datetime | None = None
     ) -> SubscriptionState:
         """Ends the failure streak."""
-        values = {"last_success_at": self._now(now), "failing_since": None}
+        values = success_values(self._now(now))
         return self._upsert_subscription(name, values, values)
 
     def record_subscription_failure(
@@ -64,12 +65,7 @@ class SubscriptionStatesMixin(SqlStoreBase):
     def _upsert_subscription(
         self, name: str, insert_values: dict[str, Any], update_values: dict[str, Any]
     ) -> SubscriptionState:
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        query = (
-            dialect.insert(subscription_state)
-            .values(name=name, **insert_values)
-            .on_conflict_do_update(index_elements=["name"], set_=update_values)
-        )
+        query = subscription_upsert(self._engine.dialect.name, name, insert_values, update_values)
         with self._write() as connection:
             connection.execute(query)
             return self._subscription(connection, name)
@@ -80,6 +76,33 @@ class SubscriptionStatesMixin(SqlStoreBase):
             select(subscription_state).where(subscription_state.c.name == name)
         ).first()
         return SubscriptionState(name=name) if row is None else _subscription(row)
+
+
+def subscription_upsert(
+    dialect_name: str, name: str, insert_values: dict[str, Any], update_values: dict[str, Any]
+) -> Any:
+    """INSERT … ON CONFLICT (name) DO UPDATE for one subscription's state row."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return (
+        dialect.insert(subscription_state)
+        .values(name=name, **insert_values)
+        .on_conflict_do_update(index_elements=["name"], set_=update_values)
+    )
+
+
+def success_values(now: datetime) -> dict[str, Any]:
+    """What a delivered attempt writes to its subscription's state: the failure streak ends."""
+    return {"last_success_at": now, "failing_since": None}
+
+
+def disabled_names(connection: Connection, names: Sequence[str]) -> set[str]:
+    """Which of `names` are stored as disabled."""
+    if not names:
+        return set()
+    query = select(subscription_state.c.name).where(
+        subscription_state.c.name.in_(list(names)), subscription_state.c.disabled_at.is_not(None)
+    )
+    return {str(name) for name in connection.execute(query).scalars()}
 
 
 def _subscription(row: Row[Any]) -> SubscriptionState:

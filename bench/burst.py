@@ -1,0 +1,417 @@
+"""Benchmark: a burst of completions through the relay vs a naive handler doing it all inline.
+
+Run from the repository root (needs Redis on REDIS_URL, default redis://127.0.0.1:6379/0):
+
+    .venv/bin/python -m bench.burst [--completions 1000] [--postgres] [--workers 1]
+        [--threads 8] [--latency-ms 50] [--concurrency 32] [--no-naive]
+    .venv/bin/python -m bench.burst --completions 10000 --workers 2 --no-naive
+
+One run, the same simulator and the same receiver for both (issue 11):
+
+1. the relay starts as tests/harness/processes.py starts it (simulator, `isograd-relay web`,
+   `--workers` `worker` processes x `--threads`, `scheduler`; SQLite in a temporary directory
+   or, with `--postgres`, a fresh PostgreSQL database; a Redis database of its own) with two
+   webhook subscriptions (`alpha`, `beta`) to one local receiver;
+2. `--completions` candidates are invited through the API and their tests completed in the
+   simulator with its callbacks dropped (setup, not timed); then the simulator answers every
+   token and API call after `--latency-ms`;
+3. relay: every test's callback (its `cal_bac_pag` URL) is fired at once by `--concurrency`
+   client threads, as an exam session ending, and the clock runs until the receiver holds both
+   webhooks of every completion; the relay's processes are then stopped;
+4. naive (bench/naive_handler.py, unless `--no-naive`): the same tests' callbacks, the same
+   way, to a handler that fetches a token, calls acts 10, 4, 5, 6 and POSTs both signed
+   webhooks before it answers; the clock runs until the receiver holds both of every one.
+
+It prints, for each: completions/s (completions / time from the first callback sent to the last
+webhook received), CPU seconds of each process over that window (utime + stime from
+/proc/PID/stat), CPU ms per completion, the callback answer time (p50/p99/max, measured by the
+client), and the ratios relay / naive; for the relay also the worker processes' RSS (VmRSS at
+the end, VmHWM peak) and the consistency checks. Stops by itself; every process is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+from sqlalchemy import create_engine, func, select
+
+from bench.e2e_throughput import fresh_postgres
+from tests.harness.processes import (
+    RelayProcess,
+    RelayStack,
+    WebhookTarget,
+    free_port,
+    new_webhook_secret,
+    relay_stack,
+    wait_until,
+)
+from tests.receiver import RecordingReceiver
+from worker.storage.tables import deliveries, events
+
+POLL = 0.01
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (proc(5): fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a live process in MB (proc(5), /proc/PID/status)."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+@dataclass
+class BurstResult:
+    """One side's burst: how long it took, what each process burnt, the callback answers."""
+
+    name: str
+    completions: int
+    seconds: float
+    cpu: dict[str, float]
+    answer_ms: list[float]
+    failed_answers: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        return self.completions / self.seconds
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu.values())
+
+    @property
+    def cpu_ms_per_completion(self) -> float:
+        return 1000 * self.cpu_total / self.completions
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.answer_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def burst(
+    name: str,
+    urls: Sequence[str],
+    *,
+    delivered: Callable[[], int],
+    expected: int,
+    processes: dict[str, int],
+    concurrency: int,
+    timeout: float,
+) -> BurstResult:
+    """Fire every URL (GET) from `concurrency` threads at once; wait until `delivered()` reaches
+    `expected`; CPU of `processes` (name → pid) over that window."""
+    before = {each: cpu_seconds(pid) for each, pid in processes.items()}
+    answers: list[float] = []
+    failed = 0
+    lock = threading.Lock()
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx2.Client(timeout=60, limits=limits) as http:
+
+        def fire(url: str) -> None:
+            nonlocal failed
+            started = time.perf_counter()
+            try:
+                ok = http.get(url).status_code == 200
+            except httpx2.HTTPError:
+                ok = False
+            took = (time.perf_counter() - started) * 1000
+            with lock:
+                answers.append(took)
+                failed += not ok
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            for url in urls:
+                pool.submit(fire, url)
+            deadline = t0 + timeout
+            while delivered() < expected:
+                if time.perf_counter() > deadline:
+                    raise SystemExit(
+                        f"{name}: timed out after {timeout} s ({delivered()} of {expected})"
+                    )
+                time.sleep(POLL)  # a poll interval
+            seconds = time.perf_counter() - t0
+    after = {each: cpu_seconds(pid) for each, pid in processes.items()}
+    return BurstResult(
+        name,
+        len(urls),
+        seconds,
+        {each: after[each] - before[each] for each in processes},
+        answers,
+        failed,
+    )
+
+
+def hooks_at(receiver: RecordingReceiver, prefix: str) -> Callable[[], int]:
+    return lambda: sum(1 for r in receiver.requests if r.path.startswith(prefix))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--completions", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="Isograd's latency")
+    parser.add_argument("--concurrency", type=int, default=32, help="callbacks in flight")
+    parser.add_argument("--timeout", type=float, default=900.0, help="deadline per burst (s)")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive handler")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record the relay's web and worker with py-spy (raw, GIL-holding samples) into DIR",
+    )
+    args = parser.parse_args(argv)
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    postgres_server = os.environ.get(
+        "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    targets = [WebhookTarget(name, (new_webhook_secret(),)) for name in ("alpha", "beta")]
+    n = args.completions
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp,
+        RecordingReceiver() as receiver,
+        fresh_postgres(postgres_server) if args.postgres else _none() as database_url,
+        relay_stack(
+            Path(tmp),
+            redis_url=redis_url,
+            receiver_url=receiver.url(),
+            targets=targets,
+            database_url=database_url,
+            worker_threads=args.threads,
+            workers=args.workers,
+            scheduler=True,
+        ) as stack,
+        httpx2.Client(timeout=30) as http,
+    ):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            invited = list(
+                pool.map(
+                    lambda k: (
+                        stack.invite(
+                            http,
+                            email=f"burst-{k}@example.org",
+                            first_name="Burst",
+                            last_name=f"Candidate {k}",
+                            tst_frm_id=101 + k % 6,
+                        ),
+                        101 + k % 6,
+                        f"burst-{k}@example.org",
+                    ),
+                    range(n),
+                )
+            )
+        setup = time.perf_counter() - started
+        stack.simulator(http, "/faults", json={"drop_callback_rate": 1})
+        with ThreadPoolExecutor(8) as pool:
+            urls = list(
+                pool.map(
+                    lambda i: stack.complete(http, i[0]["pla_tst_id"], value=600)["test"][
+                        "options"
+                    ]["cal_bac_pag"],
+                    invited,
+                )
+            )
+        stack.simulator(http, "/faults", json={"latency_ms": args.latency_ms})
+        relay_pids = {name: p.pid for name, p in stack.processes.items() if name != "migrate"}
+        profiled = {name: pid for name, pid in relay_pids.items() if name != "simulator"}
+        with py_spy(args.py_spy, profiled):
+            relay = burst(
+                "relay",
+                urls,
+                delivered=hooks_at(receiver, "/hooks/"),
+                expected=2 * n,
+                processes=relay_pids,
+                concurrency=args.concurrency,
+                timeout=args.timeout,
+            )
+        for name, process in stack.processes.items():
+            if name.startswith("worker"):
+                rss, peak = memory_mb(process.pid)
+                relay.extra[f"{name} RSS"] = f"{rss:.0f} MB now, {peak:.0f} MB peak (VmHWM)"
+        engine = create_engine(stack.database_url)
+        try:
+            with engine.connect() as connection:
+                stored = connection.execute(select(func.count()).select_from(events)).scalar()
+                marked = connection.execute(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.status == "delivered")
+                ).scalar()
+        finally:
+            engine.dispose()
+        relay_hooks = [r for r in receiver.requests if r.path.startswith("/hooks/")]
+        pairs = {(r.path, r.headers["webhook-id"]) for r in relay_hooks}
+        relay.extra["checks"] = (
+            f"{len(relay_hooks)} webhooks, {len(pairs)} distinct (receiver, webhook-id), "
+            f"{stored} events, {marked} deliveries marked delivered, "
+            f"{relay.failed_answers} callbacks not answered 200"
+        )
+        for name in ("web", "scheduler", *(p for p in stack.processes if p.startswith("worker"))):
+            stack.processes[name].stop()
+
+        naive: BurstResult | None = None
+        if not args.no_naive:
+            naive = run_naive(stack, receiver, targets, invited, urls, args, Path(tmp))
+
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(
+        f"burst benchmark: {n} completions ending together, 2 webhook subscriptions, Isograd "
+        f"latency {args.latency_ms:g} ms, {args.concurrency} callbacks in flight; relay: web + "
+        f"{args.workers} worker x {args.threads} threads + scheduler, {database}, Redis; "
+        f"{os.cpu_count()} CPUs, load1 {os.getloadavg()[0]:.2f} at the end "
+        f"(setup: {n} invitations in {setup:.1f} s)"
+    )
+    results = [relay] if naive is None else [relay, naive]
+    print(
+        f"{'':8} {'seconds':>8} {'compl/s':>8} {'CPU s':>7} {'CPU ms/c':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  CPU by process (s)"
+    )
+    for each in results:
+        by_process = ", ".join(f"{name} {value:.1f}" for name, value in each.cpu.items())
+        print(
+            f"{each.name:8} {each.seconds:8.2f} {each.throughput:8.1f} {each.cpu_total:7.1f} "
+            f"{each.cpu_ms_per_completion:9.2f} {each.percentile(0.5):7.1f} "
+            f"{each.percentile(0.99):7.1f} {max(each.answer_ms):7.1f}  {by_process}"
+        )
+    print(f"relay drain: {relay.seconds:.1f} s from the first callback to the last webhook")
+    for key, value in relay.extra.items():
+        print(f"relay {key}: {value}")
+    if naive is not None:
+        print(f"naive checks: {naive.extra['checks']}")
+        relay_cpu = relay.cpu_total - relay.cpu.get("simulator", 0.0)
+        naive_cpu = naive.cpu_total - naive.cpu.get("simulator", 0.0)
+        print(
+            f"ratios relay/naive: throughput {relay.throughput / naive.throughput:.2f}x "
+            f"(target >= 1.5), CPU per completion without the simulator "
+            f"{relay_cpu / naive_cpu:.2f}x (target <= 1.5), callback p99 "
+            f"{relay.percentile(0.99):.1f} ms (target < 50)"
+        )
+    return 0
+
+
+def run_naive(
+    stack: RelayStack,
+    receiver: RecordingReceiver,
+    targets: Sequence[WebhookTarget],
+    invited: Sequence[tuple[dict[str, object], int, str]],
+    urls: Sequence[str],
+    args: argparse.Namespace,
+    directory: Path,
+) -> BurstResult:
+    """Start bench/naive_handler.py, fire the same tests' callbacks at it, stop it."""
+    simulator_url = stack.simulator_url
+    simulator_pid = stack.processes["simulator"].pid
+    candidates = {str(i["pla_tst_id"]): [tst_frm_id, email] for i, tst_frm_id, email in invited}
+    candidates_file = directory / "naive-candidates.json"
+    candidates_file.write_text(json.dumps(candidates), encoding="utf-8")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.naive_handler",
+        "--port",
+        str(port),
+        "--isograd-url",
+        simulator_url,
+        "--targets",
+        str(candidates_file),
+    ]
+    for target in targets:
+        argv += ["--receiver", receiver.url(f"/naive/{target.name}"), "--secret", target.secrets[0]]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = RelayProcess("naive", argv, env, directory).start()
+    try:
+        with httpx2.Client() as http:
+
+            def up() -> bool:
+                try:
+                    http.get(f"http://127.0.0.1:{port}/")
+                except httpx2.TransportError:
+                    return False
+                return True
+
+            wait_until(up, timeout=20, what="the naive handler", watch=[process])
+        naive_urls = [f"http://127.0.0.1:{port}/callback/{i['pla_tst_id']}" for i, _, _ in invited]
+        assert len(naive_urls) == len(urls)
+        result = burst(
+            "naive",
+            naive_urls,
+            delivered=hooks_at(receiver, "/naive/"),
+            expected=2 * len(naive_urls),
+            processes={"naive": process.pid, "simulator": simulator_pid},
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+        )
+    finally:
+        process.stop()
+    hooks = [r for r in receiver.requests if r.path.startswith("/naive/")]
+    result.extra["checks"] = (
+        f"{len(hooks)} webhooks, {len({(r.path, r.headers['webhook-id']) for r in hooks})} "
+        f"distinct (receiver, webhook-id), {result.failed_answers} callbacks not answered 200"
+    )
+    return result
+
+
+@contextmanager
+def py_spy(directory: Path | None, processes: dict[str, int]) -> Iterator[None]:
+    """`py-spy record` (pip install py-spy) on each process while the block runs; stopped
+    with SIGINT, which makes it write `DIR/<name>.txt` (collapsed stacks, one line each)."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    command = str(Path(sys.executable).parent / "py-spy")
+    recorders = [
+        subprocess.Popen(
+            [
+                *(command, "record", "-p", str(pid), "-f", "raw", "-g", "--nonblocking"),
+                *("-r", "200", "-o", str(directory / f"{name}.txt")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in processes.items()
+    ]
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            recorder.wait(30)
+
+
+@contextmanager
+def _none() -> Iterator[None]:
+    yield None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
