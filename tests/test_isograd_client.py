@@ -1197,6 +1197,18 @@ def test_request_log_outcome(make_client: MakeClient, answer: Answer, outcome: s
     assert [e["outcome"] for e in logs if e["event"] == "isograd_request"] == [outcome]
 
 
+def test_a_request_that_worked_logs_at_debug_and_a_failed_one_at_info(
+    make_client: MakeClient,
+) -> None:
+    client, _ = make_client(httpx2.Response(503), ok(sta_id=3))
+
+    with capture_logs() as logs:
+        client.get_test_status(9001)
+
+    levels = [(e["outcome"], e["log_level"]) for e in logs if e["event"] == "isograd_request"]
+    assert levels == [("unavailable", "info"), ("ok", "debug")]
+
+
 def test_logs_never_contain_the_email_token_or_secret(make_client: MakeClient) -> None:
     client, _ = make_client(httpx2.Response(401), failure(202, f"{EMAIL} exists", can_id=1))
 

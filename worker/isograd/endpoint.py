@@ -33,7 +33,8 @@ class UsageEndpoint:
 
     A 401 is retried once with a fresh token (then IsogradAuthError); timeouts, connection errors
     and 408/425/429/5xx raise IsogradUnavailableError, retried `read_attempts` times with
-    exponential backoff for read actions only; every attempt is logged as `isograd_request`.
+    exponential backoff for read actions only; every attempt is logged as `isograd_request`
+    (DEBUG when it worked, else INFO).
     """
 
     def __init__(
@@ -129,7 +130,10 @@ def _log_request(act: int, attempt: int, started: float, error: RelayError | Non
             outcome = "auth_error"
         case _:
             outcome = "protocol_error"
-    log.info(
+    # A burst of completions makes four requests each: the ones that worked are DEBUG (the job's
+    # own line, completion_confirmed, says it worked); every failed one stays INFO.
+    emit = log.debug if error is None else log.info
+    emit(
         "isograd_request",
         act=act,
         attempt=attempt,
