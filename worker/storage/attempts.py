@@ -5,16 +5,39 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy import Connection, Row, bindparam, func, insert, select
 
-from worker.storage.deliveries import delivered_update, without_nul
+from worker.storage.deliveries import mark_attempt_delivered, without_nul
 from worker.storage.records import Attempt, AttemptOutcome, AttemptRecord
-from worker.storage.subscriptions import subscription_upsert, success_values
+from worker.storage.subscriptions import record_success
 from worker.storage.tables import attempts, deliveries
 from worker.storage.transactions import SqlStoreBase
 
 # Response bodies are stored truncated to 20 kB (worker.sinks.base.MAX_RESPONSE_BODY_BYTES).
 MAX_RESPONSE_BODY_BYTES = 20_000
+
+
+_COLUMNS = (
+    "delivery_id",
+    "started_at",
+    "duration_ms",
+    "status_code",
+    "outcome",
+    "error",
+    "response_body",
+    "response_headers",
+)
+# Numbered in the INSERT itself; built once (worker.storage.deliveries says why).
+_INSERT = (
+    insert(attempts)
+    .values(
+        number=select(func.coalesce(func.max(attempts.c.number), 0) + 1)
+        .where(attempts.c.delivery_id == bindparam("p_delivery_id"))
+        .scalar_subquery(),
+        **{name: bindparam(f"p_{name}") for name in _COLUMNS},
+    )
+    .returning(attempts.c.id, attempts.c.number)
+)
 
 
 class AttemptsMixin(SqlStoreBase):
@@ -30,12 +53,9 @@ class AttemptsMixin(SqlStoreBase):
         attempt, in one transaction: the attempt is never stored without its delivery's state."""
         with self._write() as connection:
             # Updating first locks the delivery row, so concurrent attempts number in turn.
-            if connection.execute(delivered_update(delivery_id, now)).rowcount != 1:
-                raise LookupError(f"no deliveries row with id {delivery_id!r}")
+            mark_attempt_delivered(connection, delivery_id, now)
             attempt = self._insert_attempt(connection, delivery_id, record, counted=True)
-            values = success_values(now)
-            dialect = self._engine.dialect.name
-            connection.execute(subscription_upsert(dialect, subscription, values, values))
+            record_success(connection, self._engine.dialect.name, subscription, now)
             return attempt
 
     def _insert_attempt(
@@ -54,11 +74,6 @@ class AttemptsMixin(SqlStoreBase):
                 delivery_id,
                 {"attempt_count": deliveries.c.attempt_count + 1},
             )
-        number = (
-            select(func.coalesce(func.max(attempts.c.number), 0) + 1)
-            .where(attempts.c.delivery_id == delivery_id)
-            .scalar_subquery()
-        )
         values: dict[str, Any] = {
             "delivery_id": delivery_id,
             "started_at": record.started_at,
@@ -72,12 +87,9 @@ class AttemptsMixin(SqlStoreBase):
                 for name, value in record.response_headers.items()
             },
         }
-        statement = (
-            insert(attempts)
-            .values(number=number, **values)
-            .returning(attempts.c.id, attempts.c.number)
-        )
-        row = connection.execute(statement).one()
+        row = connection.execute(
+            _INSERT, {f"p_{name}": value for name, value in values.items()}
+        ).one()
         # Built from what was written rather than read back: one statement less per attempt.
         written = {**values, "started_at": record.started_at.astimezone(UTC)}
         written["outcome"] = record.outcome

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, or_, select, update
 
 from worker.storage.records import CallbackReceipt
 from worker.storage.tables import callbacks
@@ -34,9 +34,8 @@ class CallbacksMixin(SqlStoreBase):
             "accepted": accepted,
             "reason": reason,
         }
-        statement = insert(callbacks).values(values).returning(callbacks.c.id)
         with self._write() as connection:
-            return int(connection.execute(statement).scalar_one())
+            return int(connection.execute(_INSERT, values).scalar_one())
 
     def purge_rejected_callbacks(self, older_than: datetime) -> int:
         """Delete rejected receipts received before `older_than`; returns how many.
@@ -53,7 +52,7 @@ class CallbacksMixin(SqlStoreBase):
     def mark_callbacks_processed(self, invitation_id: str, now: datetime | None = None) -> int:
         """Mark the invitation's unprocessed callbacks processed; returns how many."""
         with self._write() as connection:
-            return connection.execute(processed_update(invitation_id, self._now(now))).rowcount
+            return mark_processed(connection, invitation_id, self._now(now))
 
     def unprocessed_callbacks(
         self,
@@ -107,10 +106,15 @@ def _callback(row: Row[Any]) -> CallbackReceipt:
     return CallbackReceipt(**row._asdict())
 
 
-def processed_update(invitation_id: str, now: datetime) -> Any:
-    """Mark the invitation's unprocessed callbacks processed at `now`."""
-    return (
-        update(callbacks)
-        .where(callbacks.c.invitation_id == invitation_id, callbacks.c.processed_at.is_(None))
-        .values(processed_at=now)
-    )
+# Built once (worker.storage.deliveries says why): every callback and completion runs them.
+_PROCESSED = (
+    update(callbacks)
+    .where(callbacks.c.invitation_id == bindparam("p_id"), callbacks.c.processed_at.is_(None))
+    .values(processed_at=bindparam("p_now"))
+)
+_INSERT = insert(callbacks).returning(callbacks.c.id)
+
+
+def mark_processed(connection: Connection, invitation_id: str, now: datetime) -> int:
+    """Mark the invitation's unprocessed callbacks processed at `now`; returns how many."""
+    return connection.execute(_PROCESSED, {"p_id": invitation_id, "p_now": now}).rowcount

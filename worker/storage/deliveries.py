@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, or_, select, update
 
 from worker.storage.paging import oldest_first_after
 from worker.storage.records import (
@@ -18,12 +18,54 @@ from worker.storage.records import (
     SubscriptionCounts,
     new_id,
 )
-from worker.storage.subscriptions import disabled_names
+from worker.storage.subscriptions import is_disabled
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
 _CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 _UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERING, DeliveryStatus.RETRYING)
+
+# The statements every attempt runs, built once with bound parameters (p_*): SQLAlchemy then
+# skips building the statement and its cache key on each call, most of a statement's cost here.
+_CLAIM = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("p_id"),
+        or_(
+            and_(
+                deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
+                or_(
+                    deliveries.c.next_attempt_at.is_(None),
+                    deliveries.c.next_attempt_at <= bindparam("p_now"),
+                ),
+            ),
+            and_(
+                deliveries.c.status == DeliveryStatus.DELIVERING.value,
+                deliveries.c.updated_at <= bindparam("p_lease_cutoff"),
+            ),
+        ),
+    )
+    .values(status=DeliveryStatus.DELIVERING.value, updated_at=bindparam("p_now"))
+)
+_CLAIM_RETURNING = _CLAIM.returning(*deliveries.c)
+_EVENT_BY_ID = select(events).where(events.c.id == bindparam("p_id"))
+_ALREADY_DELIVERED = deliveries.c.status == DeliveryStatus.DELIVERED.value
+# Count one attempt and mark the delivery delivered (`record_attempt`'s count, then
+# `mark_delivered`: a row already delivered keeps its first `delivered_at`).
+_DELIVERED = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("p_id"))
+    .values(
+        attempt_count=deliveries.c.attempt_count + 1,
+        status=DeliveryStatus.DELIVERED.value,
+        delivered_at=case(
+            (_ALREADY_DELIVERED, deliveries.c.delivered_at), else_=bindparam("p_now")
+        ),
+        next_attempt_at=None,
+        last_error=None,
+        updated_at=case((_ALREADY_DELIVERED, deliveries.c.updated_at), else_=bindparam("p_now")),
+    )
+)
 
 
 class DeliveriesMixin(SqlStoreBase):
@@ -57,7 +99,7 @@ class DeliveriesMixin(SqlStoreBase):
         A `delivering` row whose lease expired (a crashed worker) can be claimed again.
         """
         with self._write() as connection:
-            if connection.execute(self._claim(delivery_id, self._now(now))).rowcount != 1:
+            if connection.execute(_CLAIM, self._claim(delivery_id, now)).rowcount != 1:
                 return None
             return self._delivery(connection, delivery_id)
 
@@ -66,33 +108,23 @@ class DeliveriesMixin(SqlStoreBase):
     ) -> ClaimedDelivery | None:
         """`claim_delivery`, plus the delivery's event and its subscription's disabled state,
         read in the same transaction (one round of the store per attempt instead of three)."""
-        claim = self._claim(delivery_id, self._now(now)).returning(*deliveries.c)
         with self._write() as connection:
-            claimed = connection.execute(claim).first()
+            claimed = connection.execute(_CLAIM_RETURNING, self._claim(delivery_id, now)).first()
             if claimed is None:
                 return None
             delivery = _delivery(claimed)
-            row = connection.execute(select(events).where(events.c.id == delivery.event_id)).first()
-            disabled = disabled_names(connection, [delivery.subscription])
+            row = connection.execute(_EVENT_BY_ID, {"p_id": delivery.event_id}).first()
+            disabled = is_disabled(connection, delivery.subscription)
         return ClaimedDelivery(
             delivery,
             event=None if row is None else Event(**row._asdict()),
-            subscription_disabled=delivery.subscription in disabled,
+            subscription_disabled=disabled,
         )
 
-    def _claim(self, delivery_id: str, now: datetime) -> Any:
-        claimable = or_(
-            and_(
-                deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
-                or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
-            ),
-            self._lease_expired(now),
-        )
-        return (
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, claimable)
-            .values(status=DeliveryStatus.DELIVERING.value, updated_at=now)
-        )
+    def _claim(self, delivery_id: str, now: datetime | None) -> dict[str, Any]:
+        """The parameters of `_CLAIM`."""
+        now = self._now(now)
+        return {"p_id": delivery_id, "p_now": now, "p_lease_cutoff": now - self._lease}
 
     def mark_delivered(self, delivery_id: str, now: datetime | None = None) -> Delivery:
         """Delivered is final; marking it again keeps the first `delivered_at`."""
@@ -367,23 +399,11 @@ def delivered_values(now: datetime) -> dict[str, Any]:
     }
 
 
-def delivered_update(delivery_id: str, now: datetime) -> Any:
-    """Count one attempt and mark the delivery delivered, in one UPDATE (`record_attempt`'s
-    count, then `mark_delivered`: a row already delivered keeps its first `delivered_at`)."""
-    column = deliveries.c
-    already = column.status == DeliveryStatus.DELIVERED.value
-    return (
-        update(deliveries)
-        .where(column.id == delivery_id)
-        .values(
-            attempt_count=column.attempt_count + 1,
-            status=DeliveryStatus.DELIVERED.value,
-            delivered_at=case((already, column.delivered_at), else_=now),
-            next_attempt_at=None,
-            last_error=None,
-            updated_at=case((already, column.updated_at), else_=now),
-        )
-    )
+def mark_attempt_delivered(connection: Connection, delivery_id: str, now: datetime) -> None:
+    """Count one attempt and mark the delivery delivered (see `_DELIVERED`); LookupError when
+    there is no such delivery."""
+    if connection.execute(_DELIVERED, {"p_id": delivery_id, "p_now": now}).rowcount != 1:
+        raise LookupError(f"no deliveries row with id {delivery_id!r}")
 
 
 def new_deliveries(rows: Sequence[dict[str, Any]]) -> list[Delivery]:

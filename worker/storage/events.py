@@ -6,18 +6,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy import Connection, Row, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
-from worker.storage.callbacks import processed_update
+from worker.storage.callbacks import mark_processed
 from worker.storage.deliveries import deliveries_of, new_deliveries, new_delivery_row
-from worker.storage.invitations import completed_update
+from worker.storage.invitations import mark_completed
 from worker.storage.paging import encode_cursor, newest_first_after
 from worker.storage.records import Delivery, Event, EventFilter, JsonObject, Page
-from worker.storage.subscriptions import disabled_names
+from worker.storage.subscriptions import is_disabled
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
+
+# Built once (worker.storage.deliveries says why).
+_EVENT_FOR_TEST = select(events).where(events.c.pla_tst_id == bindparam("p_pla_tst_id"))
+_INSERT_EVENT = insert(events)
+_INSERT_DELIVERY = insert(deliveries)
 
 
 class EventsMixin(SqlStoreBase):
@@ -83,8 +88,8 @@ class EventsMixin(SqlStoreBase):
         names = list(dict.fromkeys(deliveries_for))
 
         def mark(connection: Connection) -> None:
-            self._update_one_by(connection, completed_update(invitation_id, sta_id, now))
-            connection.execute(processed_update(invitation_id, now))
+            mark_completed(connection, invitation_id, sta_id, now)
+            mark_processed(connection, invitation_id, now)
 
         try:
             with self._write() as connection:
@@ -92,7 +97,6 @@ class EventsMixin(SqlStoreBase):
                 existing = self._event_for_test(connection, pla_tst_id)
                 if existing is not None:
                     return existing, deliveries_of(connection, existing.id), False
-                disabled = disabled_names(connection, names)
                 rows = self._insert_event(
                     connection,
                     event_id,
@@ -100,7 +104,7 @@ class EventsMixin(SqlStoreBase):
                     pla_tst_id,
                     type,
                     payload,
-                    [name for name in names if name not in disabled],
+                    [name for name in names if not is_disabled(connection, name)],
                     now,
                 )
             # Built from what was written rather than read back (two statements less).
@@ -118,11 +122,6 @@ class EventsMixin(SqlStoreBase):
                 return existing, deliveries_of(connection, existing.id), False
 
     @staticmethod
-    def _update_one_by(connection: Connection, statement: Any) -> None:
-        if connection.execute(statement).rowcount != 1:
-            raise LookupError("no such invitation row")
-
-    @staticmethod
     def _insert_event(
         connection: Connection,
         event_id: str,
@@ -134,19 +133,18 @@ class EventsMixin(SqlStoreBase):
         now: datetime,
     ) -> list[dict[str, Any]]:
         """Insert the event and its deliveries; returns the deliveries' rows."""
-        connection.execute(
-            insert(events).values(
-                id=event_id,
-                type=type,
-                invitation_id=invitation_id,
-                pla_tst_id=pla_tst_id,
-                payload=payload,
-                created_at=now,
-            )
-        )
+        event = {
+            "id": event_id,
+            "type": type,
+            "invitation_id": invitation_id,
+            "pla_tst_id": pla_tst_id,
+            "payload": payload,
+            "created_at": now,
+        }
+        connection.execute(_INSERT_EVENT, event)
         rows = [new_delivery_row(event_id, name, now) for name in names]
         if rows:
-            connection.execute(insert(deliveries), rows)
+            connection.execute(_INSERT_DELIVERY, rows)
         return rows
 
     def get_event(self, event_id: str) -> Event | None:
@@ -206,7 +204,7 @@ class EventsMixin(SqlStoreBase):
 
     @staticmethod
     def _event_for_test(connection: Connection, pla_tst_id: int) -> Event | None:
-        row = connection.execute(select(events).where(events.c.pla_tst_id == pla_tst_id)).first()
+        row = connection.execute(_EVENT_FOR_TEST, {"p_pla_tst_id": pla_tst_id}).first()
         return None if row is None else _event(row)
 
 

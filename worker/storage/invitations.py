@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
@@ -64,9 +64,7 @@ class InvitationsMixin(SqlStoreBase):
 
     def get_invitation(self, invitation_id: str) -> Invitation | None:
         with self._read() as connection:
-            row = connection.execute(
-                select(invitations).where(invitations.c.id == invitation_id)
-            ).first()
+            row = connection.execute(_BY_ID, {"p_id": invitation_id}).first()
         return None if row is None else _invitation(row)
 
     def get_invitation_by_pla_tst_id(self, pla_tst_id: int) -> Invitation | None:
@@ -278,18 +276,26 @@ def _page(rows: list[Invitation], limit: int) -> Page[Invitation]:
     return Page(rows[:limit], encode_cursor(last.created_at, last.id))
 
 
-def completed_update(invitation_id: str, sta_id: int, now: datetime) -> Any:
-    """One UPDATE doing `record_status_check(sta_id, next_check_at=None)` and
-    `mark_invitation(COMPLETED)`: the check counted, the first `completed_at` kept."""
-    return (
-        update(invitations)
-        .where(invitations.c.id == invitation_id)
-        .values(
-            check_count=invitations.c.check_count + 1,
-            last_status=sta_id,
-            last_checked_at=now,
-            next_check_at=None,
-            status=InvitationStatus.COMPLETED.value,
-            completed_at=func.coalesce(invitations.c.completed_at, now),
-        )
+# `record_status_check(sta_id, next_check_at=None)` and `mark_invitation(COMPLETED)` in one
+# UPDATE (the check counted, the first `completed_at` kept); built once, as worker.storage.
+# deliveries says why, like the invitation read every callback and completion makes.
+_COMPLETED = (
+    update(invitations)
+    .where(invitations.c.id == bindparam("p_id"))
+    .values(
+        check_count=invitations.c.check_count + 1,
+        last_status=bindparam("p_sta_id"),
+        last_checked_at=bindparam("p_now"),
+        next_check_at=None,
+        status=InvitationStatus.COMPLETED.value,
+        completed_at=func.coalesce(invitations.c.completed_at, bindparam("p_now")),
     )
+)
+_BY_ID = select(invitations).where(invitations.c.id == bindparam("p_id"))
+
+
+def mark_completed(connection: Connection, invitation_id: str, sta_id: int, now: datetime) -> None:
+    """See `_COMPLETED`; LookupError when there is no such invitation."""
+    parameters = {"p_id": invitation_id, "p_sta_id": sta_id, "p_now": now}
+    if connection.execute(_COMPLETED, parameters).rowcount != 1:
+        raise LookupError(f"no invitations row with id {invitation_id!r}")

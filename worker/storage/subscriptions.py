@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.storage.records import SubscriptionState
-from worker.storage.tables import subscription_state
+from worker.storage.tables import UtcDateTime, subscription_state
 from worker.storage.transactions import SqlStoreBase
 
 
@@ -48,7 +47,7 @@ class SubscriptionStatesMixin(SqlStoreBase):
         self, name: str, now: datetime | None = None
     ) -> SubscriptionState:
         """Ends the failure streak."""
-        values = success_values(self._now(now))
+        values = {"last_success_at": self._now(now), "failing_since": None}
         return self._upsert_subscription(name, values, values)
 
     def record_subscription_failure(
@@ -90,19 +89,34 @@ def subscription_upsert(
     )
 
 
-def success_values(now: datetime) -> dict[str, Any]:
-    """What a delivered attempt writes to its subscription's state: the failure streak ends."""
-    return {"last_success_at": now, "failing_since": None}
+_DISABLED = select(subscription_state.c.name).where(
+    subscription_state.c.name == bindparam("p_name"), subscription_state.c.disabled_at.is_not(None)
+)
+# A delivered attempt's write to its subscription's state: the failure streak ends. One
+# statement per dialect, built once (worker.storage.deliveries says why).
+_SUCCESS = {
+    "last_success_at": bindparam("p_now", type_=UtcDateTime),
+    "failing_since": None,
+}
+_SUCCESS_UPSERTS = {
+    "postgresql": postgresql.insert(subscription_state)
+    .values(name=bindparam("p_name"), **_SUCCESS)
+    .on_conflict_do_update(index_elements=["name"], set_=_SUCCESS),
+    "sqlite": sqlite.insert(subscription_state)
+    .values(name=bindparam("p_name"), **_SUCCESS)
+    .on_conflict_do_update(index_elements=["name"], set_=_SUCCESS),
+}
 
 
-def disabled_names(connection: Connection, names: Sequence[str]) -> set[str]:
-    """Which of `names` are stored as disabled."""
-    if not names:
-        return set()
-    query = select(subscription_state.c.name).where(
-        subscription_state.c.name.in_(list(names)), subscription_state.c.disabled_at.is_not(None)
-    )
-    return {str(name) for name in connection.execute(query).scalars()}
+def is_disabled(connection: Connection, name: str) -> bool:
+    """Whether the subscription `name` is stored as disabled."""
+    return connection.execute(_DISABLED, {"p_name": name}).first() is not None
+
+
+def record_success(connection: Connection, dialect_name: str, name: str, now: datetime) -> None:
+    """`record_subscription_success` inside the caller's transaction."""
+    upsert = _SUCCESS_UPSERTS["postgresql" if dialect_name == "postgresql" else "sqlite"]
+    connection.execute(upsert, {"p_name": name, "p_now": now})
 
 
 def _subscription(row: Row[Any]) -> SubscriptionState:
