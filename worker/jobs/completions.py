@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -102,6 +102,7 @@ class CompletionOutcome:
     result: CompletionResult
     event_id: str | None = None
     enqueued: tuple[str, ...] = ()  # delivery ids enqueued by this run
+    attempted: tuple[str, ...] = ()  # delivery ids whose first attempt this run made itself
     recheck_in: float | None = None  # seconds until the next status check, if one was enqueued
 
 
@@ -117,6 +118,7 @@ def process_completion(
     metrics: RelayMetrics | None = None,
     catalogue: AssessmentCatalogue | None = None,
     fetch_pool: Executor | None = None,
+    deliver_now: Callable[[str], object] | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
@@ -127,7 +129,11 @@ def process_completion(
     counts runs that return, by result, and new events. `catalogue` names the test in the
     event (data.test.name) when act 14 gives a name. With `fetch_pool`, acts 5 and 6 run in
     it while act 4 runs here (they only read, and act 10 has said "completed"): one Isograd
-    round trip instead of three.
+    round trip instead of three. With `deliver_now` too (worker.jobs.deliveries.deliver bound to
+    its collaborators), the new event's first attempts are made at once, side by side in the
+    pool, instead of enqueued: the same claimed, recorded attempt a `deliver` job makes, minus
+    a message per delivery; a delivery whose attempt raises is enqueued as before, and the
+    sweeper finds any this run leaves behind (a crash).
     """
     started = time.perf_counter()
     outcome = _confirm_completion(
@@ -141,6 +147,7 @@ def process_completion(
         metrics=metrics,
         catalogue=catalogue,
         fetch_pool=fetch_pool,
+        deliver_now=deliver_now,
     )
     if metrics is not None:
         metrics.record_completion(outcome.result, time.perf_counter() - started)
@@ -159,6 +166,7 @@ def _confirm_completion(
     metrics: RelayMetrics | None,
     catalogue: AssessmentCatalogue | None,
     fetch_pool: Executor | None,
+    deliver_now: Callable[[str], object] | None,
 ) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
     if invitation is None:
@@ -267,24 +275,33 @@ def _confirm_completion(
         now=now,
     )
     enqueued: list[str] = []
+    attempted: list[str] = []
     if created and metrics is not None:
         metrics.record_event_created(ASSESSMENT_COMPLETED)
     if created:
         # A run that found the event already stored enqueues nothing: the first run did, and
         # the sweeper re-enqueues whatever a crash left pending.
-        for delivery in deliveries:
-            enqueuer.delivery(delivery.id)
-            enqueued.append(delivery.id)
+        ids = [delivery.id for delivery in deliveries]
+        if deliver_now is not None and fetch_pool is not None:
+            attempted = _attempt_now(ids, deliver_now, fetch_pool)
+        for delivery_id in ids:
+            if delivery_id not in attempted:
+                enqueuer.delivery(delivery_id)
+                enqueued.append(delivery_id)
     log.info(
         "completion_confirmed",
         invitation_id=invitation.id,
         pla_tst_id=pla_tst_id,
         event_id=event.id,
         new_event=created,
-        deliveries=len(enqueued),
+        deliveries=len(enqueued) + len(attempted),
+        attempted=len(attempted),
     )
     return CompletionOutcome(
-        CompletionResult.COMPLETED, event_id=event.id, enqueued=tuple(enqueued)
+        CompletionResult.COMPLETED,
+        event_id=event.id,
+        enqueued=tuple(enqueued),
+        attempted=tuple(attempted),
     )
 
 
@@ -364,6 +381,28 @@ def _fail(
         reason=reason,
     )
     return CompletionOutcome(CompletionResult.FAILED)
+
+
+def _attempt_now(
+    delivery_ids: Sequence[str], deliver_now: Callable[[str], object], pool: Executor
+) -> list[str]:
+    """Run `deliver_now` for each delivery side by side in `pool`; the ids whose run returned
+    (whatever the attempt's outcome: deliver recorded it). A run that raised is logged and left
+    out, so the caller enqueues it."""
+    futures = {
+        delivery_id: pool.submit(contextvars.copy_context().run, deliver_now, delivery_id)
+        for delivery_id in delivery_ids
+    }
+    attempted = []
+    for delivery_id, future in futures.items():
+        error = future.exception()
+        if error is None:
+            attempted.append(delivery_id)
+        else:
+            log.warning(
+                "delivery_inline_failed", delivery_id=delivery_id, error=type(error).__name__
+            )
+    return attempted
 
 
 def _fetch_result(
