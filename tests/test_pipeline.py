@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from worker.catalogue import AssessmentCatalogue
 from worker.errors import RetryableError
 from worker.events import build_completion_event
 from worker.grades import convert_grade
+from worker.isograd.errors import AssessmentNotFinishedError
 from worker.isograd.models import AssessmentResult, ResultDetails
 from worker.jobs.completions import (
     CompletionOutcome,
@@ -825,3 +827,144 @@ def test_every_kind_dead_letters_once_the_schedule_is_exhausted(
 
     assert last.result is DeliveryResult.FAILED
     assert setup.status() is DeliveryStatus.FAILED
+
+
+# -- process_completion with a fetch pool and first attempts made at once ---------------------
+
+
+class NotFinishedOnAct4:
+    """The simulated client, except that act 4 says "not finished" (it and act 10 disagree)."""
+
+    def __init__(self, simulated: Simulated) -> None:
+        self._client = simulated.client
+        self.get_test_status = self._client.get_test_status
+        self.get_result_details = self._client.get_result_details
+        self.get_pdf_url = self._client.get_pdf_url
+
+    def get_result(self, *args: Any, **kwargs: Any) -> AssessmentResult:
+        raise AssessmentNotFinishedError("test not finished", action=4)
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(4) as executor:
+        yield executor
+
+
+def test_with_a_fetch_pool_acts_4_5_and_6_are_asked_once_and_fill_the_event(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete", value=550, skills={"45": 3.5})
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=simulated.client,
+        subscriptions=(subscription(),),
+        enqueuer=enqueuer,
+        clock=clock,
+        fetch_pool=pool,
+    )
+
+    assert outcome.result is CompletionResult.COMPLETED
+    event = store.get_event(outcome.event_id or "")
+    assert event is not None
+    data = event.payload["data"]
+    assert data["grade"]["value"] == 550
+    assert {s["id"]: s["level"] for s in data["skills"]}["45"] == 3.5
+    assert data["report"]["pdf_url"]
+    assert [simulated.calls(act) for act in (10, 4, 5, 6)] == [1, 1, 1, 1]
+
+
+def test_with_a_fetch_pool_act_4_not_finished_still_schedules_a_recheck(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete")
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=NotFinishedOnAct4(simulated),
+        subscriptions=(subscription(),),
+        enqueuer=enqueuer,
+        clock=clock,
+        fetch_pool=pool,
+    )
+
+    assert outcome.result is CompletionResult.NOT_CONFIRMED
+    assert store.count_events() == 0
+    assert [job.delay_seconds for job in enqueuer.of_kind("completion")] == [
+        premature_recheck_delay(0)
+    ]
+
+
+def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete")
+    attempted: list[str] = []
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=simulated.client,
+        subscriptions=(subscription("hr"), subscription("lms")),
+        enqueuer=enqueuer,
+        clock=clock,
+        fetch_pool=pool,
+        deliver_now=attempted.append,
+    )
+
+    stored = store.list_deliveries(event_id=outcome.event_id)
+    assert sorted(outcome.attempted) == sorted(attempted) == sorted(d.id for d in stored)
+    assert len(stored) == 2
+    assert (outcome.enqueued, enqueuer.of_kind("delivery")) == ((), [])
+
+
+def test_a_first_attempt_that_raises_is_enqueued_instead(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete")
+    failing: list[str] = []
+
+    def deliver_now(delivery_id: str) -> None:
+        if not failing:
+            failing.append(delivery_id)
+            raise RetryableError("database unavailable: OperationalError")
+
+    with capture_logs() as logs:
+        outcome = process_completion(
+            invitation.id,
+            store=store,
+            client=simulated.client,
+            subscriptions=(subscription("hr"), subscription("lms")),
+            enqueuer=enqueuer,
+            clock=clock,
+            fetch_pool=pool,
+            deliver_now=deliver_now,
+        )
+
+    assert outcome.enqueued == tuple(failing)
+    assert [job.id for job in enqueuer.of_kind("delivery")] == failing
+    assert len(outcome.attempted) == 1
+    assert [e["delivery_id"] for e in logs if e["event"] == "delivery_inline_failed"] == failing

@@ -1615,3 +1615,152 @@ def test_the_isograd_answer_is_noted_on_the_audit_row(store: SqlStore) -> None:
     assert record.isograd == "anonymized"
     with pytest.raises(LookupError):
         store.record_erasure_isograd("era_missing", "anonymized")
+
+
+# -- one transaction per step of the pipeline ---------------------------------------------------
+
+
+def store_completion(store: SqlStore, invitation_id: str, names: list[str]) -> Any:
+    return store.store_completion(
+        event_id=new_id("evt"),
+        invitation_id=invitation_id,
+        pla_tst_id=456,
+        sta_id=3,
+        type="assessment.completed",
+        payload=payload(),
+        deliveries_for=names,
+        now=NOW,
+    )
+
+
+def test_store_completion_stores_the_event_its_deliveries_and_completes_the_invitation(
+    store: SqlStore,
+) -> None:
+    invitation_id = invite(store)
+    store.record_callback(invitation_id, "GET", {}, None, True, None, NOW)
+
+    event, stored, created = store_completion(store, invitation_id, ["b-hook", "a-hook"])
+
+    assert created
+    assert store.get_event(event.id) == event
+    assert stored == store.list_deliveries_of_events([event.id])
+    assert [d.subscription for d in stored] == ["a-hook", "b-hook"]
+    invitation = store.get_invitation(invitation_id)
+    assert invitation is not None
+    assert (invitation.status, invitation.completed_at) == (InvitationStatus.COMPLETED, NOW)
+    assert (invitation.check_count, invitation.last_status, invitation.next_check_at) == (
+        1,
+        3,
+        None,
+    )
+    assert store.unprocessed_callbacks(NOW + timedelta(seconds=1)) == []
+
+
+def test_store_completion_twice_creates_nothing_more_and_still_counts_the_check(
+    store: SqlStore,
+) -> None:
+    invitation_id = invite(store)
+    first, first_deliveries, _ = store_completion(store, invitation_id, ["hook"])
+
+    again, deliveries_again, created = store_completion(store, invitation_id, ["hook", "new"])
+
+    assert not created
+    assert (again, deliveries_again) == (first, first_deliveries)
+    assert count(store, events) == 1
+    invitation = store.get_invitation(invitation_id)
+    assert invitation is not None
+    assert invitation.check_count == 2
+
+
+def test_store_completion_leaves_out_a_disabled_subscription(store: SqlStore) -> None:
+    store.disable_subscription("off", "410 Gone", NOW)
+
+    _, stored, _ = store_completion(store, invite(store), ["off", "on"])
+
+    assert [d.subscription for d in stored] == ["on"]
+
+
+def test_store_completion_of_an_unknown_invitation_raises_lookup_error(store: SqlStore) -> None:
+    with pytest.raises(LookupError):
+        store_completion(store, "inv_missing", ["hook"])
+    assert count(store, events) == 0
+
+
+def test_claim_attempt_returns_the_delivery_with_its_event_once(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    claimed = store.claim_attempt(delivery_id, NOW)
+    again = store.claim_attempt(delivery_id, NOW)
+
+    assert claimed is not None
+    assert claimed.delivery.status is DeliveryStatus.DELIVERING
+    assert claimed.event == store.get_event(claimed.delivery.event_id)
+    assert not claimed.subscription_disabled
+    assert again is None
+
+
+def test_claim_attempt_says_when_the_subscription_is_disabled(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    store.disable_subscription("hook", "410 Gone", NOW)
+
+    claimed = store.claim_attempt(delivery_id, NOW)
+
+    assert claimed is not None
+    assert claimed.subscription_disabled
+
+
+def test_claim_attempt_takes_back_a_delivery_whose_lease_expired(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+    assert store.claim_attempt(delivery_id, NOW) is not None
+
+    assert store.claim_attempt(delivery_id, NOW + LEASE - timedelta(seconds=1)) is None
+    assert store.claim_attempt(delivery_id, NOW + LEASE) is not None
+
+
+def test_record_delivered_attempt_records_delivers_and_ends_the_failure_streak(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    store.claim_delivery(delivery_id, NOW)
+    store.record_subscription_failure("hook", NOW)
+    later = NOW + timedelta(seconds=3)
+
+    recorded = store.record_delivered_attempt(
+        delivery_id, "hook", attempt(AttemptOutcome.DELIVERED, status_code=200), later
+    )
+
+    assert store.list_attempts(delivery_id) == [recorded]
+    assert recorded.number == 1
+    delivery = store.get_delivery(delivery_id)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempt_count, delivery.delivered_at) == (
+        DeliveryStatus.DELIVERED,
+        1,
+        later,
+    )
+    state = store.subscription_state("hook")
+    assert (state.failing_since, state.last_success_at) == (None, later)
+
+
+def test_record_delivered_attempt_keeps_the_first_delivered_at_and_numbers_in_turn(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    store.record_attempt(delivery_id, attempt())
+    store.mark_delivered(delivery_id, NOW)
+
+    recorded = store.record_delivered_attempt(
+        delivery_id, "hook", attempt(AttemptOutcome.DELIVERED), NOW + timedelta(hours=1)
+    )
+
+    assert recorded.number == 2
+    delivery = store.get_delivery(delivery_id)
+    assert delivery is not None
+    assert (delivery.delivered_at, delivery.attempt_count) == (NOW, 2)
+
+
+def test_record_delivered_attempt_of_an_unknown_delivery_raises_lookup_error(
+    store: SqlStore,
+) -> None:
+    with pytest.raises(LookupError):
+        store.record_delivered_attempt("dlv_missing", "hook", attempt(), NOW)
