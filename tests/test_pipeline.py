@@ -918,6 +918,11 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
     attempted: list[str] = []
+    events: list[Any] = []
+
+    def deliver_now(delivery_id: str, event: Any) -> None:
+        attempted.append(delivery_id)
+        events.append(event)
 
     outcome = process_completion(
         invitation.id,
@@ -927,12 +932,13 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
         enqueuer=enqueuer,
         clock=clock,
         fetch_pool=pool,
-        deliver_now=attempted.append,
+        deliver_now=deliver_now,
     )
 
     stored = store.list_deliveries(event_id=outcome.event_id)
     assert sorted(outcome.attempted) == sorted(attempted) == sorted(d.id for d in stored)
     assert len(stored) == 2
+    assert events == [store.get_event(outcome.event_id or "")] * 2
     assert (outcome.enqueued, enqueuer.of_kind("delivery")) == ((), [])
 
 
@@ -947,7 +953,7 @@ def test_a_first_attempt_that_raises_is_enqueued_instead(
     simulated.move(invitation.pla_tst_id or 0, "complete")
     failing: list[str] = []
 
-    def deliver_now(delivery_id: str) -> None:
+    def deliver_now(delivery_id: str, event: Any) -> None:
         if not failing:
             failing.append(delivery_id)
             raise RetryableError("database unavailable: OperationalError")
@@ -968,3 +974,27 @@ def test_a_first_attempt_that_raises_is_enqueued_instead(
     assert [job.id for job in enqueuer.of_kind("delivery")] == failing
     assert len(outcome.attempted) == 1
     assert [e["delivery_id"] for e in logs if e["event"] == "delivery_inline_failed"] == failing
+
+
+def test_deliver_handed_the_event_sends_it_and_marks_the_delivery_delivered(
+    make_delivering: Any, store: SqlStore
+) -> None:
+    setup: Delivering = make_delivering(httpx2.Response(200))
+    delivery = store.get_delivery(setup.delivery_id)
+    assert delivery is not None
+    event = store.get_event(delivery.event_id)
+
+    outcome = deliver(
+        setup.delivery_id,
+        store=store,
+        subscriptions=setup.subscriptions,
+        sink_for=lambda _: setup.sink,
+        enqueuer=setup.enqueuer,
+        clock=setup.clock,
+        rng=FixedRandom(0.5),
+        event=event,
+    )
+
+    assert outcome.result is DeliveryResult.DELIVERED
+    [request] = setup.target.requests
+    assert request.headers["webhook-id"] == delivery.event_id

@@ -1764,3 +1764,12 @@ def test_record_delivered_attempt_of_an_unknown_delivery_raises_lookup_error(
 ) -> None:
     with pytest.raises(LookupError):
         store.record_delivered_attempt("dlv_missing", "hook", attempt(), NOW)
+
+
+def test_claim_attempt_without_reading_the_event_still_claims(store: SqlStore) -> None:
+    delivery_id = make_delivery(store)
+
+    claimed = store.claim_attempt(delivery_id, NOW, read_event=False)
+
+    assert claimed is not None
+    assert (claimed.event, claimed.delivery.status) == (None, DeliveryStatus.DELIVERING)

@@ -21,6 +21,7 @@ from worker.errors import PermanentError, RetryableError
 from worker.jobs.completions import process_completion as run_completion
 from worker.jobs.deliveries import deliver as run_delivery
 from worker.runtime import Runtime
+from worker.storage.records import Event
 
 log = structlog.get_logger(__name__)
 
@@ -62,8 +63,8 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         """
         runtime = runtime_of(broker)
 
-        def deliver_now(delivery_id: str) -> None:
-            attempt_delivery(runtime, delivery_id)
+        def deliver_now(delivery_id: str, event: Event) -> None:
+            attempt_delivery(runtime, delivery_id, event=event)
 
         with _transient_as_retry():
             run_completion(
@@ -115,11 +116,12 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
     )
 
 
-def attempt_delivery(runtime: Runtime, delivery_id: str) -> None:
+def attempt_delivery(runtime: Runtime, delivery_id: str, *, event: Event | None = None) -> None:
     """One attempt at a delivery with the process's collaborators (the deliver actor's body,
-    and process_completion's first attempts)."""
+    and process_completion's first attempts, which hand over the `event` they just stored)."""
     run_delivery(
         delivery_id,
+        event=event,
         store=runtime.store,
         subscriptions=runtime.subscriptions_by_name,
         sink_for=runtime.sink_for,

@@ -34,6 +34,7 @@ from worker.isograd.models import (
 from worker.jobs import Enqueuer
 from worker.metrics import RelayMetrics
 from worker.storage.records import (
+    Event,
     Invitation,
     InvitationStatus,
     new_id,
@@ -118,7 +119,7 @@ def process_completion(
     metrics: RelayMetrics | None = None,
     catalogue: AssessmentCatalogue | None = None,
     fetch_pool: Executor | None = None,
-    deliver_now: Callable[[str], object] | None = None,
+    deliver_now: Callable[[str, Event], object] | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
@@ -130,10 +131,11 @@ def process_completion(
     event (data.test.name) when act 14 gives a name. With `fetch_pool`, acts 5 and 6 run in
     it while act 4 runs here (they only read, and act 10 has said "completed"): one Isograd
     round trip instead of three. With `deliver_now` too (worker.jobs.deliveries.deliver bound to
-    its collaborators), the new event's first attempts are made at once, side by side in the
-    pool, instead of enqueued: the same claimed, recorded attempt a `deliver` job makes, minus
-    a message per delivery; a delivery whose attempt raises is enqueued as before, and the
-    sweeper finds any this run leaves behind (a crash).
+    its collaborators, handed the event so it need not read it again), the new event's first
+    attempts are made at once, side by side in the pool, instead of enqueued: the same claimed,
+    recorded attempt a `deliver` job makes, minus a message per delivery; a delivery whose
+    attempt raises is enqueued as before, and the sweeper finds any this run leaves behind (a
+    crash).
     """
     started = time.perf_counter()
     outcome = _confirm_completion(
@@ -166,7 +168,7 @@ def _confirm_completion(
     metrics: RelayMetrics | None,
     catalogue: AssessmentCatalogue | None,
     fetch_pool: Executor | None,
-    deliver_now: Callable[[str], object] | None,
+    deliver_now: Callable[[str, Event], object] | None,
 ) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
     if invitation is None:
@@ -283,7 +285,7 @@ def _confirm_completion(
         # the sweeper re-enqueues whatever a crash left pending.
         ids = [delivery.id for delivery in deliveries]
         if deliver_now is not None and fetch_pool is not None:
-            attempted = _attempt_now(ids, deliver_now, fetch_pool)
+            attempted = _attempt_now(ids, event, deliver_now, fetch_pool)
         for delivery_id in ids:
             if delivery_id not in attempted:
                 enqueuer.delivery(delivery_id)
@@ -384,13 +386,16 @@ def _fail(
 
 
 def _attempt_now(
-    delivery_ids: Sequence[str], deliver_now: Callable[[str], object], pool: Executor
+    delivery_ids: Sequence[str],
+    event: Event,
+    deliver_now: Callable[[str, Event], object],
+    pool: Executor,
 ) -> list[str]:
     """Run `deliver_now` for each delivery side by side in `pool`; the ids whose run returned
     (whatever the attempt's outcome: deliver recorded it). A run that raised is logged and left
     out, so the caller enqueues it."""
     futures = {
-        delivery_id: pool.submit(contextvars.copy_context().run, deliver_now, delivery_id)
+        delivery_id: pool.submit(contextvars.copy_context().run, deliver_now, delivery_id, event)
         for delivery_id in delivery_ids
     }
     attempted = []

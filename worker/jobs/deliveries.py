@@ -22,6 +22,7 @@ from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
 from worker.storage.records import (
     AttemptRecord,
     Delivery,
+    Event,
 )
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
@@ -57,6 +58,7 @@ def deliver(
     rng: RandomSource,
     schedule_for: Callable[[Subscription], RetrySchedule] | None = None,
     metrics: RelayMetrics | None = None,
+    event: Event | None = None,
 ) -> DeliveryOutcome:
     """Make one attempt at one delivery and record what happened.
 
@@ -65,7 +67,8 @@ def deliver(
     (`next_attempt_at`) and enqueued with its delay; if that message is lost the sweeper finds
     the row. Retries follow the subscription's schedule; Dramatiq's own retries are only for
     unexpected errors (a database outage, a bug). `metrics` counts runs that return, by result,
-    and times the attempt.
+    and times the attempt. `event` is the delivery's event when the caller has just stored it
+    (process_completion): the claim then does not read it again.
     """
     outcome = _attempt_delivery(
         delivery_id,
@@ -77,6 +80,7 @@ def deliver(
         rng=rng,
         schedule_for=schedule_for,
         metrics=metrics,
+        known_event=event,
     )
     if metrics is not None:
         metrics.record_delivery(outcome.result)
@@ -94,13 +98,14 @@ def _attempt_delivery(
     rng: RandomSource,
     schedule_for: Callable[[Subscription], RetrySchedule] | None,
     metrics: RelayMetrics | None,
+    known_event: Event | None,
 ) -> DeliveryOutcome:
     now = clock()
-    claimed = store.claim_attempt(delivery_id, now)
+    claimed = store.claim_attempt(delivery_id, now, read_event=known_event is None)
     if claimed is None:
         log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
         return DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
-    delivery, event = claimed.delivery, claimed.event
+    delivery, event = claimed.delivery, claimed.event or known_event
     subscription = subscriptions.get(delivery.subscription)
     if subscription is None or not subscription.enabled:
         return _cancel(store, delivery, "subscription_not_configured", now)

@@ -104,16 +104,21 @@ class DeliveriesMixin(SqlStoreBase):
             return self._delivery(connection, delivery_id)
 
     def claim_attempt(
-        self, delivery_id: str, now: datetime | None = None
+        self, delivery_id: str, now: datetime | None = None, *, read_event: bool = True
     ) -> ClaimedDelivery | None:
-        """`claim_delivery`, plus the delivery's event and its subscription's disabled state,
-        read in the same transaction (one round of the store per attempt instead of three)."""
+        """`claim_delivery`, plus the delivery's event (unless not `read_event`: None then) and
+        its subscription's disabled state, read in the same transaction (one round of the store
+        per attempt instead of three)."""
         with self._write() as connection:
             claimed = connection.execute(_CLAIM_RETURNING, self._claim(delivery_id, now)).first()
             if claimed is None:
                 return None
             delivery = _delivery(claimed)
-            row = connection.execute(_EVENT_BY_ID, {"p_id": delivery.event_id}).first()
+            row = (
+                connection.execute(_EVENT_BY_ID, {"p_id": delivery.event_id}).first()
+                if read_event
+                else None
+            )
             disabled = is_disabled(connection, delivery.subscription)
         return ClaimedDelivery(
             delivery,
