@@ -60,6 +60,7 @@ from tests.harness.processes import (
     wait_until,
 )
 from tests.receiver import RecordingReceiver
+from worker.simulator.catalogue import ASSESSMENT_CREDIT
 from worker.storage.tables import deliveries, events
 
 POLL = 0.01
@@ -209,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as stack,
         httpx2.Client(timeout=30) as http,
     ):
+        # The simulator's accounts start with 1,000 assessment credits; act 8 spends one each.
+        credits = {"sub_com_id": None, "credits": {ASSESSMENT_CREDIT: n + 1000}}
+        http.put(f"{stack.simulator_url}/_simulator/credits", json=credits).raise_for_status()
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             invited = list(
