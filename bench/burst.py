@@ -24,8 +24,9 @@ One run, the same simulator and the same receiver for both (issue 11):
 
 It prints, for each: completions/s (completions / time from the first callback sent to the last
 webhook received), CPU seconds of each process over that window (utime + stime from
-/proc/PID/stat), CPU ms per completion, the callback answer time (p50/p99/max, measured by the
-client), and the ratios relay / naive; for the relay also the worker processes' RSS (VmRSS at
+/proc/PID/stat; with `--postgres` also the server processes serving the relay's database, which
+count as the relay's), CPU ms per completion, the callback answer time (p50/p99/max, measured by
+the client), and the ratios relay / naive (CPU without the simulator, which plays Isograd); for the relay also the worker processes' RSS (VmRSS at
 the end, VmHWM peak) and the consistency checks. Stops by itself; every process is stopped.
 """
 
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 
 from bench.e2e_throughput import fresh_postgres
 from tests.harness.processes import (
@@ -122,10 +123,13 @@ def burst(
     processes: dict[str, int],
     concurrency: int,
     timeout: float,
+    database_backends: Callable[[], list[int]] | None = None,
 ) -> BurstResult:
     """Fire every URL (GET) from `concurrency` threads at once; wait until `delivered()` reaches
-    `expected`; CPU of `processes` (name → pid) over that window."""
+    `expected`; CPU of `processes` (name → pid) over that window, and of the PostgreSQL server
+    processes `database_backends()` lists (those serving the relay's database)."""
     before = {each: cpu_seconds(pid) for each, pid in processes.items()}
+    backends_before = _cpu_of(database_backends() if database_backends else [])
     answers: list[float] = []
     failed = 0
     lock = threading.Lock()
@@ -157,14 +161,47 @@ def burst(
                 time.sleep(POLL)  # a poll interval
             seconds = time.perf_counter() - t0
     after = {each: cpu_seconds(pid) for each, pid in processes.items()}
+    cpu = {each: after[each] - before[each] for each in processes}
+    if database_backends is not None:
+        # A backend that started during the burst counts from 0; one that ended is missed.
+        backends_after = _cpu_of(database_backends())
+        cpu["postgres"] = sum(
+            value - backends_before.get(pid, 0.0) for pid, value in backends_after.items()
+        )
     return BurstResult(
         name,
         len(urls),
         seconds,
-        {each: after[each] - before[each] for each in processes},
+        cpu,
         answers,
         failed,
     )
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = cpu_seconds(pid)
+        except FileNotFoundError:
+            continue  # ended meanwhile
+    return found
+
+
+def postgres_backends(database_url: str) -> Callable[[], list[int]]:
+    """The pids of the server processes connected to `database_url`'s database (this server
+    runs on this machine, so /proc has them), but the one asking."""
+    engine = create_engine(database_url)
+    query = text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    )
+
+    def backends() -> list[int]:
+        with engine.connect() as connection:
+            return [int(pid) for pid in connection.execute(query).scalars()]
+
+    return backends
 
 
 def hooks_at(receiver: RecordingReceiver, prefix: str) -> Callable[[], int]:
@@ -254,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 processes=relay_pids,
                 concurrency=args.concurrency,
                 timeout=args.timeout,
+                database_backends=postgres_backends(stack.database_url) if args.postgres else None,
             )
         for name, process in stack.processes.items():
             if name.startswith("worker"):
@@ -309,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"relay {key}: {value}")
     if naive is not None:
         print(f"naive checks: {naive.extra['checks']}")
+        # The simulator plays Isograd for both; PostgreSQL's server, when used, counts as relay.
         relay_cpu = relay.cpu_total - relay.cpu.get("simulator", 0.0)
         naive_cpu = naive.cpu_total - naive.cpu.get("simulator", 0.0)
         print(
