@@ -26,8 +26,9 @@ It prints, for each: completions/s (completions / time from the first callback s
 webhook received), CPU seconds of each process over that window (utime + stime from
 /proc/PID/stat; with `--postgres` also the server processes serving the relay's database, which
 count as the relay's), CPU ms per completion, the callback answer time (p50/p99/max, measured by
-the client), and the ratios relay / naive (CPU without the simulator, which plays Isograd); for the relay also the worker processes' RSS (VmRSS at
-the end, VmHWM peak) and the consistency checks. Stops by itself; every process is stopped.
+the client), and the ratios relay / naive (CPU without the simulator, which plays Isograd); for
+the relay also the worker processes' RSS (VmRSS at the end, VmHWM peak) and the consistency
+checks. Stops by itself; every process is stopped.
 """
 
 from __future__ import annotations
