@@ -37,8 +37,11 @@ def checks(report: FaultReport, completions: int) -> list[str]:
         failed.append(f"accepted by receivers {report.accepted_tests}")
     if report.duplicates_seen > report.stranded_deliveries:
         failed.append("more duplicates than deliveries stranded by the SIGKILL")
-    if not report.forged_rejected == report.forged_receipts == report.forged_sent:
-        failed.append("a forged callback was not rejected")
+    # Issue 13's limiter: past an address's allowance a forged callback is answered 429 and not
+    # stored (as tests/test_faults.py checks); every one must still be refused.
+    refused = report.forged_rejected + report.forged_throttled == report.forged_sent
+    if not (refused and report.forged_receipts == report.forged_rejected):
+        failed.append("a forged callback was not refused (404, or 429 past the address's limit)")
     return failed
 
 
