@@ -293,6 +293,17 @@ def test_the_runtime_from_settings_builds_one_webhook_sink_per_subscription(
         runtime.close()
 
 
+def test_the_runtime_names_tests_from_the_settings_test_names(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'relay.db'}", test_names={101: "TOSA Excel"}
+    )
+    runtime = Runtime.from_settings(settings, RecordingEnqueuer())
+    try:
+        assert runtime.catalogue.name(101) == "TOSA Excel"
+    finally:
+        runtime.close()
+
+
 def test_the_runtime_schedule_follows_the_subscription(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'relay.db'}")
     runtime = Runtime.from_settings(settings, RecordingEnqueuer())

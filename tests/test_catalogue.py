@@ -37,6 +37,16 @@ def test_a_known_test_is_named_and_an_unknown_one_is_not() -> None:
     assert (catalogue.name(123), catalogue.name(999)) == ("Excel 2019", None)
 
 
+def test_a_name_from_relay_toml_wins_and_asks_isograd_nothing() -> None:
+    source = Source({123: "Excel 2019 (act 14)"})
+    catalogue = AssessmentCatalogue(source, configured={123: "TOSA Excel"})
+
+    assert catalogue.name(123) == "TOSA Excel"
+    assert source.calls == []
+    assert catalogue.name(456) is None  # not configured: act 14 is asked
+    assert source.calls == [None]
+
+
 def test_names_are_read_once_per_ttl_and_per_account() -> None:
     source, clock = Source({123: "Excel 2019"}), Clock()
     catalogue = AssessmentCatalogue(source, ttl=60, monotonic=clock)

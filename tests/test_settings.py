@@ -244,6 +244,31 @@ def test_subscriptions_come_from_the_named_relay_toml(tmp_path: Path) -> None:
     assert (settings.config_path, settings.config_found) == (str(config), True)
 
 
+def test_test_names_come_from_relay_toml(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text('[test_names]\n101 = " TOSA Excel "\n205 = "TOSA Word"\n')
+
+    settings = Settings.from_env(PRODUCTION, config_path=str(config))
+
+    assert settings.test_names == {101: "TOSA Excel", 205: "TOSA Word"}
+
+
+def test_bad_test_names_are_reported_with_the_subscriptions_problems(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        '[[subscriptions]]\nname = "crm"\nkind = "webhook"\nurl = "x"\nsecrets = []\n'
+        '[test_names]\nexcel = "TOSA Excel"\n101 = ""\n'
+    )
+
+    problems = _problems(PRODUCTION, str(config))
+
+    assert f"{config}: test_names.excel: the key must be a tst_frm_id (a positive integer)" in (
+        problems
+    )
+    assert f"{config}: test_names.101: must be a non-empty string" in problems
+    assert any(problem.startswith(f"{config}: subscriptions[0]") for problem in problems)
+
+
 def test_the_config_path_argument_wins_over_relay_config(tmp_path: Path, no_config: str) -> None:
     environ = PRODUCTION | {"RELAY_CONFIG": str(tmp_path / "absent.toml")}
 

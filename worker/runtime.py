@@ -49,10 +49,11 @@ class Runtime:
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         metrics: RelayMetrics | None = None,
+        test_names: Mapping[int, str] | None = None,
     ) -> None:
         self.store = store
         self.client = client
-        self.catalogue = AssessmentCatalogue(client)
+        self.catalogue = AssessmentCatalogue(client, configured=test_names)
         self.http = http
         self.subscriptions = subscriptions
         self.subscriptions_by_name: Mapping[str, Subscription] = {
@@ -103,6 +104,7 @@ class Runtime:
             client=client,
             http=http,
             subscriptions=settings.subscriptions,
+            test_names=settings.test_names,
             enqueuer=enqueuer,
             clock=clock,
             rng=rng,

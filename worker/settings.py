@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from worker.catalogue import parse_test_names
 from worker.dev.keys import development_callback_key
 from worker.errors import ConfigurationError
 from worker.isograd.environments import IsogradEnvironment, isograd_urls
@@ -116,6 +117,8 @@ class Settings:
     database_url: str = field(default="sqlite:///var/relay.db", repr=False)
     broker_url: str | None = field(default=None, repr=False)
     subscriptions: tuple[Subscription, ...] = ()
+    # tst_frm_id → name, from relay.toml's [test_names] (messages and pages name the test).
+    test_names: Mapping[int, str] = field(default_factory=dict)
     http_timeout: float = 10.0
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
@@ -196,7 +199,7 @@ class Settings:
 
         named_path = config_path if config_path is not None else env.text("RELAY_CONFIG")
         path, explicit = named_path or DEFAULT_CONFIG_PATH, named_path is not None
-        subscriptions, config_found = _load_subscriptions(path, explicit, environ, problems)
+        subscriptions, test_names, config_found = _load_config(path, explicit, environ, problems)
         if not config_found and not explicit:
             notices.append(f"{path} not found: no subscriptions, events are stored only")
 
@@ -217,6 +220,7 @@ class Settings:
             database_url=database_url,
             broker_url=broker_url,
             subscriptions=subscriptions,
+            test_names=test_names,
             http_timeout=env.seconds("HTTP_TIMEOUT", 10.0),
             log_level=env.choice("LOG_LEVEL", _LogLevel, _LogLevel.INFO, upper=True).value,
             log_format=env.choice("LOG_FORMAT", LogFormat, LogFormat.AUTO),
@@ -399,32 +403,35 @@ def _check_lease(
         )
 
 
-def _load_subscriptions(
+def _load_config(
     path: str, explicit: bool, environ: Mapping[str, str], problems: list[str]
-) -> tuple[tuple[Subscription, ...], bool]:
+) -> tuple[tuple[Subscription, ...], dict[int, str], bool]:
     try:
         with open(path, "rb") as file:
             document = tomllib.load(file)
     except FileNotFoundError:
         if explicit:
             problems.append(f"{path}: file not found")
-        return (), False
+        return (), {}, False
     except OSError as exc:
         problems.append(f"{path}: cannot be read: {exc.strerror}")
-        return (), True
+        return (), {}, True
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"{path}: invalid TOML: {exc}")
-        return (), True
+        return (), {}, True
+    subscriptions: tuple[Subscription, ...] = ()
+    test_names: dict[int, str] = {}
     try:
-        return (
-            parse_subscriptions(
-                document, environ, source=path, base_dir=Path(path).resolve().parent
-            ),
-            True,
+        subscriptions = parse_subscriptions(
+            document, environ, source=path, base_dir=Path(path).resolve().parent
         )
     except ConfigurationError as exc:
         problems.extend(exc.problems)
-        return (), True
+    try:
+        test_names = parse_test_names(document, source=path)
+    except ConfigurationError as exc:
+        problems.extend(exc.problems)
+    return subscriptions, test_names, True
 
 
 def _url_password(url: str | None) -> str | None:

@@ -120,8 +120,8 @@ def parse_subscriptions(
     """
     problems: list[str] = []
     for key in document:
-        if key != "subscriptions":
-            problems.append(f"{source}: {unknown_key(key, {'subscriptions'})}")
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(f"{source}: {unknown_key(key, TOP_LEVEL_KEYS)}")
     tables = document.get("subscriptions", [])
     if not isinstance(tables, list):
         problems.append(f"{source}: subscriptions: must be an array of tables ([[subscriptions]])")
@@ -145,6 +145,9 @@ def parse_subscriptions(
         raise ConfigurationError(problems)
     return tuple(subscriptions)
 
+
+# relay.toml's tables: the subscriptions, and test names (read by worker.catalogue).
+TOP_LEVEL_KEYS = frozenset({"subscriptions", "test_names"})
 
 COMMON_KEYS = frozenset(
     {
