@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx2
+from starlette.concurrency import run_in_threadpool
 
 from worker.invitations import InvitationStore
-from worker.orders import OrderClient
+from worker.orders import Order, OrderClient, PlacedOrder, place_order
 from worker.subscriptions import Subscription
 from worker.tokens import CallbackKey
 
@@ -34,3 +35,17 @@ class Collaborators:
             if subscription.name == name and subscription.kind == kind and subscription.enabled:
                 return subscription
         return None
+
+    async def place(self, order: Order, *, mail_template_id: int | None) -> PlacedOrder:
+        """`place_order` with these collaborators, in a thread (it calls Isograd and SQL)."""
+        return await run_in_threadpool(
+            place_order,
+            order,
+            client=self.client,
+            store=self.store,
+            callback_keys=self.callback_keys,
+            public_url=self.public_url,
+            now=self.clock(),
+            mail_template_id=mail_template_id,
+            first_check_after=self.first_check_after,
+        )

@@ -27,13 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from webhooks.integrations.base import Collaborators
-from worker.orders import OrderRejectedError, kombo_order, place_order
+from worker.orders import OrderRejectedError, kombo_order
 from worker.sinks.kombo import KIND, KomboTarget
 from worker.subscriptions import Subscription
 
@@ -89,16 +88,9 @@ def routes(collaborators: Collaborators) -> list[BaseRoute]:
         except OrderRejectedError as exc:
             log.warning("kombo_order_unusable", subscription=owner.name, reason=str(exc))
             return PlainTextResponse(str(exc), 422)
-        placed = await run_in_threadpool(
-            place_order,
+        placed = await collaborators.place(
             placed_order,
-            client=collaborators.client,
-            store=collaborators.store,
-            callback_keys=collaborators.callback_keys,
-            public_url=collaborators.public_url,
-            now=collaborators.clock(),
             mail_template_id=owner_target.mail_template_id if owner_target.send_email else None,
-            first_check_after=collaborators.first_check_after,
         )
         return JSONResponse(
             {"invitation_id": placed.invited.invitation.id, "created": placed.invited.created}

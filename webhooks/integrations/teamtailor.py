@@ -26,14 +26,13 @@ from typing import Any
 
 import structlog
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from webhooks.auth import bearer_token_matches
 from webhooks.integrations.base import Collaborators
-from worker.orders import Order, place_order
+from worker.orders import Order
 from worker.requests import InvalidRequestError, InvitationRequest, validate
 from worker.sinks.teamtailor import KIND, PartnerResults, TeamtailorTarget, sent_attributes
 from worker.storage.records import InvitationStatus
@@ -158,16 +157,8 @@ def routes(collaborators: Collaborators) -> list[BaseRoute]:
         except PartnerEventError as exc:
             log.info("teamtailor_event_unusable", subscription=name, reason=str(exc))
             return PlainTextResponse(str(exc), 422)
-        placed = await run_in_threadpool(
-            place_order,
-            order,
-            client=collaborators.client,
-            store=collaborators.store,
-            callback_keys=collaborators.callback_keys,
-            public_url=collaborators.public_url,
-            now=collaborators.clock(),
-            mail_template_id=target.mail_template_id if target.send_email else None,
-            first_check_after=collaborators.first_check_after,
+        placed = await collaborators.place(
+            order, mail_template_id=target.mail_template_id if target.send_email else None
         )
         invitation = placed.invited.invitation
         mark = None
