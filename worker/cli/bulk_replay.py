@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from worker.cli.processes import settings_from
 from worker.processes import CONFIG_ERROR_EXIT, start_logging
 from worker.queries import InvalidQueryError, read_replay_filter
 from worker.replay import BulkReplayStore, DeliveryEnqueuer, broker_enqueuer, replay_matching
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+    from worker.storage.store import SqlStore
 
 USAGE_EXIT = 2
 
@@ -54,29 +60,37 @@ def run_bulk_replay_command(
     return 0
 
 
-def run_bulk_replay(args: argparse.Namespace) -> int:
-    """`replay --since/--until`: the bulk replay on the configured database and broker."""
+@contextmanager
+def replay_session(settings: Settings) -> Iterator[tuple[SqlStore, DeliveryEnqueuer | None]]:
+    """The store and (when a broker is configured) an enqueuer a replay command works with,
+    with logging started; both are closed on exit."""
     from worker.storage.store import SqlStore
 
+    start_logging(settings)
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        with broker_enqueuer(settings.broker_url) as enqueuer:
+            yield store, enqueuer
+    finally:
+        store.close()
+
+
+def run_bulk_replay(args: argparse.Namespace) -> int:
+    """`replay --since/--until`: the bulk replay on the configured database and broker."""
     if args.delivery_ids or args.force:
         print("isograd-relay replay: --since/--until select by time, not by id", file=sys.stderr)
         return USAGE_EXIT
     settings = settings_from(args)
     if settings is None:
         return CONFIG_ERROR_EXIT
-    start_logging(settings)
-    store = SqlStore.from_url(settings.database_url)
-    try:
-        with broker_enqueuer(settings.broker_url) as enqueuer:
-            return run_bulk_replay_command(
-                store,
-                enqueuer,
-                since=args.since,
-                until=args.until,
-                subscription=args.subscription,
-                include_cancelled=args.include_cancelled,
-                now=datetime.now(UTC),
-                out=sys.stdout,
-            )
-    finally:
-        store.close()
+    with replay_session(settings) as (store, enqueuer):
+        return run_bulk_replay_command(
+            store,
+            enqueuer,
+            since=args.since,
+            until=args.until,
+            subscription=args.subscription,
+            include_cancelled=args.include_cancelled,
+            now=datetime.now(UTC),
+            out=sys.stdout,
+        )

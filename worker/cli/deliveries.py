@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from worker.cli.bulk_replay import run_bulk_replay
+from worker.cli.bulk_replay import replay_session, run_bulk_replay
 from worker.cli.processes import Commands, settings_from
-from worker.processes import CONFIG_ERROR_EXIT, start_logging
+from worker.processes import CONFIG_ERROR_EXIT
 from worker.replay import (
     DeliveryEnqueuer,
     DeliveryStore,
@@ -180,12 +180,6 @@ def _cmd_deliveries(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from worker.cli.deliveries import run_replay_command
-    from worker.replay import broker_enqueuer
-    from worker.storage.store import SqlStore
-
     if args.since or args.until:
         return run_bulk_replay(args)
     if bool(args.delivery_ids) == args.all_failed:
@@ -197,23 +191,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if settings is None:
         return CONFIG_ERROR_EXIT
-    start_logging(settings)
-    store = SqlStore.from_url(settings.database_url)
-    try:
-        with broker_enqueuer(settings.broker_url) as enqueuer:
-            return run_replay_command(
-                store,
-                enqueuer,
-                delivery_ids=args.delivery_ids,
-                all_failed=args.all_failed,
-                include_cancelled=args.include_cancelled,
-                subscription=args.subscription,
-                force=args.force,
-                now=datetime.now(UTC),
-                out=sys.stdout,
-            )
-    finally:
-        store.close()
+    with replay_session(settings) as (store, enqueuer):
+        return run_replay_command(
+            store,
+            enqueuer,
+            delivery_ids=args.delivery_ids,
+            all_failed=args.all_failed,
+            include_cancelled=args.include_cancelled,
+            subscription=args.subscription,
+            force=args.force,
+            now=datetime.now(UTC),
+            out=sys.stdout,
+        )
 
 
 def add_commands(commands: Commands, config: argparse.ArgumentParser) -> None:
