@@ -3,6 +3,7 @@ in-process simulator, and a real WebhookSink against a scripted MockTransport ta
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -906,6 +907,118 @@ def test_with_a_fetch_pool_act_4_not_finished_still_schedules_a_recheck(
     assert [job.delay_seconds for job in enqueuer.of_kind("completion")] == [
         premature_recheck_delay(0)
     ]
+
+
+class ActsMeetAct10:
+    """The simulated client, except that act 10 answers only once acts 4, 5 and 6 have all
+    been asked (a barrier with a deadline: were they asked after act 10, it breaks)."""
+
+    def __init__(self, simulated: Simulated) -> None:
+        self._client = simulated.client
+        self.barrier = threading.Barrier(4, timeout=10)
+
+    def get_test_status(self, *args: Any, **kwargs: Any) -> Any:
+        self.barrier.wait()
+        return self._client.get_test_status(*args, **kwargs)
+
+    def get_result(self, *args: Any, **kwargs: Any) -> Any:
+        self.barrier.wait()
+        return self._client.get_result(*args, **kwargs)
+
+    def get_result_details(self, *args: Any, **kwargs: Any) -> Any:
+        self.barrier.wait()
+        return self._client.get_result_details(*args, **kwargs)
+
+    def get_pdf_url(self, *args: Any, **kwargs: Any) -> Any:
+        self.barrier.wait()
+        return self._client.get_pdf_url(*args, **kwargs)
+
+
+def test_a_first_run_asks_acts_4_5_and_6_beside_act_10(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete", value=550, max_value=1000)
+    client = ActsMeetAct10(simulated)
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=client,
+        subscriptions=(subscription(),),
+        enqueuer=enqueuer,
+        clock=clock,
+        fetch_pool=pool,
+    )
+
+    assert outcome.result is CompletionResult.COMPLETED
+    assert not client.barrier.broken
+    assert [simulated.calls(act) for act in (10, 4, 5, 6)] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("move", "result"),
+    [
+        ("start", CompletionResult.NOT_CONFIRMED),
+        ("pending", CompletionResult.MARKING_PENDING),
+    ],
+)
+def test_a_first_run_drops_the_acts_asked_beside_act_10_when_it_says_not_completed(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+    move: str,
+    result: CompletionResult,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, move)
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=simulated.client,
+        subscriptions=(subscription(),),
+        enqueuer=enqueuer,
+        clock=clock,
+        fetch_pool=pool,
+    )
+
+    assert outcome.result is result
+    assert store.count_events() == 0
+    assert len(enqueuer.of_kind("completion")) == 1
+    stored = store.get_invitation(invitation.id)
+    assert stored is not None and stored.status is not InvitationStatus.COMPLETED
+
+
+def test_a_recheck_asks_act_10_alone_while_the_test_is_not_completed(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "start")
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=simulated.client,
+        subscriptions=(subscription(),),
+        enqueuer=enqueuer,
+        clock=clock,
+        recheck=1,
+        fetch_pool=pool,
+    )
+
+    assert outcome.result is CompletionResult.NOT_CONFIRMED
+    assert [simulated.calls(act) for act in (10, 4, 5, 6)] == [1, 0, 0, 0]
 
 
 def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(

@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
 import structlog
 
@@ -128,9 +128,10 @@ def process_completion(
     (IsogradUnavailableError) when Isograd cannot answer now; other Isograd errors are permanent.
     `recheck` is how many re-checks came before this run (it picks the next wait). `metrics`
     counts runs that return, by result, and new events. `catalogue` names the test in the
-    event (data.test.name) when act 14 gives a name. With `fetch_pool`, acts 5 and 6 run in
-    it while act 4 runs here (they only read, and act 10 has said "completed"): one Isograd
-    round trip instead of three. With `deliver_now` too (worker.jobs.deliveries.deliver bound to
+    event (data.test.name) when act 14 gives a name. With `fetch_pool`, acts 4, 5 and 6 run in
+    it side by side (they only read): on a first run (`recheck` 0) they start beside act 10,
+    one Isograd round trip instead of four, and are used only if act 10 says "completed"; on a
+    re-check they start once it has. With `deliver_now` too (worker.jobs.deliveries.deliver bound to
     its collaborators, handed the event so it need not read it again), the new event's first
     attempts are made at once, side by side in the pool, instead of enqueued: the same claimed,
     recorded attempt a `deliver` job makes, minus a message per delivery; a delivery whose
@@ -189,7 +190,53 @@ def _confirm_completion(
         log.warning("completion_without_assessment", invitation_id=invitation_id)
         return CompletionOutcome(CompletionResult.NOT_CONFIRMED)
     pla_tst_id = invitation.pla_tst_id
+    # A callback's first run: the test is almost always completed, so acts 4, 5 and 6 (reads
+    # only) start beside act 10, one Isograd round trip instead of two. Act 10 still decides:
+    # their answers are used only when it says "completed", dropped otherwise. Re-checks (the
+    # test was not completed a moment ago) ask act 10 alone first.
+    fetch = (
+        _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
+        if fetch_pool is not None and recheck == 0 and invitation.email is not None
+        else None
+    )
+    try:
+        return _confirm_status(
+            invitation,
+            pla_tst_id,
+            fetch,
+            store=store,
+            client=client,
+            subscriptions=subscriptions,
+            enqueuer=enqueuer,
+            clock=clock,
+            recheck=recheck,
+            metrics=metrics,
+            catalogue=catalogue,
+            fetch_pool=fetch_pool,
+            deliver_now=deliver_now,
+        )
+    finally:
+        if fetch is not None:
+            # Never leave a call running behind the job, whatever act 10 answered.
+            fetch.wait()
 
+
+def _confirm_status(
+    invitation: Invitation,
+    pla_tst_id: int,
+    fetch: _ResultFetch | None,
+    *,
+    store: SqlStore,
+    client: AssessmentSource,
+    subscriptions: Sequence[Subscription],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    recheck: int,
+    metrics: RelayMetrics | None,
+    catalogue: AssessmentCatalogue | None,
+    fetch_pool: Executor | None,
+    deliver_now: Callable[[str, Event], object] | None,
+) -> CompletionOutcome:
     try:
         status = client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id)
     except AssessmentNotFoundError:
@@ -223,9 +270,10 @@ def _confirm_completion(
     if invitation.email is None:
         # Acts 4, 5 and 6 find the result by email; a purged invitation cannot be fetched.
         return _fail(store, invitation, clock, reason="no_candidate_email")
-    email = invitation.email
     try:
-        result, details, pdf_url = _fetch_result(client, invitation, email, pla_tst_id, fetch_pool)
+        if fetch is None:
+            fetch = _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
+        result, details, pdf_url = fetch.get()
     except AssessmentNotFinishedError:
         # Act 10 and act 4 disagree for a moment: treat it as "not ready yet".
         return _recheck(
@@ -410,39 +458,77 @@ def _attempt_now(
     return attempted
 
 
-def _fetch_result(
-    client: AssessmentSource,
-    invitation: Invitation,
-    email: str,
-    pla_tst_id: int,
-    pool: Executor | None,
-) -> tuple[AssessmentResult, ResultDetails, str | None]:
-    """Acts 4, 5 and 6; with `pool`, 5 and 6 run there while 4 runs here. Their errors are
-    raised in that order of precedence, as if they had run one after another."""
-    tst_frm_id, sub_com_id = invitation.tst_frm_id, invitation.sub_com_id
-    if pool is None:
-        result = client.get_result(tst_frm_id, email, pla_tst_id, sub_com_id=sub_com_id)
-        details = client.get_result_details(tst_frm_id, email, pla_tst_id, sub_com_id=sub_com_id)
-        return result, details, _pdf_url(client, invitation, email, pla_tst_id)
-    # Each task runs in a copy of this context, so its log lines keep the job's correlation id.
-    details_future = pool.submit(
-        contextvars.copy_context().run,
-        client.get_result_details,
-        tst_frm_id,
-        email,
-        pla_tst_id,
-        sub_com_id=sub_com_id,
-    )
-    pdf_future = pool.submit(
-        contextvars.copy_context().run, _pdf_url, client, invitation, email, pla_tst_id
-    )
-    try:
-        result = client.get_result(tst_frm_id, email, pla_tst_id, sub_com_id=sub_com_id)
-    finally:
-        # Never leave a call running behind the job, whatever act 4 answered.
-        for future in (details_future, pdf_future):
+class _ResultFetch:
+    """Acts 4, 5 and 6 for one invitation: with a pool, started there side by side at once;
+    without, asked one after another by `get`. Each pool task runs in a copy of the starting
+    context, so its log lines keep the job's correlation id."""
+
+    def __init__(self, client: AssessmentSource, invitation: Invitation, pla_tst_id: int) -> None:
+        self._client = client
+        self._invitation = invitation
+        self._pla_tst_id = pla_tst_id
+        self._futures: tuple[Future[object], ...] = ()
+
+    @classmethod
+    def start(
+        cls,
+        pool: Executor | None,
+        client: AssessmentSource,
+        invitation: Invitation,
+        pla_tst_id: int,
+    ) -> _ResultFetch:
+        fetch = cls(client, invitation, pla_tst_id)
+        if pool is not None:
+            fetch._futures = tuple(
+                pool.submit(contextvars.copy_context().run, ask)
+                for ask in (fetch._result, fetch._details, fetch._pdf_url)
+            )
+        return fetch
+
+    def get(self) -> tuple[AssessmentResult, ResultDetails, str | None]:
+        """The three answers; their errors are raised in the order 4, 5, 6, as if they had run
+        one after another."""
+        if not self._futures:
+            return self._result(), self._details(), self._pdf_url()
+        self.wait()
+        result, details, pdf_url = (future.result() for future in self._futures)
+        return (
+            cast(AssessmentResult, result),
+            cast(ResultDetails, details),
+            cast("str | None", pdf_url),
+        )
+
+    def wait(self) -> None:
+        """Until every started act has answered or failed (their errors are not raised)."""
+        for future in self._futures:
             future.exception()
-    return result, details_future.result(), pdf_future.result()
+
+    def _email(self) -> str:
+        email = self._invitation.email
+        if email is None:  # checked by the caller before starting
+            raise AssertionError("acts 4, 5 and 6 need the candidate's email")
+        return email
+
+    def _result(self) -> AssessmentResult:
+        invitation = self._invitation
+        return self._client.get_result(
+            invitation.tst_frm_id,
+            self._email(),
+            self._pla_tst_id,
+            sub_com_id=invitation.sub_com_id,
+        )
+
+    def _details(self) -> ResultDetails:
+        invitation = self._invitation
+        return self._client.get_result_details(
+            invitation.tst_frm_id,
+            self._email(),
+            self._pla_tst_id,
+            sub_com_id=invitation.sub_com_id,
+        )
+
+    def _pdf_url(self) -> str | None:
+        return _pdf_url(self._client, self._invitation, self._email(), self._pla_tst_id)
 
 
 def _pdf_url(
