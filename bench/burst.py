@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive handler")
     parser.add_argument(
+        "--keep-logs", type=Path, metavar="DIR", help="copy the relay's process logs into DIR"
+    )
+    parser.add_argument(
         "--py-spy",
         type=Path,
         metavar="DIR",
@@ -318,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for name in ("web", "scheduler", *(p for p in stack.processes if p.startswith("worker"))):
             stack.processes[name].stop()
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for process in stack.processes.values():
+                for path in (process.stdout_path, process.stderr_path):
+                    shutil.copy(path, args.keep_logs / path.name)
 
         naive: BurstResult | None = None
         if not args.no_naive:

@@ -46,7 +46,10 @@ from worker.isograd.models import (
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
-DEFAULT_LIMITS = httpx2.Limits(max_connections=32, max_keepalive_connections=16)
+# Every connection kept alive: a worker asks up to four acts at once per job (act 10 beside
+# 4, 5 and 6), and a connection closed past the keep-alive limit costs a new TCP handshake on
+# the next call (bench/burst.py's profile showed it: connect_tcp on every few calls).
+DEFAULT_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
 
 
 class IsogradClient:
