@@ -399,14 +399,15 @@ def test_an_isograd_5xx_during_processing_is_retried_by_the_worker_then_delivere
 ) -> None:
     invitation, email = e2e.invite(104)
     errors_before = e2e.stack.simulator(e2e.http, "/counters")["injected_errors"]
-    # Three 503s exhaust the client's own three attempts at act 10, so the job itself fails
-    # with a retryable error and Dramatiq runs it again after its backoff.
-    e2e.stack.simulator(e2e.http, "/faults", json={"fail_next": 3, "error_status": 503})
+    # A first run asks acts 10, 4, 5 and 6 at once, each up to three times: twelve 503s exhaust
+    # them all, so the job itself fails with a retryable error and Dramatiq runs it again after
+    # its backoff.
+    e2e.stack.simulator(e2e.http, "/faults", json={"fail_next": 12, "error_status": 503})
 
     e2e.complete(invitation, email, value=700)
     e2e.wait_for_deliveries(invitation["pla_tst_id"], timeout=RETRY_TIMEOUT)
 
-    assert e2e.stack.simulator(e2e.http, "/counters")["injected_errors"] == errors_before + 3
+    assert e2e.stack.simulator(e2e.http, "/counters")["injected_errors"] == errors_before + 12
     assert '"event": "job_will_retry"' in e2e.stack.processes["worker"].output()
     assert Counter(d.target for d in e2e.deliveries_for(invitation["pla_tst_id"])) == {
         "alpha": 1,

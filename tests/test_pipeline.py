@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -993,7 +993,8 @@ def test_a_first_run_drops_the_acts_asked_beside_act_10_when_it_says_not_complet
     assert store.count_events() == 0
     assert len(enqueuer.of_kind("completion")) == 1
     stored = store.get_invitation(invitation.id)
-    assert stored is not None and stored.status is not InvitationStatus.COMPLETED
+    assert stored is not None
+    assert stored.status is not InvitationStatus.COMPLETED
 
 
 def test_a_recheck_asks_act_10_alone_while_the_test_is_not_completed(
@@ -1030,12 +1031,11 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
 ) -> None:
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
-    attempted: list[str] = []
-    events: list[Any] = []
+    handed: list[tuple[Any, list[str]]] = []
 
-    def deliver_now(delivery_id: str, event: Any) -> None:
-        attempted.append(delivery_id)
-        events.append(event)
+    def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
+        handed.append((event, list(delivery_ids)))
+        return list(delivery_ids)
 
     outcome = process_completion(
         invitation.id,
@@ -1049,13 +1049,14 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
     )
 
     stored = store.list_deliveries(event_id=outcome.event_id)
-    assert sorted(outcome.attempted) == sorted(attempted) == sorted(d.id for d in stored)
+    [(event, ids)] = handed
+    assert sorted(outcome.attempted) == sorted(ids) == sorted(d.id for d in stored)
     assert len(stored) == 2
-    assert events == [store.get_event(outcome.event_id or "")] * 2
+    assert event == store.get_event(outcome.event_id or "")
     assert (outcome.enqueued, enqueuer.of_kind("delivery")) == ((), [])
 
 
-def test_a_first_attempt_that_raises_is_enqueued_instead(
+def test_first_attempts_not_made_are_enqueued_instead(
     store: SqlStore,
     simulated: Simulated,
     enqueuer: RecordingEnqueuer,
@@ -1064,12 +1065,40 @@ def test_a_first_attempt_that_raises_is_enqueued_instead(
 ) -> None:
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
-    failing: list[str] = []
 
-    def deliver_now(delivery_id: str, event: Any) -> None:
-        if not failing:
-            failing.append(delivery_id)
-            raise RetryableError("database unavailable: OperationalError")
+    def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
+        return list(delivery_ids[:1])
+
+    outcome = process_completion(
+        invitation.id,
+        store=store,
+        client=simulated.client,
+        subscriptions=(subscription("hr"), subscription("lms")),
+        enqueuer=enqueuer,
+        clock=clock,
+        fetch_pool=pool,
+        deliver_now=deliver_now,
+    )
+
+    assert len(outcome.attempted) == len(outcome.enqueued) == 1
+    assert [job.id for job in enqueuer.of_kind("delivery")] == list(outcome.enqueued)
+    assert set(outcome.attempted) | set(outcome.enqueued) == {
+        d.id for d in store.list_deliveries(event_id=outcome.event_id)
+    }
+
+
+def test_first_attempts_that_raise_are_all_enqueued_instead(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    invitation = invite(simulated, store)
+    simulated.move(invitation.pla_tst_id or 0, "complete")
+
+    def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
+        raise RetryableError("database unavailable: OperationalError")
 
     with capture_logs() as logs:
         outcome = process_completion(
@@ -1083,10 +1112,11 @@ def test_a_first_attempt_that_raises_is_enqueued_instead(
             deliver_now=deliver_now,
         )
 
-    assert outcome.enqueued == tuple(failing)
-    assert [job.id for job in enqueuer.of_kind("delivery")] == failing
-    assert len(outcome.attempted) == 1
-    assert [e["delivery_id"] for e in logs if e["event"] == "delivery_inline_failed"] == failing
+    ids = sorted(d.id for d in store.list_deliveries(event_id=outcome.event_id))
+    assert outcome.attempted == ()
+    assert sorted(job.id for job in enqueuer.of_kind("delivery")) == ids
+    [failed] = [e for e in logs if e["event"] == "delivery_inline_failed"]
+    assert sorted(failed["delivery_ids"]) == ids
 
 
 def test_deliver_handed_the_event_sends_it_and_marks_the_delivery_delivered(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,6 +20,7 @@ from dramatiq.middleware import Middleware, TimeLimitExceeded
 from worker.errors import PermanentError, RetryableError
 from worker.jobs.completions import process_completion as run_completion
 from worker.jobs.deliveries import deliver as run_delivery
+from worker.jobs.deliveries import deliver_first_attempts as run_first_attempts
 from worker.runtime import Runtime
 from worker.storage.records import Event
 
@@ -63,8 +64,20 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         """
         runtime = runtime_of(broker)
 
-        def deliver_now(delivery_id: str, event: Event) -> None:
-            attempt_delivery(runtime, delivery_id, event=event)
+        def deliver_now(event: Event, delivery_ids: Sequence[str]) -> Collection[str]:
+            return run_first_attempts(
+                event,
+                delivery_ids,
+                pool=runtime.fetch_pool,
+                store=runtime.store,
+                subscriptions=runtime.subscriptions_by_name,
+                sink_for=runtime.sink_for,
+                enqueuer=runtime.enqueuer,
+                clock=runtime.clock,
+                rng=runtime.rng,
+                schedule_for=runtime.schedule_for,
+                metrics=runtime.metrics,
+            ).keys()
 
         with _transient_as_retry():
             run_completion(
@@ -116,12 +129,10 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
     )
 
 
-def attempt_delivery(runtime: Runtime, delivery_id: str, *, event: Event | None = None) -> None:
-    """One attempt at a delivery with the process's collaborators (the deliver actor's body,
-    and process_completion's first attempts, which hand over the `event` they just stored)."""
+def attempt_delivery(runtime: Runtime, delivery_id: str) -> None:
+    """One attempt at a delivery with the process's collaborators (the deliver actor's body)."""
     run_delivery(
         delivery_id,
-        event=event,
         store=runtime.store,
         subscriptions=runtime.subscriptions_by_name,
         sink_for=runtime.sink_for,

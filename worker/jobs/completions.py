@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import timedelta
@@ -119,7 +119,7 @@ def process_completion(
     metrics: RelayMetrics | None = None,
     catalogue: AssessmentCatalogue | None = None,
     fetch_pool: Executor | None = None,
-    deliver_now: Callable[[str, Event], object] | None = None,
+    deliver_now: Callable[[Event, Sequence[str]], Collection[str]] | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
@@ -131,12 +131,12 @@ def process_completion(
     event (data.test.name) when act 14 gives a name. With `fetch_pool`, acts 4, 5 and 6 run in
     it side by side (they only read): on a first run (`recheck` 0) they start beside act 10,
     one Isograd round trip instead of four, and are used only if act 10 says "completed"; on a
-    re-check they start once it has. With `deliver_now` too (worker.jobs.deliveries.deliver bound to
-    its collaborators, handed the event so it need not read it again), the new event's first
-    attempts are made at once, side by side in the pool, instead of enqueued: the same claimed,
-    recorded attempt a `deliver` job makes, minus a message per delivery; a delivery whose
-    attempt raises is enqueued as before, and the sweeper finds any this run leaves behind (a
-    crash).
+    re-check they start once it has. With `deliver_now`
+    (worker.jobs.deliveries.deliver_first_attempts bound to its collaborators: the new event
+    and its delivery ids in, the ids it attempted out), the new event's first attempts are made
+    at once instead of enqueued: the same claimed, recorded attempts `deliver` jobs make, minus
+    a message per delivery; the ids it did not attempt (all, when it raises) are enqueued as
+    before, and the sweeper finds any this run leaves behind (a crash).
     """
     started = time.perf_counter()
     outcome = _confirm_completion(
@@ -169,7 +169,7 @@ def _confirm_completion(
     metrics: RelayMetrics | None,
     catalogue: AssessmentCatalogue | None,
     fetch_pool: Executor | None,
-    deliver_now: Callable[[str, Event], object] | None,
+    deliver_now: Callable[[Event, Sequence[str]], Collection[str]] | None,
 ) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
     if invitation is None:
@@ -235,7 +235,7 @@ def _confirm_status(
     metrics: RelayMetrics | None,
     catalogue: AssessmentCatalogue | None,
     fetch_pool: Executor | None,
-    deliver_now: Callable[[str, Event], object] | None,
+    deliver_now: Callable[[Event, Sequence[str]], Collection[str]] | None,
 ) -> CompletionOutcome:
     try:
         status = client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id)
@@ -332,8 +332,8 @@ def _confirm_status(
         # A run that found the event already stored enqueues nothing: the first run did, and
         # the sweeper re-enqueues whatever a crash left pending.
         ids = [delivery.id for delivery in deliveries]
-        if deliver_now is not None and fetch_pool is not None:
-            attempted = _attempt_now(ids, event, deliver_now, fetch_pool)
+        if deliver_now is not None and ids:
+            attempted = _attempt_now(ids, event, deliver_now)
         for delivery_id in ids:
             if delivery_id not in attempted:
                 enqueuer.delivery(delivery_id)
@@ -436,26 +436,18 @@ def _fail(
 def _attempt_now(
     delivery_ids: Sequence[str],
     event: Event,
-    deliver_now: Callable[[str, Event], object],
-    pool: Executor,
+    deliver_now: Callable[[Event, Sequence[str]], Collection[str]],
 ) -> list[str]:
-    """Run `deliver_now` for each delivery side by side in `pool`; the ids whose run returned
-    (whatever the attempt's outcome: deliver recorded it). A run that raised is logged and left
-    out, so the caller enqueues it."""
-    futures = {
-        delivery_id: pool.submit(contextvars.copy_context().run, deliver_now, delivery_id, event)
-        for delivery_id in delivery_ids
-    }
-    attempted = []
-    for delivery_id, future in futures.items():
-        error = future.exception()
-        if error is None:
-            attempted.append(delivery_id)
-        else:
-            log.warning(
-                "delivery_inline_failed", delivery_id=delivery_id, error=type(error).__name__
-            )
-    return attempted
+    """The ids whose first attempt `deliver_now` made (whatever its outcome: it recorded it).
+    When it raises (the claim could not be made), none: the caller enqueues them all."""
+    try:
+        done = deliver_now(event, delivery_ids)
+    except Exception as error:
+        log.warning(
+            "delivery_inline_failed", delivery_ids=list(delivery_ids), error=type(error).__name__
+        )
+        return []
+    return [delivery_id for delivery_id in delivery_ids if delivery_id in done]
 
 
 class _ResultFetch:

@@ -6,7 +6,9 @@ Dramatiq actor. Keyed by the delivery's row id and safe to run twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextvars
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,7 +22,9 @@ from worker.metrics import RelayMetrics
 from worker.retries import RandomSource, RetrySchedule
 from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
 from worker.storage.records import (
+    Attempt,
     AttemptRecord,
+    ClaimedDelivery,
     Delivery,
     Event,
 )
@@ -87,6 +91,100 @@ def deliver(
     return outcome
 
 
+def deliver_first_attempts(
+    event: Event,
+    delivery_ids: Sequence[str],
+    *,
+    pool: Executor,
+    store: SqlStore,
+    subscriptions: Mapping[str, Subscription],
+    sink_for: Callable[[Subscription], Sink],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    rng: RandomSource,
+    schedule_for: Callable[[Subscription], RetrySchedule] | None = None,
+    metrics: RelayMetrics | None = None,
+) -> dict[str, DeliveryOutcome]:
+    """The first attempts at the deliveries of `event`, just stored: `deliver` for each, side by
+    side, with one transaction claiming them all and one recording every delivered attempt
+    (two per event instead of two per delivery); the others are recorded as `deliver` records
+    them. The last is sent in this thread, the rest in `pool`.
+
+    The same guarantees as `deliver`: each delivery is claimed before it is sent (one not
+    claimable is left alone: NOTHING_TO_DO), and an attempt interrupted by the job's time limit
+    or a shutdown is still waited for and recorded before the interruption goes on. Returns
+    each id's outcome; raises (nothing sent) when the claim cannot be made.
+    """
+    now = clock()
+    claims = store.claim_attempts(delivery_ids, now)
+    outcomes: dict[str, DeliveryOutcome] = {}
+    ready: list[_Ready] = []
+    for delivery_id in delivery_ids:
+        claimed = claims.get(delivery_id)
+        if claimed is None:
+            log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
+            outcomes[delivery_id] = DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
+            continue
+        prepared = _prepare(claimed, event, store, subscriptions, sink_for, now)
+        if isinstance(prepared, DeliveryOutcome):
+            outcomes[delivery_id] = prepared
+        else:
+            ready.append(prepared)
+    sent, interrupted = _send_side_by_side(ready, pool, clock, metrics)
+    delivered = [each for each in sent if each.result.outcome is AttemptOutcome.DELIVERED]
+    done_at = clock()
+    recorded = store.record_delivered_attempts(
+        [(each.ready.delivery.id, each.ready.subscription.name, each.record) for each in delivered],
+        done_at,
+    )
+    attempts = {
+        each.ready.delivery.id: attempt for each, attempt in zip(delivered, recorded, strict=True)
+    }
+    for each in sent:
+        delivery_id = each.ready.delivery.id
+        attempt = attempts.get(delivery_id)
+        if attempt is None:
+            attempt = store.record_attempt(delivery_id, each.record)
+            finished_at = clock()
+        else:
+            finished_at = done_at
+        outcomes[delivery_id] = _finish(
+            each,
+            attempt,
+            finished_at,
+            store=store,
+            enqueuer=enqueuer,
+            rng=rng,
+            schedule_for=schedule_for,
+        )
+    if metrics is not None:
+        for outcome in outcomes.values():
+            metrics.record_delivery(outcome.result)
+    if interrupted is not None:
+        raise interrupted
+    return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A claimed delivery about to be sent: everything its attempt needs."""
+
+    delivery: Delivery
+    event: Event
+    subscription: Subscription
+    sink: Sink
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """An attempt made, not yet recorded."""
+
+    ready: _Ready
+    result: AttemptResult
+    record: AttemptRecord
+    interrupted: BaseException | None
+
+
 def _attempt_delivery(
     delivery_id: str,
     *,
@@ -105,7 +203,37 @@ def _attempt_delivery(
     if claimed is None:
         log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
         return DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
-    delivery, event = claimed.delivery, claimed.event or known_event
+    prepared = _prepare(claimed, claimed.event or known_event, store, subscriptions, sink_for, now)
+    if isinstance(prepared, DeliveryOutcome):
+        return prepared
+    sent = _send(prepared, clock, metrics)
+    if sent.result.outcome is AttemptOutcome.DELIVERED:
+        # The common case in one transaction: the attempt, delivered, the subscription's success.
+        done_at = clock()
+        attempt = store.record_delivered_attempt(
+            prepared.delivery.id, prepared.subscription.name, sent.record, done_at
+        )
+    else:
+        attempt = store.record_attempt(prepared.delivery.id, sent.record)
+        done_at = clock()
+    outcome = _finish(
+        sent, attempt, done_at, store=store, enqueuer=enqueuer, rng=rng, schedule_for=schedule_for
+    )
+    if sent.interrupted is not None:
+        raise sent.interrupted
+    return outcome
+
+
+def _prepare(
+    claimed: ClaimedDelivery,
+    event: Event | None,
+    store: SqlStore,
+    subscriptions: Mapping[str, Subscription],
+    sink_for: Callable[[Subscription], Sink],
+    now: datetime,
+) -> _Ready | DeliveryOutcome:
+    """What the claimed delivery's attempt needs, or the outcome of cancelling it."""
+    delivery = claimed.delivery
     subscription = subscriptions.get(delivery.subscription)
     if subscription is None or not subscription.enabled:
         return _cancel(store, delivery, "subscription_not_configured", now)
@@ -113,30 +241,71 @@ def _attempt_delivery(
         return _cancel(store, delivery, "subscription_disabled", now)
     if event is None or event.purged_at is not None:
         return _cancel(store, delivery, "event_purged", now)
+    return _Ready(delivery, event, subscription, sink_for(subscription))
 
-    envelope = envelope_from_payload(event.id, event.payload)
-    sink = sink_for(subscription)
+
+def _send(ready: _Ready, clock: Clock, metrics: RelayMetrics | None) -> _Sent:
+    """One attempt through the sink; never raises (an interruption is kept in the result)."""
+    envelope = envelope_from_payload(ready.event.id, ready.event.payload)
     attempt_at = clock()
     interrupted: BaseException | None = None
     try:
-        result = sink.send(envelope, attempt_at=attempt_at)
+        result = ready.sink.send(envelope, attempt_at=attempt_at)
     except BaseException as exc:
         # Dramatiq's time limit (or a worker stopping) raises in this thread wherever it runs:
         # the attempt is recorded as timed out and retried on the schedule like any other, so
-        # the row does not sit in `delivering` until its lease expires. Re-raised below.
+        # the row does not sit in `delivering` until its lease expires. Re-raised by the caller.
         interrupted = exc
         result = _interrupted_attempt(exc, (clock() - attempt_at).total_seconds() * 1000)
     if metrics is not None:
-        metrics.record_attempt(subscription.name, result.outcome, result.duration_ms / 1000)
-    record = _attempt_record(result, attempt_at)
-    if result.outcome is AttemptOutcome.DELIVERED:
-        # The common case in one transaction: the attempt, delivered, the subscription's success.
-        done_at = clock()
-        attempt = store.record_delivered_attempt(delivery.id, subscription.name, record, done_at)
-    else:
-        attempt = store.record_attempt(delivery.id, record)
-        done_at = clock()
+        metrics.record_attempt(ready.subscription.name, result.outcome, result.duration_ms / 1000)
+    return _Sent(ready, result, _attempt_record(result, attempt_at), interrupted)
 
+
+def _send_side_by_side(
+    ready: Sequence[_Ready], pool: Executor, clock: Clock, metrics: RelayMetrics | None
+) -> tuple[list[_Sent], BaseException | None]:
+    """`_send` each, the last in this thread and the others in `pool`; all are waited for even
+    when this thread is interrupted (returned, to be raised once they are recorded)."""
+    if not ready:
+        return [], None
+    futures = [
+        pool.submit(contextvars.copy_context().run, _send, each, clock, metrics)
+        for each in ready[:-1]
+    ]
+    interrupted: BaseException | None = None
+    last: _Sent | None = None
+    try:
+        last = _send(ready[-1], clock, metrics)
+        for future in futures:
+            future.exception()
+    except BaseException as exc:
+        # Interrupted while waiting: the attempts in the pool still end (their sinks' deadlines
+        # bound them) and must be recorded. (Interrupted outside its sink's send, the last one
+        # stays claimed: its lease expires and the sweeper sends it.)
+        interrupted = exc
+        for future in futures:
+            future.exception()
+    sent = [future.result() for future in futures]
+    if last is not None:
+        sent.append(last)
+    for each in sent:
+        interrupted = interrupted or each.interrupted
+    return sent, interrupted
+
+
+def _finish(
+    sent: _Sent,
+    attempt: Attempt,
+    done_at: datetime,
+    *,
+    store: SqlStore,
+    enqueuer: Enqueuer,
+    rng: RandomSource,
+    schedule_for: Callable[[Subscription], RetrySchedule] | None,
+) -> DeliveryOutcome:
+    """After the attempt is recorded: the retry, failure or disabling it leads to, and its log."""
+    delivery, subscription, result = sent.ready.delivery, sent.ready.subscription, sent.result
     next_attempt_in: float | None = None
     match result.outcome:
         case AttemptOutcome.DELIVERED:
@@ -185,7 +354,7 @@ def _attempt_delivery(
     log.info(
         "delivery_attempt",
         delivery_id=delivery.id,
-        event_id=event.id,
+        event_id=sent.ready.event.id,
         subscription=subscription.name,
         attempt=attempt.number,
         status=result.status_code,
@@ -194,8 +363,6 @@ def _attempt_delivery(
         duration_ms=round(result.duration_ms),
         next_attempt_in=None if next_attempt_in is None else round(next_attempt_in, 1),
     )
-    if interrupted is not None:
-        raise interrupted
     return DeliveryOutcome(
         outcome,
         attempt=attempt.number,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,12 +52,26 @@ class AttemptsMixin(SqlStoreBase):
     ) -> Attempt:
         """`record_attempt`, `mark_delivered` and `record_subscription_success` of a delivered
         attempt, in one transaction: the attempt is never stored without its delivery's state."""
+        [attempt] = self.record_delivered_attempts([(delivery_id, subscription, record)], now)
+        return attempt
+
+    def record_delivered_attempts(
+        self, delivered: Sequence[tuple[str, str, AttemptRecord]], now: datetime
+    ) -> list[Attempt]:
+        """`record_delivered_attempt` of each (delivery id, subscription, record), all in one
+        transaction (LookupError, and nothing stored, if one delivery is missing); the attempts
+        in that order."""
+        if not delivered:
+            return []
+        stored = []
         with self._write() as connection:
-            # Updating first locks the delivery row, so concurrent attempts number in turn.
-            mark_attempt_delivered(connection, delivery_id, now)
-            attempt = self._insert_attempt(connection, delivery_id, record, counted=True)
-            record_success(connection, self._engine.dialect.name, subscription, now)
-            return attempt
+            for delivery_id, _, record in delivered:
+                # Updating first locks the delivery row, so concurrent attempts number in turn.
+                mark_attempt_delivered(connection, delivery_id, now)
+                stored.append(self._insert_attempt(connection, delivery_id, record, counted=True))
+            for subscription in dict.fromkeys(name for _, name, _ in delivered):
+                record_success(connection, self._engine.dialect.name, subscription, now)
+        return stored
 
     def _insert_attempt(
         self,
