@@ -22,11 +22,13 @@ from worker.sinks.deadline import DeadlineTransport
 from worker.sinks.registry import make_sink
 from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
+from worker.transports import ThreadTransports
 
 # One pool for every sink: deliveries run in the worker's threads, and a shared sync client in
 # threads measured fastest on these machines (httpx's AsyncClient was 3-4x slower under
 # concurrency). Sized above the usual thread count.
-SINK_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=32)
+# Per thread (worker.transports.ThreadTransports): a thread sends one request at a time.
+SINK_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 # Threads for the acts a completion fetches in parallel (worker.jobs.completions, two per job);
 # started on demand, so a worker with few jobs in flight starts few.
 FETCH_THREADS = 32
@@ -96,7 +98,8 @@ class Runtime:
         )
         # The deadline transport makes a subscription's timeout_seconds bound a whole attempt.
         http = httpx2.Client(
-            transport=sink_transport or DeadlineTransport(limits=SINK_LIMITS),
+            transport=sink_transport
+            or ThreadTransports(lambda: DeadlineTransport(limits=SINK_LIMITS)),
             follow_redirects=False,
         )
         return cls(

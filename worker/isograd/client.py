@@ -42,14 +42,13 @@ from worker.isograd.models import (
     read_test_names,
     read_values,
 )
+from worker.transports import ThreadTransports
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
-# Every connection kept alive: a worker asks up to four acts at once per job (act 10 beside
-# 4, 5 and 6), and a connection closed past the keep-alive limit costs a new TCP handshake on
-# the next call (bench/burst.py's profile showed it: connect_tcp on every few calls).
-DEFAULT_LIMITS = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
+# Per thread (worker.transports.ThreadTransports): a thread sends one request at a time.
+DEFAULT_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 
 
 class IsogradClient:
@@ -84,7 +83,9 @@ class IsogradClient:
         self._sub_com_id = sub_com_id
         # Redirects are answers (acts 2, 6, 8, 58 with redirect=1, and 13, 38): never follow them.
         self._http = httpx2.Client(
-            transport=transport, timeout=timeout, limits=limits, follow_redirects=False
+            transport=transport or ThreadTransports(lambda: httpx2.HTTPTransport(limits=limits)),
+            timeout=timeout,
+            follow_redirects=False,
         )
         self.tokens = TokenProvider(
             self._http,
