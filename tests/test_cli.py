@@ -4,6 +4,7 @@ that stop every process before it starts. Isograd is the simulator served on a f
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from collections.abc import Iterator
@@ -636,3 +637,25 @@ def test_a_delivery_delivered_between_read_and_requeue_is_not_sent_again(store: 
     after = store.get_delivery(delivery.id)
     assert after is not None
     assert after.status is DeliveryStatus.DELIVERED
+
+
+def test_freeze_heap_moves_what_is_alive_out_of_the_collectors_reach() -> None:
+    from worker.processes import freeze_heap
+
+    alive = [object() for _ in range(10)]
+    gc.unfreeze()
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() >= len(alive)
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_worker_command_freezes_the_heap(environment: pytest.MonkeyPatch) -> None:
+    started: list[dict[str, Any]] = []
+    environment.setattr(cli_processes, "run_worker", lambda *args, **kwargs: started.append(kwargs))
+
+    assert cli.main(["worker", "--threads", "2"]) == 0
+
+    assert started == [{"threads": 2, "freeze": True}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -68,6 +69,18 @@ def check_config(settings: Settings, *, out: TextIO | None = None) -> None:
 def run_migrate(settings: Settings) -> None:
     migrate(settings.database_url)
     log.info("migrations_applied", database=url_scheme(settings.database_url))
+
+
+def freeze_heap() -> None:
+    """Move everything alive now (modules, settings, the app or runtime) out of the collector's
+    reach: it lives as long as the process, and full collections otherwise rescan all of it.
+
+    Called by the long-running processes once they are built
+    (https://docs.python.org/3/library/gc.html#gc.freeze). Under a burst every full collection
+    otherwise walks all the modules and the SQLAlchemy and httpx2 state again, holding the GIL.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def stop_on_signals() -> threading.Event:

@@ -85,7 +85,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if settings is None:
         return CONFIG_ERROR_EXIT
     start_logging(settings)
-    run_worker(settings, threads=args.threads)
+    run_worker(settings, threads=args.threads, freeze=True)
     return 0
 
 

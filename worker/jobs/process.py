@@ -10,7 +10,7 @@ import structlog
 from worker.broker import make_broker
 from worker.jobs.actors import DramatiqEnqueuer, RuntimeMiddleware, declare_actors, start_worker
 from worker.metrics import MetricsServer, RelayMetrics
-from worker.processes import stop_on_signals, url_scheme
+from worker.processes import freeze_heap, stop_on_signals, url_scheme
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -23,11 +23,14 @@ def run_worker(
     threads: int,
     stop: threading.Event | None = None,
     metrics: RelayMetrics | None = None,
+    freeze: bool = False,
 ) -> None:
     """Consume the relay's queues until SIGINT/SIGTERM (or `stop` is set), then drain and exit.
 
     With METRICS_PORT set, `metrics` (a new registry if omitted) is served on
-    http://METRICS_HOST:METRICS_PORT/ for Prometheus while the worker runs.
+    http://METRICS_HOST:METRICS_PORT/ for Prometheus while the worker runs. With `freeze`
+    (the `worker` command), what is built before the threads start is frozen out of the garbage
+    collector's reach (worker.processes.freeze_heap).
     """
     stop = stop or stop_on_signals()
     metrics = metrics if metrics is not None else RelayMetrics()
@@ -36,6 +39,8 @@ def run_worker(
     actors = declare_actors(broker)
     runtime = Runtime.from_settings(settings, DramatiqEnqueuer(actors), metrics=metrics)
     broker.add_middleware(RuntimeMiddleware(runtime))
+    if freeze:
+        freeze_heap()
     worker = start_worker(broker, threads=threads)
     try:
         if settings.metrics_port is not None:
