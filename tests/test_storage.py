@@ -1717,6 +1717,66 @@ def test_claim_attempt_takes_back_a_delivery_whose_lease_expired(store: SqlStore
     assert store.claim_attempt(delivery_id, NOW + LEASE) is not None
 
 
+def test_claim_attempts_claims_the_claimable_ones_at_once_with_their_subscription_state(
+    store: SqlStore,
+) -> None:
+    event_id = make_event(store, ("hook", "lms", "crm"))
+    ids = {d.subscription: d.id for d in store.list_deliveries(event_id=event_id)}
+    store.disable_subscription("lms", "410 Gone", NOW)
+    assert store.claim_attempt(ids["crm"], NOW) is not None  # being delivered elsewhere
+
+    claimed = store.claim_attempts(list(ids.values()), NOW)
+
+    assert sorted(claimed) == sorted([ids["hook"], ids["lms"]])
+    assert {c.delivery.subscription: c.subscription_disabled for c in claimed.values()} == {
+        "hook": False,
+        "lms": True,
+    }
+    assert all(c.delivery.status is DeliveryStatus.DELIVERING for c in claimed.values())
+    assert all(c.event is None for c in claimed.values())
+    assert store.claim_attempts(list(ids.values()), NOW) == {}
+    assert store.claim_attempts([], NOW) == {}
+
+
+def test_record_delivered_attempts_records_each_and_ends_both_streaks_in_one_transaction(
+    store: SqlStore,
+) -> None:
+    event_id = make_event(store, ("hook", "lms"))
+    ids = {d.subscription: d.id for d in store.list_deliveries(event_id=event_id)}
+    store.claim_attempts(list(ids.values()), NOW)
+    for name in ids:
+        store.record_subscription_failure(name, NOW)
+    later = NOW + timedelta(seconds=3)
+    ok = attempt(AttemptOutcome.DELIVERED, status_code=200)
+
+    recorded = store.record_delivered_attempts([(ids[n], n, ok) for n in ("hook", "lms")], later)
+
+    assert [a.delivery_id for a in recorded] == [ids["hook"], ids["lms"]]
+    for name, delivery_id in ids.items():
+        delivery = store.get_delivery(delivery_id)
+        assert delivery is not None
+        assert (delivery.status, delivery.attempt_count) == (DeliveryStatus.DELIVERED, 1)
+        state = store.subscription_state(name)
+        assert (state.failing_since, state.last_success_at) == (None, later)
+
+
+def test_record_delivered_attempts_stores_nothing_when_one_delivery_is_missing(
+    store: SqlStore,
+) -> None:
+    delivery_id = make_delivery(store)
+    ok = attempt(AttemptOutcome.DELIVERED, status_code=200)
+
+    with pytest.raises(LookupError):
+        store.record_delivered_attempts(
+            [(delivery_id, "hook", ok), ("dlv_missing", "hook", ok)], NOW
+        )
+
+    assert store.list_attempts(delivery_id) == []
+    delivery = store.get_delivery(delivery_id)
+    assert delivery is not None
+    assert delivery.status is DeliveryStatus.PENDING
+
+
 def test_record_delivered_attempt_records_delivers_and_ends_the_failure_streak(
     store: SqlStore,
 ) -> None:

@@ -50,7 +50,8 @@ class UsageEndpoint:
     ) -> None:
         self._http = http
         self._tokens = tokens
-        self._api_url = api_url
+        # Parsed once: httpx2 would parse the string again on every request.
+        self._api_url = httpx2.URL(api_url)
         self._read_attempts = max(1, read_attempts)
         self._backoff = backoff
         self._max_backoff = max_backoff

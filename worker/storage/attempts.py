@@ -69,8 +69,8 @@ class AttemptsMixin(SqlStoreBase):
                 # Updating first locks the delivery row, so concurrent attempts number in turn.
                 mark_attempt_delivered(connection, delivery_id, now)
                 stored.append(self._insert_attempt(connection, delivery_id, record, counted=True))
-            for subscription in dict.fromkeys(name for _, name, _ in delivered):
-                record_success(connection, self._engine.dialect.name, subscription, now)
+            names = [name for _, name, _ in delivered]
+            record_success(connection, self._engine.dialect.name, names, now)
         return stored
 
     def _insert_attempt(

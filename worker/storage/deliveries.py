@@ -18,7 +18,7 @@ from worker.storage.records import (
     SubscriptionCounts,
     new_id,
 )
-from worker.storage.subscriptions import is_disabled
+from worker.storage.subscriptions import disabled_among, is_disabled
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
@@ -27,25 +27,30 @@ _UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERING, DeliveryStatus
 
 # The statements every attempt runs, built once with bound parameters (p_*): SQLAlchemy then
 # skips building the statement and its cache key on each call, most of a statement's cost here.
+# Claimable now: pending or retrying and due, or `delivering` with an expired lease.
+_CLAIMABLE_NOW = or_(
+    and_(
+        deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
+        or_(
+            deliveries.c.next_attempt_at.is_(None),
+            deliveries.c.next_attempt_at <= bindparam("p_now"),
+        ),
+    ),
+    and_(
+        deliveries.c.status == DeliveryStatus.DELIVERING.value,
+        deliveries.c.updated_at <= bindparam("p_lease_cutoff"),
+    ),
+)
 _CLAIM = (
     update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("p_id"),
-        or_(
-            and_(
-                deliveries.c.status.in_([status.value for status in _CLAIMABLE]),
-                or_(
-                    deliveries.c.next_attempt_at.is_(None),
-                    deliveries.c.next_attempt_at <= bindparam("p_now"),
-                ),
-            ),
-            and_(
-                deliveries.c.status == DeliveryStatus.DELIVERING.value,
-                deliveries.c.updated_at <= bindparam("p_lease_cutoff"),
-            ),
-        ),
-    )
+    .where(deliveries.c.id == bindparam("p_id"), _CLAIMABLE_NOW)
     .values(status=DeliveryStatus.DELIVERING.value, updated_at=bindparam("p_now"))
+)
+_CLAIM_MANY = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("p_ids", expanding=True)), _CLAIMABLE_NOW)
+    .values(status=DeliveryStatus.DELIVERING.value, updated_at=bindparam("p_now"))
+    .returning(*deliveries.c)
 )
 _CLAIM_RETURNING = _CLAIM.returning(*deliveries.c)
 _EVENT_BY_ID = select(events).where(events.c.id == bindparam("p_id"))
@@ -132,20 +137,21 @@ class DeliveriesMixin(SqlStoreBase):
         """`claim_attempt` of several deliveries (their event not read) in one transaction: the
         ones claimed, by id; a delivery not claimable is left out, as `claim_attempt` answers
         None for it. Each subscription's disabled state is read once."""
+        if not delivery_ids:
+            return {}
         now = self._now(now)
-        claimed: dict[str, ClaimedDelivery] = {}
-        disabled: dict[str, bool] = {}
+        parameters = {
+            "p_ids": list(delivery_ids),
+            "p_now": now,
+            "p_lease_cutoff": now - self._lease,
+        }
         with self._write() as connection:
-            for delivery_id in delivery_ids:
-                row = connection.execute(_CLAIM_RETURNING, self._claim(delivery_id, now)).first()
-                if row is None:
-                    continue
-                delivery = _delivery(row)
-                name = delivery.subscription
-                if name not in disabled:
-                    disabled[name] = is_disabled(connection, name)
-                claimed[delivery_id] = ClaimedDelivery(delivery, None, disabled[name])
-        return claimed
+            rows = [_delivery(row) for row in connection.execute(_CLAIM_MANY, parameters)]
+            disabled = disabled_among(connection, (delivery.subscription for delivery in rows))
+        return {
+            delivery.id: ClaimedDelivery(delivery, None, delivery.subscription in disabled)
+            for delivery in rows
+        }
 
     def _claim(self, delivery_id: str, now: datetime | None) -> dict[str, Any]:
         """The parameters of `_CLAIM`."""

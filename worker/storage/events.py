@@ -15,7 +15,7 @@ from worker.storage.deliveries import deliveries_of, new_deliveries, new_deliver
 from worker.storage.invitations import mark_completed
 from worker.storage.paging import encode_cursor, newest_first_after
 from worker.storage.records import Delivery, Event, EventFilter, JsonObject, Page
-from worker.storage.subscriptions import is_disabled
+from worker.storage.subscriptions import disabled_among
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
@@ -97,6 +97,7 @@ class EventsMixin(SqlStoreBase):
                 existing = self._event_for_test(connection, pla_tst_id)
                 if existing is not None:
                     return existing, deliveries_of(connection, existing.id), False
+                disabled = disabled_among(connection, names)
                 rows = self._insert_event(
                     connection,
                     event_id,
@@ -104,7 +105,7 @@ class EventsMixin(SqlStoreBase):
                     pla_tst_id,
                     type,
                     payload,
-                    [name for name in names if not is_disabled(connection, name)],
+                    [name for name in names if name not in disabled],
                     now,
                 )
             # Built from what was written rather than read back (two statements less).

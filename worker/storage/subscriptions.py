@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -92,6 +93,10 @@ def subscription_upsert(
 _DISABLED = select(subscription_state.c.name).where(
     subscription_state.c.name == bindparam("p_name"), subscription_state.c.disabled_at.is_not(None)
 )
+_DISABLED_AMONG = select(subscription_state.c.name).where(
+    subscription_state.c.name.in_(bindparam("p_names", expanding=True)),
+    subscription_state.c.disabled_at.is_not(None),
+)
 # A delivered attempt's write to its subscription's state: the failure streak ends. One
 # statement per dialect, built once (worker.storage.deliveries says why).
 _SUCCESS = {
@@ -113,10 +118,23 @@ def is_disabled(connection: Connection, name: str) -> bool:
     return connection.execute(_DISABLED, {"p_name": name}).first() is not None
 
 
-def record_success(connection: Connection, dialect_name: str, name: str, now: datetime) -> None:
-    """`record_subscription_success` inside the caller's transaction."""
+def disabled_among(connection: Connection, names: Iterable[str]) -> set[str]:
+    """Which of `names` are stored as disabled, in one statement."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return set()
+    return set(connection.execute(_DISABLED_AMONG, {"p_names": wanted}).scalars())
+
+
+def record_success(
+    connection: Connection, dialect_name: str, names: str | Iterable[str], now: datetime
+) -> None:
+    """`record_subscription_success` of one subscription or several, inside the caller's
+    transaction (several in one executemany)."""
     upsert = _SUCCESS_UPSERTS["postgresql" if dialect_name == "postgresql" else "sqlite"]
-    connection.execute(upsert, {"p_name": name, "p_now": now})
+    wanted = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+    if wanted:
+        connection.execute(upsert, [{"p_name": name, "p_now": now} for name in wanted])
 
 
 def _subscription(row: Row[Any]) -> SubscriptionState:
