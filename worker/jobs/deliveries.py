@@ -20,7 +20,7 @@ from worker.events import envelope_from_payload
 from worker.jobs import Enqueuer
 from worker.metrics import RelayMetrics
 from worker.retries import RandomSource, RetrySchedule
-from worker.sinks.base import AttemptOutcome, AttemptResult, Sink
+from worker.sinks.base import AttemptOutcome, AttemptResult, EventEnvelope, Sink
 from worker.storage.records import (
     Attempt,
     AttemptRecord,
@@ -119,13 +119,14 @@ def deliver_first_attempts(
     claims = store.claim_attempts(delivery_ids, now)
     outcomes: dict[str, DeliveryOutcome] = {}
     ready: list[_Ready] = []
+    envelope = envelope_from_payload(event.id, event.payload)  # its body encoded once for all
     for delivery_id in delivery_ids:
         claimed = claims.get(delivery_id)
         if claimed is None:
             log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
             outcomes[delivery_id] = DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
             continue
-        prepared = _prepare(claimed, event, store, subscriptions, sink_for, now)
+        prepared = _prepare(claimed, event, store, subscriptions, sink_for, now, envelope)
         if isinstance(prepared, DeliveryOutcome):
             outcomes[delivery_id] = prepared
         else:
@@ -171,6 +172,7 @@ class _Ready:
 
     delivery: Delivery
     event: Event
+    envelope: EventEnvelope
     subscription: Subscription
     sink: Sink
 
@@ -231,6 +233,7 @@ def _prepare(
     subscriptions: Mapping[str, Subscription],
     sink_for: Callable[[Subscription], Sink],
     now: datetime,
+    envelope: EventEnvelope | None = None,
 ) -> _Ready | DeliveryOutcome:
     """What the claimed delivery's attempt needs, or the outcome of cancelling it."""
     delivery = claimed.delivery
@@ -241,16 +244,17 @@ def _prepare(
         return _cancel(store, delivery, "subscription_disabled", now)
     if event is None or event.purged_at is not None:
         return _cancel(store, delivery, "event_purged", now)
-    return _Ready(delivery, event, subscription, sink_for(subscription))
+    if envelope is None:
+        envelope = envelope_from_payload(event.id, event.payload)
+    return _Ready(delivery, event, envelope, subscription, sink_for(subscription))
 
 
 def _send(ready: _Ready, clock: Clock, metrics: RelayMetrics | None) -> _Sent:
     """One attempt through the sink; never raises (an interruption is kept in the result)."""
-    envelope = envelope_from_payload(ready.event.id, ready.event.payload)
     attempt_at = clock()
     interrupted: BaseException | None = None
     try:
-        result = ready.sink.send(envelope, attempt_at=attempt_at)
+        result = ready.sink.send(ready.envelope, attempt_at=attempt_at)
     except BaseException as exc:
         # Dramatiq's time limit (or a worker stopping) raises in this thread wherever it runs:
         # the attempt is recorded as timed out and retried on the schedule like any other, so

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +27,7 @@ class EventEnvelope:
     type: str
     timestamp: str
     data: Mapping[str, Any]
+    _body: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def body(self) -> bytes:
         """The canonical JSON body `{"type", "timestamp", "data"}`, compact UTF-8.
@@ -34,12 +35,16 @@ class EventEnvelope:
         Deterministic: keys are sorted, so the same event yields the same bytes on every attempt
         even if `data` went through a store that reorders keys (PostgreSQL JSONB does). Raises
         ValueError or TypeError if `data` holds what JSON cannot carry (NaN, non-JSON types).
+        Encoded once per envelope: the sinks of one event's first attempts share it.
         """
-        document = {"type": self.type, "timestamp": self.timestamp, "data": self.data}
-        text = json.dumps(
-            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
+        if self._body is None:
+            document = {"type": self.type, "timestamp": self.timestamp, "data": self.data}
+            text = json.dumps(
+                document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+            # Frozen: set once, the same bytes whichever thread gets there first.
+            object.__setattr__(self, "_body", text.encode("utf-8"))
+        return self._body  # type: ignore[return-value]  # set just above
 
 
 @dataclass(frozen=True)
