@@ -135,6 +135,9 @@ class RecordingReceiver:
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # so server_close() joins the handler threads
     block_on_close = True
+    # socketserver's default listen backlog is 5: a burst of concurrent senders (bench/burst.py
+    # has 32 handlers POSTing at once) overflowed it and saw connections reset.
+    request_queue_size = 128
     receiver: RecordingReceiver
 
     def handle_error(self, request: Any, client_address: Any) -> None:
