@@ -130,8 +130,9 @@ def burst(
 ) -> BurstResult:
     """Fire every URL (GET) from `concurrency` threads at once; wait until `delivered()` reaches
     `expected` (without `retries`, as for the naive handler, only until every callback is
-    answered if one was not answered 200: nothing sends its webhooks again); CPU of `processes` (name → pid) over that window, and of the PostgreSQL server
-    processes `database_backends()` lists (those serving the relay's database)."""
+    answered if one was not answered 200: nothing sends its webhooks again); CPU of `processes`
+    (name → pid) over that window, and of the PostgreSQL server processes `database_backends()`
+    lists (those serving the relay's database)."""
     before = {each: cpu_seconds(pid) for each, pid in processes.items()}
     backends_before = _cpu_of(database_backends() if database_backends else [])
     answers: list[float] = []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 import httpx2
+from httpx2 import create_ssl_context
 
 from worker.catalogue import AssessmentCatalogue
 from worker.clock import Clock, utc_now
@@ -32,6 +35,10 @@ SINK_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 # Threads for the acts a completion fetches in parallel (worker.jobs.completions, two per job);
 # started on demand, so a worker with few jobs in flight starts few.
 FETCH_THREADS = 32
+
+
+def _sink_transport(ssl_context: ssl.SSLContext) -> DeadlineTransport:
+    return DeadlineTransport(limits=SINK_LIMITS, ssl_context=ssl_context)
 
 
 class Runtime:
@@ -99,7 +106,7 @@ class Runtime:
         # The deadline transport makes a subscription's timeout_seconds bound a whole attempt.
         http = httpx2.Client(
             transport=sink_transport
-            or ThreadTransports(lambda: DeadlineTransport(limits=SINK_LIMITS)),
+            or ThreadTransports(partial(_sink_transport, create_ssl_context())),
             follow_redirects=False,
         )
         return cls(

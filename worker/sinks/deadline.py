@@ -10,6 +10,7 @@ The sink then classifies it as it does any timeout.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -110,10 +111,15 @@ class DeadlineTransport(httpx2.HTTPTransport):
     one, from the same public httpcore2 arguments (httpx2/_transports/default.py builds it so).
     """
 
-    def __init__(self, *, limits: httpx2.Limits = DEFAULT_LIMITS) -> None:
-        super().__init__(limits=limits)
+    def __init__(
+        self, *, limits: httpx2.Limits = DEFAULT_LIMITS, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        # One context for both pools (and, given one, for every transport of a process: each new
+        # context parses the whole CA bundle again, ~1 MB each).
+        context = ssl_context or httpx2.create_ssl_context()
+        super().__init__(limits=limits, verify=context)
         self._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
