@@ -18,6 +18,7 @@ import asyncio
 import contextvars
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -92,7 +93,8 @@ class RecentCompletions:
     def __init__(self, window: timedelta = DUPLICATE_WINDOW) -> None:
         self.window = window
         self._lock = threading.Lock()
-        self._enqueued_at: dict[str, datetime] = {}
+        # Claim order, oldest first: stale entries are forgotten from the front, O(1) each.
+        self._enqueued_at: OrderedDict[str, datetime] = OrderedDict()
 
     def claim(self, invitation_id: str, now: datetime) -> bool:
         """True if no enqueue for `invitation_id` happened within the window (and note this one)."""
@@ -102,6 +104,7 @@ class RecentCompletions:
                 return False
             self._forget_before(now - self.window)
             self._enqueued_at[invitation_id] = now
+            self._enqueued_at.move_to_end(invitation_id)
             return True
 
     def release(self, invitation_id: str) -> None:
@@ -110,11 +113,14 @@ class RecentCompletions:
             self._enqueued_at.pop(invitation_id, None)
 
     def _forget_before(self, cutoff: datetime) -> None:
-        # Insertion order is claim order, so the stale entries are at the front.
-        for invitation_id, at in list(self._enqueued_at.items()):
+        # Only the front is looked at (copying the whole table on each claim made a burst of
+        # unique callbacks quadratic: most of the edge's CPU at 15,000 claims a minute).
+        entries = self._enqueued_at
+        while entries:
+            invitation_id, at = next(iter(entries.items()))
             if at >= cutoff:
                 break
-            del self._enqueued_at[invitation_id]
+            del entries[invitation_id]
 
 
 @dataclass
