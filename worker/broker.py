@@ -165,10 +165,9 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
     # RedisBroker._dispatch builds (the ARGV layout documented at the top of
     # dramatiq/brokers/redis/dispatch.lua): command, timestamp, queue name, broker id, heartbeat
     # timeout, dead message TTL, maintenance flag, max unpack size, then the message id and its
-    # encoded data. Here every call goes into one redis-py pipeline instead of its own EVALSHA
-    # (redis.commands.core.Script.__call__ accepts `client=pipeline`; the pipeline checks the
-    # script with one SCRIPT EXISTS and loads it if Redis lost it). tests/test_broker.py checks
-    # the result against what `send` stores, so a Dramatiq upgrade that changes this shows up.
+    # encoded data. Here every EVALSHA goes into one redis-py pipeline instead of a round trip
+    # each. tests/test_broker.py checks the stored messages against what `send` stores, so a
+    # Dramatiq upgrade that changes this shows up there.
     enqueued = [
         message.copy(options={"redis_message_id": str(uuid.uuid4())}) for message in messages
     ]
@@ -176,22 +175,38 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         broker.emit_before("enqueue", message, None)
     dispatch = broker.scripts["dispatch"]
     keys = [broker.namespace]
-    pipeline = broker.client.pipeline(transaction=False)
-    for message in enqueued:
-        args = [
+    # Maintenance (requeueing dead workers' messages, see HEARTBEAT_TIMEOUT_MS) handles a whole
+    # queue in one run: drawn once per batch, not once per message as `enqueue` draws it.
+    maintenance = broker._should_do_maintenance("enqueue")
+    max_unpack = broker._max_unpack_size()  # type: ignore[no-untyped-call]
+    arguments = [
+        [
             "enqueue",
             current_millis(),
             message.queue_name,
             broker.broker_id,
             broker.heartbeat_timeout,
             broker.dead_message_ttl,
-            broker._should_do_maintenance("enqueue"),
-            broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+            maintenance if number == 0 else 0,
+            max_unpack,
             message.options["redis_message_id"],
             message.encode(),
         ]
-        dispatch(keys=keys, args=args, client=pipeline)
-    pipeline.execute()
+        for number, message in enumerate(enqueued)
+    ]
+    pipeline = broker.client.pipeline(transaction=False)
+    for args in arguments:
+        # EVALSHA on the pipeline itself, not `dispatch(client=pipeline)`: that one costs a
+        # SCRIPT EXISTS round trip per batch (redis-py Pipeline.load_scripts). The script is
+        # loaded whenever the broker ran once; after a Redis restart NOSCRIPT answers, and those
+        # messages go again through the Script object, which loads it (Script.__call__).
+        pipeline.evalsha(dispatch.sha, len(keys), *keys, *args)
+    results = pipeline.execute(raise_on_error=False)
+    for args, result in zip(arguments, results, strict=True):
+        if isinstance(result, redis.exceptions.NoScriptError):
+            dispatch(keys=keys, args=args)
+        elif isinstance(result, Exception):
+            raise result
     for message in enqueued:
         broker.emit_after("enqueue", message, None)
 
