@@ -160,6 +160,11 @@ class ReceiptWriter:
             weakref.WeakKeyDictionary()
         )
 
+    @property
+    def pending(self) -> int:
+        """Receipts queued and not yet taken into a batch (on every event loop)."""
+        return sum(len(queue.waiting) for queue in list(self._queues.values()))
+
     async def submit(self, receipt: PendingReceipt) -> CallbackOutcome:
         """Store `receipt` (committed when this returns) and enqueue its completion if due.
 
