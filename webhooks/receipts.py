@@ -193,6 +193,10 @@ class ReceiptWriter:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
+                except BaseException:  # cancelled: the loop is closing
+                    for _, future in batch:
+                        future.cancel()
+                    raise
                 else:
                     for (_, future), outcome in zip(batch, outcomes, strict=True):
                         if not future.done():
