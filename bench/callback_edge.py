@@ -13,6 +13,7 @@ the edge is measured alone. Three runs of `--duration` seconds each, loopback on
 (closed loop, `--connections` connections over 2 threads; wrk shares the machine's cores):
 
     bare        GET /bare
+    healthz     GET /healthz: the relay app's middleware and router around a route doing nothing
     unique      GET /callbacks/isograd/{token}, each request a different invitation: verify,
                 read the invitation, insert the receipt, enqueue process_completion
     repeated    the same token every time: verify, read, insert the receipt, no enqueue (the
@@ -291,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_until(ready, timeout=20, what="the web server", watch=[server])
             runs = {
                 "bare": ["/bare"],
+                "healthz": ["/healthz"],
                 "unique": paths,
                 "repeated": [paths[-1]],
             }

@@ -8,13 +8,20 @@ from typing import Any
 
 import dramatiq
 import pytest
+import redis
 import structlog
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from structlog.testing import LogCapture
 
-from worker.broker import CORRELATION_KEY, CorrelationMiddleware, broker_probe, make_broker
+from worker.broker import (
+    CORRELATION_KEY,
+    CorrelationMiddleware,
+    broker_probe,
+    enqueue_all,
+    make_broker,
+)
 from worker.errors import ConfigurationError, RetryableError
 
 PROBE_QUEUE = "probe"
@@ -249,3 +256,99 @@ def test_the_redis_broker_probe_raises_a_retryable_error_when_redis_is_gone() ->
 
 def test_brokers_without_a_probe_say_so(stub_broker: dramatiq.Broker) -> None:
     assert broker_probe(stub_broker) is None
+
+
+# -- enqueue_all: many messages in one round trip ------------------------------------------------
+
+
+@pytest.fixture
+def redis_broker(redis_url: str) -> Iterator[RedisBroker]:
+    namespace = f"relay-test-{uuid.uuid4().hex}"
+    broker = make_broker(redis_url, namespace=namespace)
+    assert isinstance(broker, RedisBroker)
+    yield broker
+    keys = list(broker.client.scan_iter(match=f"{namespace}*"))  # only this run's keys
+    if keys:
+        broker.client.delete(*keys)
+    broker.close()
+
+
+def stored_messages(broker: RedisBroker, queue: str) -> list[dramatiq.Message[Any]]:
+    """The messages waiting in `queue`, in queue order (dispatch.lua's key layout)."""
+    key = f"{broker.namespace}:{queue}"
+    ids = broker.client.lrange(key, 0, -1)
+    encoded = [broker.client.hget(f"{key}.msgs", i) for i in ids]
+    return [dramatiq.Message.decode(data) for data in encoded if isinstance(data, bytes)]
+
+
+@pytest.mark.redis
+def test_enqueue_all_stores_what_send_stores_in_one_round_trip(
+    redis_broker: RedisBroker,
+) -> None:
+    probe = declare_probe(redis_broker)
+    sent = probe.send(1)
+
+    enqueue_all(redis_broker, [probe.message(2), probe.message(3)])
+
+    [by_send, *by_batch] = stored_messages(redis_broker, PROBE_QUEUE)
+    assert [m.args for m in by_batch] == [(2,), (3,)]
+    for message in by_batch:
+        assert (message.queue_name, message.actor_name, message.kwargs) == (
+            by_send.queue_name,
+            by_send.actor_name,
+            by_send.kwargs,
+        )
+        # Same options as send's (redis_message_id unique per enqueue, correlation id added by
+        # the before_enqueue middleware hook).
+        assert set(message.options) == set(sent.options) == {"redis_message_id", CORRELATION_KEY}
+    redis_ids = {m.options["redis_message_id"] for m in (by_send, *by_batch)}
+    assert len(redis_ids) == 3
+
+
+@pytest.mark.redis
+def test_messages_enqueued_together_are_each_run_once_by_a_real_worker(
+    redis_broker: RedisBroker, captured: LogCapture
+) -> None:
+    probe = declare_probe(redis_broker)
+
+    enqueue_all(redis_broker, [probe.message(n) for n in range(20)])
+    run_worker(redis_broker)
+
+    ran = sorted(e["number"] for e in captured.entries if e["event"] == "probe_ran")
+    assert ran == list(range(20))
+
+
+@pytest.mark.redis
+def test_enqueue_all_loads_the_dispatch_script_when_redis_lost_it(
+    redis_broker: RedisBroker,
+) -> None:
+    probe = declare_probe(redis_broker)
+    dispatch = redis_broker.scripts["dispatch"]
+    real_sha = dispatch.sha
+    # As after a Redis restart: the sha names no script the server knows (NOSCRIPT). Changing
+    # our sha, not flushing Redis's scripts, keeps other users of this Redis unaffected.
+    dispatch.sha = "0" * 40
+
+    enqueue_all(redis_broker, [probe.message(1), probe.message(2)])
+
+    assert [m.args for m in stored_messages(redis_broker, PROBE_QUEUE)] == [(1,), (2,)]
+    assert dispatch.sha == real_sha  # Script.__call__ loaded it again
+
+
+def test_enqueue_all_sends_one_by_one_on_other_brokers(stub_broker: dramatiq.Broker) -> None:
+    probe = declare_probe(stub_broker)
+
+    enqueue_all(stub_broker, [probe.message(1), probe.message(2)])
+
+    assert stub_broker.queues[PROBE_QUEUE].qsize() == 2
+
+
+def test_enqueue_all_raises_when_redis_is_gone() -> None:
+    broker = make_broker("redis://127.0.0.1:1/0", socket_connect_timeout=1.0)
+    try:
+        probe = declare_probe(broker)
+
+        with pytest.raises(redis.ConnectionError):
+            enqueue_all(broker, [probe.message(1)])
+    finally:
+        broker.close()

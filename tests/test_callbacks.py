@@ -13,7 +13,7 @@ from tests.fakes import FakeClock, RecordingEnqueuer
 from tests.fixtures.pipeline import EMAIL
 from tests.fixtures.web import KEYS, NEW_KEY, OLD_KEY, PUBLIC_URL, edge_settings
 from webhooks.app import create_app
-from webhooks.callbacks import DUPLICATE_WINDOW
+from webhooks.receipts import DUPLICATE_WINDOW
 from worker.storage.records import InvitationStatus, NewInvitation
 from worker.storage.store import SqlStore
 from worker.storage.tables import callbacks
@@ -222,7 +222,7 @@ def test_an_unexpected_error_on_a_callback_logs_no_token(
     def failing(*args: object, **kwargs: object) -> int:
         raise ValueError("cannot store this receipt")
 
-    monkeypatch.setattr(store, "record_callback", failing)
+    monkeypatch.setattr(store, "record_callbacks", failing)
     token = sign_callback_token(KEYS, invitation_id)
     app = create_app(edge_settings(), runtime=runtime)
     with (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -15,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from worker.errors import PermanentError, RetryableError
 from worker.storage import (
@@ -34,6 +34,7 @@ from worker.storage import (
     migrate,
     new_id,
 )
+from worker.storage.callbacks import NewCallback
 from worker.storage.engine import make_engine
 from worker.storage.migrations import alembic_config
 from worker.storage.paging import encode_cursor
@@ -512,6 +513,42 @@ def test_a_recorded_callback_is_kept_as_received(store: SqlStore) -> None:
         NOW - timedelta(minutes=5),
         None,
     )
+
+
+def test_a_batch_of_callbacks_reads_the_stored_statuses_and_inserts_every_receipt(
+    store: SqlStore,
+) -> None:
+    pending = store.create_invitation(NewInvitation(tst_frm_id=101, email="a@x.org")).id
+    done = store.create_invitation(NewInvitation(tst_frm_id=101, email="b@x.org")).id
+    store.mark_invitation(done, InvitationStatus.COMPLETED)
+    seen: list[Mapping[str, InvitationStatus]] = []
+
+    def receipts_for(statuses: Mapping[str, InvitationStatus]) -> list[NewCallback]:
+        seen.append(dict(statuses))
+        return [
+            NewCallback(i, "GET", {"sid": i}, "203.0.113.9", i != "inv_unknown", None, NOW)
+            for i in (pending, done, "inv_unknown")
+        ]
+
+    store.record_callbacks({pending, done, "inv_unknown"}, receipts_for)
+
+    assert seen == [{pending: InvitationStatus.PENDING, done: InvitationStatus.COMPLETED}]
+    stored = store.unprocessed_callbacks(older_than=NOW)
+    assert sorted((r.invitation_id, r.query["sid"]) for r in stored) == sorted(
+        [(pending, pending), (done, done)]
+    )
+
+
+def test_a_batch_of_callbacks_stores_nothing_when_one_receipt_fails(store: SqlStore) -> None:
+    def receipts_for(statuses: Mapping[str, InvitationStatus]) -> list[NewCallback]:
+        good = NewCallback("inv_1", "GET", {}, None, True, None, NOW)
+        bad = NewCallback("inv_2", None, {}, None, True, None, NOW)  # type: ignore[arg-type]
+        return [good, bad]  # method is NOT NULL: the second insert fails
+
+    with pytest.raises(IntegrityError):
+        store.record_callbacks({"inv_1", "inv_2"}, receipts_for)
+
+    assert store.unprocessed_callbacks(older_than=NOW) == []
 
 
 def test_callback_ids_increase(store: SqlStore) -> None:

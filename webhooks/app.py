@@ -21,6 +21,7 @@ from webhooks.dashboard import dashboard_routes
 from webhooks.health import Probe, health_routes
 from webhooks.integrations import Collaborators, integration_routes
 from webhooks.metrics import metrics_routes
+from webhooks.receipts import ReceiptWriter
 from worker.broker import broker_probe, make_broker, queue_depths
 from worker.errors import (
     CallbackRejectedError,
@@ -184,8 +185,7 @@ def create_app(
         *health_routes(probes),
         *callback_routes(
             keys=settings.callback_keys,
-            store=runtime.store,
-            enqueuer=runtime.enqueuer,
+            writer=ReceiptWriter(store=runtime.store, enqueuer=runtime.enqueuer),
             clock=runtime.clock,
             metrics=metrics,
         ),

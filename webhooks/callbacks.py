@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import datetime
 
 import structlog
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from webhooks.receipts import CallbackOutcome, PendingReceipt, ReceiptWriter
 from webhooks.throttle import FailureThrottle
 from worker.errors import CallbackRejectedError
 from worker.metrics import RelayMetrics
-from worker.storage.records import Invitation, InvitationStatus
 from worker.tokens import CallbackKey, verify_callback_token
 
 log = structlog.get_logger(__name__)
-
-DUPLICATE_WINDOW = timedelta(seconds=60)
 
 # What a receipt keeps of the query string: every name (cut to MAX_QUERY_NAME_CHARS, at most
 # MAX_QUERY_NAMES of them) and values within one small budget. Isograd's own parameters are a few
@@ -41,90 +35,20 @@ REJECTED_CALLBACKS_WINDOW_SECONDS = 60.0
 THROTTLED = "throttled"
 
 
-class CallbackStore(Protocol):
-    def get_invitation(self, invitation_id: str) -> Invitation | None: ...
-
-    def record_callback(
-        self,
-        invitation_id: str | None,
-        method: str,
-        query: Mapping[str, str],
-        remote_addr: str | None,
-        accepted: bool,
-        reason: str | None,
-        now: datetime | None = None,
-    ) -> int: ...
-
-
-class CompletionEnqueuer(Protocol):
-    def completion(self, invitation_id: str, *, delay_seconds: float = 0.0) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackOutcome:
-    """What became of one callback; `reason` says why it was rejected or not enqueued."""
-
-    invitation_id: str | None
-    accepted: bool
-    enqueued: bool
-    reason: str | None
-    retry_after: int | None = None  # seconds, when the reason is "throttled"
-
-
-class RecentCompletions:
-    """When each invitation's processing was last enqueued by this process, for `window`.
-
-    Thread-safe; `claim` checks and records in one step, so concurrent duplicate callbacks in one
-    process enqueue once. Entries older than the window are dropped as new ones come in.
-    """
-
-    def __init__(self, window: timedelta = DUPLICATE_WINDOW) -> None:
-        self.window = window
-        self._lock = threading.Lock()
-        self._enqueued_at: dict[str, datetime] = {}
-
-    def claim(self, invitation_id: str, now: datetime) -> bool:
-        """True if no enqueue for `invitation_id` happened within the window (and note this one)."""
-        with self._lock:
-            last = self._enqueued_at.get(invitation_id)
-            if last is not None and now - last < self.window:
-                return False
-            self._forget_before(now - self.window)
-            self._enqueued_at[invitation_id] = now
-            return True
-
-    def release(self, invitation_id: str) -> None:
-        """Forget a claim whose enqueue failed, so the next callback tries again."""
-        with self._lock:
-            self._enqueued_at.pop(invitation_id, None)
-
-    def _forget_before(self, cutoff: datetime) -> None:
-        # Insertion order is claim order, so the stale entries are at the front.
-        for invitation_id, at in list(self._enqueued_at.items()):
-            if at >= cutoff:
-                break
-            del self._enqueued_at[invitation_id]
-
-
-def receive_callback(
+async def receive_callback(
     token: str,
     *,
     method: str,
     query: Mapping[str, str],
     remote_addr: str | None,
     keys: Sequence[CallbackKey],
-    store: CallbackStore,
-    enqueuer: CompletionEnqueuer,
-    recent: RecentCompletions,
+    writer: ReceiptWriter,
     now: datetime,
     throttle: FailureThrottle | None = None,
 ) -> CallbackOutcome:
-    """Verify `token`, record the receipt and enqueue process_completion; blocking (SQL, broker).
-
-    Safe to run twice: a callback for an invitation whose processing this process enqueued
-    within `recent.window` is recorded as accepted with reason "duplicate" and enqueues nothing.
-    The window is per process (several web processes may each enqueue once), which is harmless
-    because process_completion is idempotent per invitation; the window only spares the queue.
+    """Verify `token` here (one HMAC, no I/O), then hand the receipt to `writer`, which stores
+    it (committed when this returns) and enqueues process_completion when due; see
+    webhooks.receipts for the outcomes and their reasons.
 
     `throttle` counts rejected tokens per `remote_addr`: past its limit they are neither stored
     nor verified further (reason "throttled"). A token that verifies is never throttled.
@@ -139,32 +63,11 @@ def receive_callback(
             if wait is not None:
                 return CallbackOutcome(claimed, False, False, THROTTLED, retry_after=wait)
             throttle.record_failure(address)
-        if claimed is not None:
-            store.record_callback(claimed, method, query, remote_addr, False, exc.reason, now)
-        return CallbackOutcome(claimed, accepted=False, enqueued=False, reason=exc.reason)
-
-    invitation = store.get_invitation(invitation_id)
-    if invitation is None:
-        outcome = CallbackOutcome(invitation_id, False, False, "unknown_invitation")
-    elif invitation.status is InvitationStatus.COMPLETED:
-        outcome = CallbackOutcome(invitation_id, True, False, "already_completed")
-    elif not recent.claim(invitation_id, now):
-        outcome = CallbackOutcome(invitation_id, True, False, "duplicate")
-    else:
-        outcome = CallbackOutcome(invitation_id, True, True, None)
-    store.record_callback(
-        invitation_id, method, query, remote_addr, outcome.accepted, outcome.reason, now
-    )
-    if outcome.enqueued:
-        # The receipt is stored first: if the broker is down, the sweeper still finds the
-        # unprocessed callback, so Isograd (and the waiting candidate) get their 200 regardless.
-        try:
-            enqueuer.completion(invitation_id)
-        except Exception as exc:
-            recent.release(invitation_id)
-            log.error("callback_enqueue_failed", invitation_id=invitation_id, error=repr(exc))
-            return CallbackOutcome(invitation_id, True, False, "enqueue_failed")
-    return outcome
+        if claimed is None:
+            return CallbackOutcome(None, accepted=False, enqueued=False, reason=exc.reason)
+        rejected = PendingReceipt(claimed, method, query, remote_addr, now, rejection=exc.reason)
+        return await writer.submit(rejected)
+    return await writer.submit(PendingReceipt(invitation_id, method, query, remote_addr, now))
 
 
 def _claimed_invitation_id(token: str) -> str | None:
@@ -203,21 +106,20 @@ def stored_query(params: Sequence[tuple[str, str]]) -> dict[str, str]:
 def callback_routes(
     *,
     keys: Sequence[CallbackKey],
-    store: CallbackStore,
-    enqueuer: CompletionEnqueuer,
+    writer: ReceiptWriter,
     clock: Callable[[], datetime],
-    recent: RecentCompletions | None = None,
     metrics: RelayMetrics | None = None,
     throttle: FailureThrottle | None = None,
 ) -> list[BaseRoute]:
     """`GET`/`HEAD /callbacks/isograd/{token}`: 200 when accepted, 429 when the client address
     sent too many rejected tokens lately, else 404.
 
-    `metrics` counts callbacks by result and reason and times them (no invitation id label).
+    `writer` stores the receipts and enqueues (one per process: its duplicate window and its
+    batches span every request). `metrics` counts callbacks by result and reason and times them
+    (no invitation id label).
     `throttle` limits rejected callbacks per client address (REJECTED_CALLBACKS_PER_ADDRESS a
     minute unless given).
     """
-    recent_completions = recent if recent is not None else RecentCompletions()
     rejected = throttle or FailureThrottle(
         limit=REJECTED_CALLBACKS_PER_ADDRESS, window_seconds=REJECTED_CALLBACKS_WINDOW_SECONDS
     )
@@ -230,16 +132,13 @@ def callback_routes(
         query = stored_query(request.query_params.multi_items())
         if query:
             log.info("callback_query_ignored", names=sorted(query))
-        outcome = await run_in_threadpool(
-            receive_callback,
+        outcome = await receive_callback(
             token,
             method=request.method,
             query=query,
             remote_addr=request.client.host if request.client else None,
             keys=keys,
-            store=store,
-            enqueuer=enqueuer,
-            recent=recent_completions,
+            writer=writer,
             now=clock(),
             throttle=rejected,
         )

@@ -12,6 +12,7 @@ import structlog
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
 
 from worker.errors import ConfigurationError, RetryableError
@@ -144,6 +145,70 @@ def make_broker(
         broker.add_middleware(extra)
     dramatiq.set_broker(broker)
     return broker
+
+
+def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
+    """Enqueue `messages` now (no delay) as `broker.enqueue` would, in one round trip on Redis.
+
+    Other brokers (RabbitMQ, the StubBroker): one `broker.enqueue` per message. Raises what the
+    broker raises; on Redis a failure leaves unknown which messages were stored, so take none as
+    sent (the relay's jobs are idempotent: a second one is harmless).
+    """
+    if not isinstance(broker, RedisBroker):
+        for message in messages:
+            broker.enqueue(message)
+        return
+    # What RedisBroker.enqueue does for delay=None (dramatiq 2.2.1, dramatiq/brokers/redis.py):
+    # copy the message with a fresh `redis_message_id` (a Redis id must be unique per enqueue),
+    # run the middleware's before_enqueue, call the dispatch script with the "enqueue" command
+    # on the message's `queue_name`, then after_enqueue. The script's arguments are the ones
+    # RedisBroker._dispatch builds (the ARGV layout documented at the top of
+    # dramatiq/brokers/redis/dispatch.lua): command, timestamp, queue name, broker id, heartbeat
+    # timeout, dead message TTL, maintenance flag, max unpack size, then the message id and its
+    # encoded data. Here every EVALSHA goes into one redis-py pipeline instead of a round trip
+    # each. tests/test_broker.py checks the stored messages against what `send` stores, so a
+    # Dramatiq upgrade that changes this shows up there.
+    enqueued = [
+        message.copy(options={"redis_message_id": str(uuid.uuid4())}) for message in messages
+    ]
+    for message in enqueued:
+        broker.emit_before("enqueue", message, None)
+    dispatch = broker.scripts["dispatch"]
+    keys = [broker.namespace]
+    # Maintenance (requeueing dead workers' messages, see HEARTBEAT_TIMEOUT_MS) handles a whole
+    # queue in one run: drawn once per batch, not once per message as `enqueue` draws it.
+    maintenance = broker._should_do_maintenance("enqueue")
+    max_unpack = broker._max_unpack_size()  # type: ignore[no-untyped-call]
+    arguments = [
+        [
+            "enqueue",
+            current_millis(),
+            message.queue_name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            maintenance if number == 0 else 0,
+            max_unpack,
+            message.options["redis_message_id"],
+            message.encode(),
+        ]
+        for number, message in enumerate(enqueued)
+    ]
+    pipeline = broker.client.pipeline(transaction=False)
+    for args in arguments:
+        # EVALSHA on the pipeline itself, not `dispatch(client=pipeline)`: that one costs a
+        # SCRIPT EXISTS round trip per batch (redis-py Pipeline.load_scripts). The script is
+        # loaded whenever the broker ran once; after a Redis restart NOSCRIPT answers, and those
+        # messages go again through the Script object, which loads it (Script.__call__).
+        pipeline.evalsha(dispatch.sha, len(keys), *keys, *args)
+    results = pipeline.execute(raise_on_error=False)
+    for args, result in zip(arguments, results, strict=True):
+        if isinstance(result, redis.exceptions.NoScriptError):
+            dispatch(keys=keys, args=args)
+        elif isinstance(result, Exception):
+            raise result
+    for message in enqueued:
+        broker.emit_after("enqueue", message, None)
 
 
 def broker_probe(broker: dramatiq.Broker) -> Callable[[], None] | None:

@@ -17,6 +17,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware, TimeLimitExceeded
 
+from worker.broker import enqueue_all
 from worker.errors import PermanentError, RetryableError
 from worker.jobs.completions import process_completion as run_completion
 from worker.jobs.deliveries import deliver as run_delivery
@@ -185,6 +186,15 @@ class DramatiqEnqueuer:
         self._actors.process_completion.send_with_options(
             args=(invitation_id, recheck), delay=_delay_ms(delay_seconds)
         )
+
+    def completions(self, invitation_ids: Sequence[str]) -> None:
+        """`completion(id)` for each id, now, in one broker round trip on Redis (see
+        worker.broker.enqueue_all); on failure take none as sent."""
+        actor = self._actors.process_completion
+        messages = [
+            actor.message_with_options(args=(invitation_id, 0)) for invitation_id in invitation_ids
+        ]
+        enqueue_all(actor.broker, messages)
 
     def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None:
         self._actors.deliver.send_with_options(args=(delivery_id,), delay=_delay_ms(delay_seconds))

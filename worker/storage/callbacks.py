@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, or_, select, update
 
-from worker.storage.records import CallbackReceipt
+from worker.storage.invitations import invitation_statuses
+from worker.storage.records import CallbackReceipt, InvitationStatus
 from worker.storage.tables import callbacks
 from worker.storage.transactions import SqlStoreBase
+
+
+@dataclass(frozen=True, slots=True)
+class NewCallback:
+    """One inbound callback to store, as `record_callback` takes it."""
+
+    invitation_id: str | None
+    method: str
+    query: Mapping[str, str]
+    remote_addr: str | None
+    accepted: bool
+    reason: str | None
+    received_at: datetime
 
 
 class CallbacksMixin(SqlStoreBase):
@@ -36,6 +51,35 @@ class CallbacksMixin(SqlStoreBase):
         }
         with self._write() as connection:
             return int(connection.execute(_INSERT, values).scalar_one())
+
+    def record_callbacks(
+        self,
+        invitation_ids: Collection[str],
+        receipts_for: Callable[[Mapping[str, InvitationStatus]], Sequence[NewCallback]],
+    ) -> None:
+        """Group commit of receipts: in ONE write transaction, read the status of each of
+        `invitation_ids` that is stored, hand them to `receipts_for` and insert all the receipts
+        it returns (one executemany).
+
+        `receipts_for` runs inside the transaction (on SQLite, holding the write lock): it must
+        only compute, not wait. When this raises, nothing was stored.
+        """
+        with self._write() as connection:
+            statuses = invitation_statuses(connection, invitation_ids)
+            rows = [
+                {
+                    "invitation_id": receipt.invitation_id,
+                    "received_at": receipt.received_at,
+                    "method": receipt.method,
+                    "query": dict(receipt.query),
+                    "remote_addr": receipt.remote_addr,
+                    "accepted": receipt.accepted,
+                    "reason": receipt.reason,
+                }
+                for receipt in receipts_for(statuses)
+            ]
+            if rows:
+                connection.execute(_INSERT_MANY, rows)
 
     def purge_rejected_callbacks(self, older_than: datetime) -> int:
         """Delete rejected receipts received before `older_than`; returns how many.
@@ -113,6 +157,9 @@ _PROCESSED = (
     .values(processed_at=bindparam("p_now"))
 )
 _INSERT = insert(callbacks).returning(callbacks.c.id)
+# No RETURNING: executemany then needs no ids back (SQLAlchemy sends it as multi-row INSERTs,
+# "insertmanyvalues", on SQLite and psycopg alike).
+_INSERT_MANY = insert(callbacks)
 
 
 def mark_processed(connection: Connection, invitation_id: str, now: datetime) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -292,6 +293,19 @@ _COMPLETED = (
     )
 )
 _BY_ID = select(invitations).where(invitations.c.id == bindparam("p_id"))
+_STATUSES = select(invitations.c.id, invitations.c.status).where(
+    invitations.c.id.in_(bindparam("p_ids", expanding=True))
+)
+
+
+def invitation_statuses(
+    connection: Connection, invitation_ids: Collection[str]
+) -> dict[str, InvitationStatus]:
+    """The status of each of `invitation_ids` that is stored, in one SELECT ... WHERE id IN."""
+    if not invitation_ids:
+        return {}
+    rows = connection.execute(_STATUSES, {"p_ids": list(invitation_ids)})
+    return {str(invitation_id): InvitationStatus(status) for invitation_id, status in rows}
 
 
 def mark_completed(connection: Connection, invitation_id: str, sta_id: int, now: datetime) -> None:
