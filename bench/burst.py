@@ -97,6 +97,7 @@ class BurstResult:
     cpu: dict[str, float]
     answer_ms: list[float]
     failed_answers: int
+    load_cpu: float = 0.0  # this process: the callback senders and the receiver, not counted
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -134,6 +135,7 @@ def burst(
     (name → pid) over that window, and of the PostgreSQL server processes `database_backends()`
     lists (those serving the relay's database)."""
     before = {each: cpu_seconds(pid) for each, pid in processes.items()}
+    own_before = cpu_seconds(os.getpid())
     backends_before = _cpu_of(database_backends() if database_backends else [])
     answers: list[float] = []
     failed = 0
@@ -168,6 +170,7 @@ def burst(
                 time.sleep(POLL)  # a poll interval
             seconds = time.perf_counter() - t0
     after = {each: cpu_seconds(pid) for each, pid in processes.items()}
+    own = cpu_seconds(os.getpid()) - own_before
     cpu = {each: after[each] - before[each] for each in processes}
     if database_backends is not None:
         # A backend that started during the burst counts from 0; one that ended is missed.
@@ -175,14 +178,7 @@ def burst(
         cpu["postgres"] = sum(
             value - backends_before.get(pid, 0.0) for pid, value in backends_after.items()
         )
-    return BurstResult(
-        name,
-        len(urls),
-        seconds,
-        cpu,
-        answers,
-        failed,
-    )
+    return BurstResult(name, len(urls), seconds, cpu, answers, failed, load_cpu=own)
 
 
 def _cpu_of(pids: list[int]) -> dict[int, float]:
@@ -358,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{each.percentile(0.99):7.1f} {max(each.answer_ms):7.1f}  {by_process}"
         )
     print(f"relay drain: {relay.seconds:.1f} s from the first callback to the last webhook")
+    print(
+        "this benchmark's own process (callback senders and receiver), not counted: "
+        + ", ".join(f"{each.name} {each.load_cpu:.1f} s" for each in results)
+    )
     for key, value in relay.extra.items():
         print(f"relay {key}: {value}")
     if naive is not None:
