@@ -8,7 +8,8 @@
     dev/         development mode (not the relay)   simulator/  a fake Isograd API (not the relay)
 
 The modules at this level are the domain (grades, events, invitations, requests, replay, …) and
-the wiring (settings, runtime, broker, logs, metrics, transports). ARCHITECTURE.md draws the data flow.
+the wiring (settings, runtime, broker, logs, metrics, transports). ARCHITECTURE.md draws the
+data flow.
 """
 
 __version__ = "0.1.0"
