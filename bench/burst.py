@@ -41,13 +41,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from sqlalchemy import create_engine, func, select, text
@@ -97,7 +97,7 @@ class BurstResult:
     cpu: dict[str, float]
     answer_ms: list[float]
     failed_answers: int
-    load_cpu: float = 0.0  # this process: the callback senders and the receiver, not counted
+    load_cpu: float = 0.0  # the callback senders' process and this one (the receiver): not counted
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -134,34 +134,34 @@ def burst(
     answered if one was not answered 200: nothing sends its webhooks again); CPU of `processes`
     (name → pid) over that window, and of the PostgreSQL server processes `database_backends()`
     lists (those serving the relay's database)."""
-    before = {each: cpu_seconds(pid) for each, pid in processes.items()}
-    own_before = cpu_seconds(os.getpid())
-    backends_before = _cpu_of(database_backends() if database_backends else [])
-    answers: list[float] = []
-    failed = 0
-    lock = threading.Lock()
-    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    with httpx2.Client(timeout=60, limits=limits) as http:
-
-        def fire(url: str) -> None:
-            nonlocal failed
-            started = time.perf_counter()
-            try:
-                ok = http.get(url).status_code == 200
-            except httpx2.HTTPError:
-                ok = False
-            took = (time.perf_counter() - started) * 1000
-            with lock:
-                answers.append(took)
-                failed += not ok
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            for url in urls:
-                pool.submit(fire, url)
+    with tempfile.TemporaryDirectory(prefix=f"burst-{name}-") as tmp:
+        listed, out = Path(tmp) / "urls.txt", Path(tmp) / "answers.json"
+        listed.write_text("\n".join(urls), encoding="utf-8")
+        # The senders run in a process of their own: in this one they shared the receiver's GIL
+        # and their answer times included waiting for it (bench/callback_sender.py).
+        sender = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "bench.callback_sender"),
+                *("--urls", str(listed), "--concurrency", str(concurrency), "--out", str(out)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert sender.stdin is not None
+            assert sender.stdout is not None
+            if sender.stdout.readline().strip() != "ready":
+                raise SystemExit(f"{name}: the callback sender did not start")
+            before = {each: cpu_seconds(pid) for each, pid in processes.items()}
+            own_before = cpu_seconds(os.getpid())
+            backends_before = _cpu_of(database_backends() if database_backends else [])
+            t0 = time.perf_counter()
+            sender.stdin.write("go\n")
+            sender.stdin.flush()
             deadline = t0 + timeout
             while delivered() < expected:
-                if not retries and len(answers) == len(urls) and failed:
+                if not retries and sender.poll() is not None and _sent(out)["failed"]:
                     break  # every callback answered, some not 200: those are never delivered
                 if time.perf_counter() > deadline:
                     raise SystemExit(
@@ -169,8 +169,15 @@ def burst(
                     )
                 time.sleep(POLL)  # a poll interval
             seconds = time.perf_counter() - t0
+            sender.wait(timeout)
+        finally:
+            if sender.poll() is None:
+                sender.kill()
+                sender.wait()
+        sent = _sent(out)
+    answers, failed = list(sent["answers_ms"]), int(sent["failed"])
     after = {each: cpu_seconds(pid) for each, pid in processes.items()}
-    own = cpu_seconds(os.getpid()) - own_before
+    own = cpu_seconds(os.getpid()) - own_before + float(sent["cpu_seconds"])
     cpu = {each: after[each] - before[each] for each in processes}
     if database_backends is not None:
         # A backend that started during the burst counts from 0; one that ended is missed.
@@ -179,6 +186,12 @@ def burst(
             value - backends_before.get(pid, 0.0) for pid, value in backends_after.items()
         )
     return BurstResult(name, len(urls), seconds, cpu, answers, failed, load_cpu=own)
+
+
+def _sent(out: Path) -> dict[str, Any]:
+    """What bench/callback_sender.py wrote once every callback was answered."""
+    loaded: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return loaded
 
 
 def _cpu_of(pids: list[int]) -> dict[int, float]:
@@ -355,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"relay drain: {relay.seconds:.1f} s from the first callback to the last webhook")
     print(
-        "this benchmark's own process (callback senders and receiver), not counted: "
+        "the load (callback senders' process, and this one's receiver), not counted: "
         + ", ".join(f"{each.name} {each.load_cpu:.1f} s" for each in results)
     )
     for key, value in relay.extra.items():
