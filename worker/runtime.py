@@ -32,8 +32,9 @@ from worker.transports import ThreadTransports
 # concurrency). Sized above the usual thread count.
 # Per thread (worker.transports.ThreadTransports): a thread sends one request at a time.
 SINK_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
-# Threads for the acts a completion fetches in parallel (worker.jobs.completions, two per job);
-# started on demand, so a worker with few jobs in flight starts few.
+# Threads for what a completion does side by side (worker.jobs.completions: acts 4, 5 and 6 while
+# the job's thread asks act 10, then all but one of its first attempts); started on demand, so a
+# worker with few jobs in flight starts few. A job waits for a free one beyond 32 at once.
 FETCH_THREADS = 32
 
 
