@@ -10,6 +10,7 @@ import contextvars
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -139,19 +140,21 @@ def process_completion(
     before, and the sweeper finds any this run leaves behind (a crash).
     """
     started = time.perf_counter()
-    outcome = _confirm_completion(
-        invitation_id,
-        store=store,
-        client=client,
-        subscriptions=subscriptions,
-        enqueuer=enqueuer,
-        clock=clock,
-        recheck=recheck,
-        metrics=metrics,
-        catalogue=catalogue,
-        fetch_pool=fetch_pool,
-        deliver_now=deliver_now,
-    )
+    with ExitStack() as pending:
+        outcome = _confirm_completion(
+            invitation_id,
+            pending=pending,
+            store=store,
+            client=client,
+            subscriptions=subscriptions,
+            enqueuer=enqueuer,
+            clock=clock,
+            recheck=recheck,
+            metrics=metrics,
+            catalogue=catalogue,
+            fetch_pool=fetch_pool,
+            deliver_now=deliver_now,
+        )
     if metrics is not None:
         metrics.record_completion(outcome.result, time.perf_counter() - started)
     return outcome
@@ -160,6 +163,7 @@ def process_completion(
 def _confirm_completion(
     invitation_id: str,
     *,
+    pending: ExitStack,
     store: SqlStore,
     client: AssessmentSource,
     subscriptions: Sequence[Subscription],
@@ -199,44 +203,9 @@ def _confirm_completion(
         if fetch_pool is not None and recheck == 0 and invitation.email is not None
         else None
     )
-    try:
-        return _confirm_status(
-            invitation,
-            pla_tst_id,
-            fetch,
-            store=store,
-            client=client,
-            subscriptions=subscriptions,
-            enqueuer=enqueuer,
-            clock=clock,
-            recheck=recheck,
-            metrics=metrics,
-            catalogue=catalogue,
-            fetch_pool=fetch_pool,
-            deliver_now=deliver_now,
-        )
-    finally:
-        if fetch is not None:
-            # Never leave a call running behind the job, whatever act 10 answered.
-            fetch.wait()
-
-
-def _confirm_status(
-    invitation: Invitation,
-    pla_tst_id: int,
-    fetch: _ResultFetch | None,
-    *,
-    store: SqlStore,
-    client: AssessmentSource,
-    subscriptions: Sequence[Subscription],
-    enqueuer: Enqueuer,
-    clock: Clock,
-    recheck: int,
-    metrics: RelayMetrics | None,
-    catalogue: AssessmentCatalogue | None,
-    fetch_pool: Executor | None,
-    deliver_now: Callable[[Event, Sequence[str]], Collection[str]] | None,
-) -> CompletionOutcome:
+    if fetch is not None:
+        # Whatever the run answers, no act it started is left running behind it.
+        pending.callback(fetch.wait)
     try:
         status = client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id)
     except AssessmentNotFoundError:
