@@ -43,6 +43,7 @@ from tests.harness.processes import (
     new_webhook_secret,
     relay_command,
     relay_toml,
+    responds,
     wait_until,
 )
 from worker.isograd.models import NewCandidate
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace, directory: Path, database_url: str) -> int:
     try:
         with httpx2.Client(timeout=30) as http:
             for url in (f"{simulator_url}/_simulator/", f"http://127.0.0.1:{receiver_port}/"):
-                wait_until(partial(_answers, http, url), timeout=20, what=url)
+                wait_until(partial(responds, http, url), timeout=20, what=url)
             return measure(args, directory, database_url, simulator_url, receiver_port, http)
     finally:
         for server in servers:
@@ -220,14 +221,6 @@ def measure(
     by_status = {status.value: count for status, count in delivered.items() if count}
     print(f"deliveries: {by_status}")
     return 0
-
-
-def _answers(http: httpx2.Client, url: str) -> bool:
-    try:
-        http.get(url)
-    except httpx2.TransportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx2
 
-from tests.harness.processes import free_port, wait_until
+from tests.harness.processes import free_port, responds, wait_until
 from worker.transports import ThreadTransports
 
 SERVER = """
@@ -74,12 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     clients: dict[str, Callable[[], httpx2.Client]] = {
         "one shared pool": lambda: httpx2.Client(limits=limits),
         "pool per thread": lambda: httpx2.Client(
-            transport=ThreadTransports(lambda: httpx2.HTTPTransport(limits=limits))
+            transport=ThreadTransports(
+                lambda context: httpx2.HTTPTransport(limits=limits, verify=context)
+            )
         ),
     }
     try:
         with httpx2.Client() as probe:
-            wait_until(lambda: _answers(probe, url), timeout=20, what="the server")
+            wait_until(partial(responds, probe, url), timeout=20, what="the server")
         print(f"client CPU per POST, {args.requests} sequential requests after N warmed at once")
         print(f"{'N idle':>7}  " + "  ".join(f"{name:>16}" for name in clients))
         for idle in (int(value) for value in args.idle.split(",")):
@@ -92,14 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.terminate()
         server.wait(10)
     return 0
-
-
-def _answers(client: httpx2.Client, url: str) -> bool:
-    try:
-        client.post(url)
-    except httpx2.TransportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

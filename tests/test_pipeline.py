@@ -60,15 +60,20 @@ def run_completion(
     clock: FakeClock,
     subscriptions: tuple[Subscription, ...] = (subscription(),),
     recheck: int = 0,
+    client: Any = None,
+    **options: Any,
 ) -> CompletionOutcome:
+    """process_completion against the simulator (or `client`); `options` go through as given
+    (fetch_pool, deliver_now, ...)."""
     return process_completion(
         invitation_id,
         store=store,
-        client=simulated.client,
+        client=client or simulated.client,
         subscriptions=subscriptions,
         enqueuer=enqueuer,
         clock=clock,
         recheck=recheck,
+        **options,
     )
 
 
@@ -945,13 +950,13 @@ def test_a_first_run_asks_acts_4_5_and_6_beside_act_10(
     simulated.move(invitation.pla_tst_id or 0, "complete", value=550, max_value=1000)
     client = ActsMeetAct10(simulated)
 
-    outcome = process_completion(
+    outcome = run_completion(
         invitation.id,
         store=store,
-        client=client,
-        subscriptions=(subscription(),),
+        simulated=simulated,
         enqueuer=enqueuer,
         clock=clock,
+        client=client,
         fetch_pool=pool,
     )
 
@@ -979,11 +984,10 @@ def test_a_first_run_drops_the_acts_asked_beside_act_10_when_it_says_not_complet
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, move)
 
-    outcome = process_completion(
+    outcome = run_completion(
         invitation.id,
         store=store,
-        client=simulated.client,
-        subscriptions=(subscription(),),
+        simulated=simulated,
         enqueuer=enqueuer,
         clock=clock,
         fetch_pool=pool,
@@ -1007,11 +1011,10 @@ def test_a_recheck_asks_act_10_alone_while_the_test_is_not_completed(
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "start")
 
-    outcome = process_completion(
+    outcome = run_completion(
         invitation.id,
         store=store,
-        client=simulated.client,
-        subscriptions=(subscription(),),
+        simulated=simulated,
         enqueuer=enqueuer,
         clock=clock,
         recheck=1,
@@ -1037,13 +1040,13 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
         handed.append((event, list(delivery_ids)))
         return list(delivery_ids)
 
-    outcome = process_completion(
+    outcome = run_completion(
         invitation.id,
         store=store,
-        client=simulated.client,
-        subscriptions=(subscription("hr"), subscription("lms")),
+        simulated=simulated,
         enqueuer=enqueuer,
         clock=clock,
+        subscriptions=(subscription("hr"), subscription("lms")),
         fetch_pool=pool,
         deliver_now=deliver_now,
     )
@@ -1069,13 +1072,13 @@ def test_first_attempts_not_made_are_enqueued_instead(
     def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
         return list(delivery_ids[:1])
 
-    outcome = process_completion(
+    outcome = run_completion(
         invitation.id,
         store=store,
-        client=simulated.client,
-        subscriptions=(subscription("hr"), subscription("lms")),
+        simulated=simulated,
         enqueuer=enqueuer,
         clock=clock,
+        subscriptions=(subscription("hr"), subscription("lms")),
         fetch_pool=pool,
         deliver_now=deliver_now,
     )
@@ -1101,13 +1104,13 @@ def test_first_attempts_that_raise_are_all_enqueued_instead(
         raise RetryableError("database unavailable: OperationalError")
 
     with capture_logs() as logs:
-        outcome = process_completion(
+        outcome = run_completion(
             invitation.id,
             store=store,
-            client=simulated.client,
-            subscriptions=(subscription("hr"), subscription("lms")),
+            simulated=simulated,
             enqueuer=enqueuer,
             clock=clock,
+            subscriptions=(subscription("hr"), subscription("lms")),
             fetch_pool=pool,
             deliver_now=deliver_now,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,7 +32,7 @@ class CountingTransport(httpx2.MockTransport):
 def factory() -> tuple[list[CountingTransport], ThreadTransports]:
     made: list[CountingTransport] = []
 
-    def make() -> CountingTransport:
+    def make(context: ssl.SSLContext) -> CountingTransport:
         made.append(CountingTransport(f"t{len(made)}"))
         return made[-1]
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import random
-import ssl
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 
 import httpx2
-from httpx2 import create_ssl_context
 
 from worker.catalogue import AssessmentCatalogue
 from worker.clock import Clock, utc_now
@@ -27,19 +24,15 @@ from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
 from worker.transports import ThreadTransports
 
-# One pool for every sink: deliveries run in the worker's threads, and a shared sync client in
-# threads measured fastest on these machines (httpx's AsyncClient was 3-4x slower under
-# concurrency). Sized above the usual thread count.
-# Per thread (worker.transports.ThreadTransports): a thread sends one request at a time.
+# One sync client for every sink: deliveries run in the worker's threads, and a shared sync client
+# in threads measured fastest on these machines (httpx's AsyncClient was 3-4x slower under
+# concurrency). Its limits are per thread (worker.transports.ThreadTransports): a thread sends
+# one request at a time.
 SINK_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 # Threads for what a completion does side by side (worker.jobs.completions: acts 4, 5 and 6 while
 # the job's thread asks act 10, then all but one of its first attempts); started on demand, so a
 # worker with few jobs in flight starts few. A job waits for a free one beyond 32 at once.
 FETCH_THREADS = 32
-
-
-def _sink_transport(ssl_context: ssl.SSLContext) -> DeadlineTransport:
-    return DeadlineTransport(limits=SINK_LIMITS, ssl_context=ssl_context)
 
 
 class Runtime:
@@ -107,7 +100,9 @@ class Runtime:
         # The deadline transport makes a subscription's timeout_seconds bound a whole attempt.
         http = httpx2.Client(
             transport=sink_transport
-            or ThreadTransports(partial(_sink_transport, create_ssl_context())),
+            or ThreadTransports(
+                lambda context: DeadlineTransport(limits=SINK_LIMITS, ssl_context=context)
+            ),
             follow_redirects=False,
         )
         return cls(

@@ -291,6 +291,16 @@ def _logged(process: RelayProcess, event: str) -> Callable[[], bool]:
     return lambda: event in process.output()
 
 
+def responds(http: httpx2.Client, url: str) -> bool:
+    """Whether a server answers `GET url` at all, whatever the status (polling one until it is
+    up, with `wait_until`)."""
+    try:
+        http.get(url, timeout=2)
+    except httpx2.TransportError:
+        return False
+    return True
+
+
 def _answers_200(http: httpx2.Client, url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from functools import partial
 from typing import Self, TypeVar
 
 import httpx2
@@ -53,10 +51,6 @@ DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
 DEFAULT_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 
 
-def _transport(limits: httpx2.Limits, ssl_context: ssl.SSLContext) -> httpx2.HTTPTransport:
-    return httpx2.HTTPTransport(limits=limits, verify=ssl_context)
-
-
 class IsogradClient:
     """A client for Isograd's `/api/usage`, safe to share between threads (one connection pool).
 
@@ -89,10 +83,10 @@ class IsogradClient:
         self._sub_com_id = sub_com_id
         # Redirects are answers (acts 2, 6, 8, 58 with redirect=1, and 13, 38): never follow them.
         self._http = httpx2.Client(
-            # One TLS context for every thread's transport: each new context parses the whole
-            # CA bundle again (~1 MB).
             transport=transport
-            or ThreadTransports(partial(_transport, limits, httpx2.create_ssl_context())),
+            or ThreadTransports(
+                lambda context: httpx2.HTTPTransport(limits=limits, verify=context)
+            ),
             timeout=timeout,
             follow_redirects=False,
         )

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol, cast
+from typing import Protocol
 
 import structlog
 
@@ -428,7 +428,9 @@ class _ResultFetch:
         self._client = client
         self._invitation = invitation
         self._pla_tst_id = pla_tst_id
-        self._futures: tuple[Future[object], ...] = ()
+        self._asked: (
+            tuple[Future[AssessmentResult], Future[ResultDetails], Future[str | None]] | None
+        ) = None
 
     @classmethod
     def start(
@@ -440,28 +442,25 @@ class _ResultFetch:
     ) -> _ResultFetch:
         fetch = cls(client, invitation, pla_tst_id)
         if pool is not None:
-            fetch._futures = tuple(
-                pool.submit(contextvars.copy_context().run, ask)
-                for ask in (fetch._result, fetch._details, fetch._pdf_url)
+            fetch._asked = (
+                pool.submit(contextvars.copy_context().run, fetch._result),
+                pool.submit(contextvars.copy_context().run, fetch._details),
+                pool.submit(contextvars.copy_context().run, fetch._pdf_url),
             )
         return fetch
 
     def get(self) -> tuple[AssessmentResult, ResultDetails, str | None]:
         """The three answers; their errors are raised in the order 4, 5, 6, as if they had run
         one after another."""
-        if not self._futures:
+        if self._asked is None:
             return self._result(), self._details(), self._pdf_url()
         self.wait()
-        result, details, pdf_url = (future.result() for future in self._futures)
-        return (
-            cast(AssessmentResult, result),
-            cast(ResultDetails, details),
-            cast("str | None", pdf_url),
-        )
+        result, details, pdf_url = self._asked
+        return result.result(), details.result(), pdf_url.result()
 
     def wait(self) -> None:
         """Until every started act has answered or failed (their errors are not raised)."""
-        for future in self._futures:
+        for future in self._asked or ():
             future.exception()
 
     def _email(self) -> str:

@@ -132,27 +132,11 @@ def deliver_first_attempts(
         else:
             ready.append(prepared)
     sent, interrupted = _send_side_by_side(ready, pool, clock, metrics)
-    delivered = [each for each in sent if each.result.outcome is AttemptOutcome.DELIVERED]
-    done_at = clock()
-    recorded = store.record_delivered_attempts(
-        [(each.ready.delivery.id, each.ready.subscription.name, each.record) for each in delivered],
-        done_at,
-    )
-    attempts = {
-        each.ready.delivery.id: attempt for each, attempt in zip(delivered, recorded, strict=True)
-    }
-    for each in sent:
-        delivery_id = each.ready.delivery.id
-        attempt = attempts.get(delivery_id)
-        if attempt is None:
-            attempt = store.record_attempt(delivery_id, each.record)
-            finished_at = clock()
-        else:
-            finished_at = done_at
-        outcomes[delivery_id] = _finish(
+    for each, attempt, done_at in _record(store, sent, clock):
+        outcomes[each.ready.delivery.id] = _finish(
             each,
             attempt,
-            finished_at,
+            done_at,
             store=store,
             enqueuer=enqueuer,
             rng=rng,
@@ -208,16 +192,7 @@ def _attempt_delivery(
     prepared = _prepare(claimed, claimed.event or known_event, store, subscriptions, sink_for, now)
     if isinstance(prepared, DeliveryOutcome):
         return prepared
-    sent = _send(prepared, clock, metrics)
-    if sent.result.outcome is AttemptOutcome.DELIVERED:
-        # The common case in one transaction: the attempt, delivered, the subscription's success.
-        done_at = clock()
-        attempt = store.record_delivered_attempt(
-            prepared.delivery.id, prepared.subscription.name, sent.record, done_at
-        )
-    else:
-        attempt = store.record_attempt(prepared.delivery.id, sent.record)
-        done_at = clock()
+    [(sent, attempt, done_at)] = _record(store, [_send(prepared, clock, metrics)], clock)
     outcome = _finish(
         sent, attempt, done_at, store=store, enqueuer=enqueuer, rng=rng, schedule_for=schedule_for
     )
@@ -264,6 +239,32 @@ def _send(ready: _Ready, clock: Clock, metrics: RelayMetrics | None) -> _Sent:
     if metrics is not None:
         metrics.record_attempt(ready.subscription.name, result.outcome, result.duration_ms / 1000)
     return _Sent(ready, result, _attempt_record(result, attempt_at), interrupted)
+
+
+def _record(
+    store: SqlStore, sent: Sequence[_Sent], clock: Clock
+) -> list[tuple[_Sent, Attempt, datetime]]:
+    """Store each attempt made, with the time it was stored at: the delivered ones in one
+    transaction (the common case: each attempt, its delivery delivered, its subscription's
+    success), any other on its own."""
+    delivered = [each for each in sent if each.result.outcome is AttemptOutcome.DELIVERED]
+    done_at = clock()
+    stored = store.record_delivered_attempts(
+        [(each.ready.delivery.id, each.ready.subscription.name, each.record) for each in delivered],
+        done_at,
+    )
+    attempts = {
+        each.ready.delivery.id: attempt for each, attempt in zip(delivered, stored, strict=True)
+    }
+    recorded = []
+    for each in sent:
+        attempt = attempts.get(each.ready.delivery.id)
+        if attempt is None:
+            attempt = store.record_attempt(each.ready.delivery.id, each.record)
+            recorded.append((each, attempt, clock()))
+        else:
+            recorded.append((each, attempt, done_at))
+    return recorded
 
 
 def _send_side_by_side(

@@ -18,7 +18,7 @@ from worker.storage.records import (
     SubscriptionCounts,
     new_id,
 )
-from worker.storage.subscriptions import disabled_among, is_disabled
+from worker.storage.subscriptions import disabled_among
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
 
@@ -124,7 +124,7 @@ class DeliveriesMixin(SqlStoreBase):
                 if read_event
                 else None
             )
-            disabled = is_disabled(connection, delivery.subscription)
+            disabled = delivery.subscription in disabled_among(connection, [delivery.subscription])
         return ClaimedDelivery(
             delivery,
             event=None if row is None else Event(**row._asdict()),
@@ -136,15 +136,10 @@ class DeliveriesMixin(SqlStoreBase):
     ) -> dict[str, ClaimedDelivery]:
         """`claim_attempt` of several deliveries (their event not read) in one transaction: the
         ones claimed, by id; a delivery not claimable is left out, as `claim_attempt` answers
-        None for it. Each subscription's disabled state is read once."""
+        None for it. One statement claims them all, one reads their subscriptions' state."""
         if not delivery_ids:
             return {}
-        now = self._now(now)
-        parameters = {
-            "p_ids": list(delivery_ids),
-            "p_now": now,
-            "p_lease_cutoff": now - self._lease,
-        }
+        parameters = {"p_ids": list(delivery_ids), **self._claimable_now(now)}
         with self._write() as connection:
             rows = [_delivery(row) for row in connection.execute(_CLAIM_MANY, parameters)]
             disabled = disabled_among(connection, (delivery.subscription for delivery in rows))
@@ -155,8 +150,12 @@ class DeliveriesMixin(SqlStoreBase):
 
     def _claim(self, delivery_id: str, now: datetime | None) -> dict[str, Any]:
         """The parameters of `_CLAIM`."""
+        return {"p_id": delivery_id, **self._claimable_now(now)}
+
+    def _claimable_now(self, now: datetime | None) -> dict[str, Any]:
+        """The parameters of `_CLAIMABLE_NOW`."""
         now = self._now(now)
-        return {"p_id": delivery_id, "p_now": now, "p_lease_cutoff": now - self._lease}
+        return {"p_now": now, "p_lease_cutoff": now - self._lease}
 
     def mark_delivered(self, delivery_id: str, now: datetime | None = None) -> Delivery:
         """Delivered is final; marking it again keeps the first `delivered_at`."""

@@ -90,9 +90,6 @@ def subscription_upsert(
     )
 
 
-_DISABLED = select(subscription_state.c.name).where(
-    subscription_state.c.name == bindparam("p_name"), subscription_state.c.disabled_at.is_not(None)
-)
 _DISABLED_AMONG = select(subscription_state.c.name).where(
     subscription_state.c.name.in_(bindparam("p_names", expanding=True)),
     subscription_state.c.disabled_at.is_not(None),
@@ -113,11 +110,6 @@ _SUCCESS_UPSERTS = {
 }
 
 
-def is_disabled(connection: Connection, name: str) -> bool:
-    """Whether the subscription `name` is stored as disabled."""
-    return connection.execute(_DISABLED, {"p_name": name}).first() is not None
-
-
 def disabled_among(connection: Connection, names: Iterable[str]) -> set[str]:
     """Which of `names` are stored as disabled, in one statement."""
     wanted = list(dict.fromkeys(names))
@@ -127,12 +119,12 @@ def disabled_among(connection: Connection, names: Iterable[str]) -> set[str]:
 
 
 def record_success(
-    connection: Connection, dialect_name: str, names: str | Iterable[str], now: datetime
+    connection: Connection, dialect_name: str, names: Iterable[str], now: datetime
 ) -> None:
-    """`record_subscription_success` of one subscription or several, inside the caller's
-    transaction (several in one executemany)."""
+    """`record_subscription_success` of each of `names`, inside the caller's transaction (one
+    executemany)."""
     upsert = _SUCCESS_UPSERTS["postgresql" if dialect_name == "postgresql" else "sqlite"]
-    wanted = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+    wanted = list(dict.fromkeys(names))
     if wanted:
         connection.execute(upsert, [{"p_name": name, "p_now": now} for name in wanted])
 
