@@ -85,10 +85,19 @@ def run(
     sinks: dict[str, ScriptedSink],
     enqueuer: RecordingEnqueuer | None = None,
     subscriptions: dict[str, Subscription] | None = None,
+    *,
+    claimed: bool = False,
+    begun: list[int] | None = None,
 ) -> dict[str, DeliveryOutcome]:
+    """deliver_first_attempts of the stored deliveries `ids`; with `begun`
+    (write_transactions), only the transactions it begins itself are counted there."""
+    deliveries = [store.get_delivery(delivery_id) for delivery_id in ids]
+    if begun is not None:
+        begun.clear()
     return deliver_first_attempts(
         event,
-        ids,
+        [delivery for delivery in deliveries if delivery is not None],
+        claimed=claimed,
         pool=pool,
         store=store,
         subscriptions=subscriptions or {name: subscription(name) for name in NAMES},
@@ -114,7 +123,7 @@ def test_both_are_sent_side_by_side_and_delivered_in_two_transactions(
     sinks = {name: ScriptedSink(OK) for name in NAMES}
     begun = write_transactions(store)
 
-    outcomes = run(store, clock, pool, event, ids, sinks)
+    outcomes = run(store, clock, pool, event, ids, sinks, begun=begun)
 
     assert len(begun) == 2  # one claim, one record, for both deliveries
     assert {outcome.result for outcome in outcomes.values()} == {DeliveryResult.DELIVERED}
@@ -213,3 +222,64 @@ def test_an_interrupted_attempt_is_recorded_with_the_others_then_raised(
         ids[-1]: DeliveryStatus.RETRYING,
     }
     assert [job.id for job in enqueuer.of_kind("delivery")] == [ids[-1]]
+
+
+def claimed_event(store: SqlStore, clock: FakeClock) -> tuple[Event, list[str]]:
+    """A new event stored as process_completion stores it, its deliveries already claimed."""
+    invitation = store.create_invitation(
+        NewInvitation(tst_frm_id=EXCEL, email=EMAIL, pla_tst_id=457)
+    )
+    event_id = new_id("evt")
+    payload = build_completion_event(
+        event_id=event_id,
+        invitation=invitation,
+        pla_tst_id=457,
+        result=AssessmentResult(2, 550.0, 1000.0, "550/1000", 1834),
+        details=ResultDetails(language=2, skills=()),
+        grade=convert_grade(2, 550.0, 1000.0, "550/1000"),
+        pdf_url=None,
+        occurred_at=clock(),
+    )
+    event, deliveries, created = store.store_completion(
+        event_id=event_id,
+        invitation_id=invitation.id,
+        pla_tst_id=457,
+        sta_id=3,
+        type="assessment.completed",
+        payload=payload,
+        deliveries_for=list(NAMES),
+        now=clock(),
+        claim=True,
+    )
+    assert created
+    return event, [delivery.id for delivery in deliveries]
+
+
+def test_deliveries_stored_claimed_are_sent_and_recorded_in_one_transaction(
+    store: SqlStore, clock: FakeClock, pool: ThreadPoolExecutor
+) -> None:
+    event, ids = claimed_event(store, clock)
+    sinks = {name: ScriptedSink(OK) for name in NAMES}
+    begun = write_transactions(store)
+
+    outcomes = run(store, clock, pool, event, ids, sinks, claimed=True, begun=begun)
+
+    assert len(begun) == 1  # no claim: one record, for both deliveries
+    assert {outcome.result for outcome in outcomes.values()} == {DeliveryResult.DELIVERED}
+    for delivery_id in ids:
+        delivery = store.get_delivery(delivery_id)
+        assert delivery is not None
+        assert delivery.status is DeliveryStatus.DELIVERED
+        assert [attempt.number for attempt in store.list_attempts(delivery_id)] == [1]
+
+
+def test_without_claimed_deliveries_stored_claimed_are_not_claimable_again(
+    store: SqlStore, clock: FakeClock, pool: ThreadPoolExecutor
+) -> None:
+    event, ids = claimed_event(store, clock)
+    sinks = {name: ScriptedSink(OK) for name in NAMES}
+
+    outcomes = run(store, clock, pool, event, ids, sinks)
+
+    assert {outcome.result for outcome in outcomes.values()} == {DeliveryResult.NOTHING_TO_DO}
+    assert all(sink.sent == [] for sink in sinks.values())

@@ -42,6 +42,7 @@ from worker.sinks.registry import SinkTarget, make_sink
 from worker.sinks.slack import SlackTarget
 from worker.sinks.teams import TeamsTarget
 from worker.storage.records import (
+    Delivery,
     DeliveryStatus,
     InvitationStatus,
     NewInvitation,
@@ -1036,9 +1037,11 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
     simulated.move(invitation.pla_tst_id or 0, "complete")
     handed: list[tuple[Any, list[str]]] = []
 
-    def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
-        handed.append((event, list(delivery_ids)))
-        return list(delivery_ids)
+    def deliver_now(event: Any, deliveries: Sequence[Delivery]) -> list[str]:
+        # Handed already claimed: stored `delivering`, in the transaction that stored the event.
+        assert {delivery.status for delivery in deliveries} == {DeliveryStatus.DELIVERING}
+        handed.append((event, [delivery.id for delivery in deliveries]))
+        return [delivery.id for delivery in deliveries]
 
     outcome = run_completion(
         invitation.id,
@@ -1059,7 +1062,7 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
     assert (outcome.enqueued, enqueuer.of_kind("delivery")) == ((), [])
 
 
-def test_first_attempts_not_made_are_enqueued_instead(
+def test_first_attempts_not_made_stay_claimed_until_their_lease_expires(
     store: SqlStore,
     simulated: Simulated,
     enqueuer: RecordingEnqueuer,
@@ -1069,8 +1072,8 @@ def test_first_attempts_not_made_are_enqueued_instead(
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
 
-    def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
-        return list(delivery_ids[:1])
+    def deliver_now(event: Any, deliveries: Sequence[Delivery]) -> list[str]:
+        return [deliveries[0].id]
 
     outcome = run_completion(
         invitation.id,
@@ -1083,14 +1086,18 @@ def test_first_attempts_not_made_are_enqueued_instead(
         deliver_now=deliver_now,
     )
 
-    assert len(outcome.attempted) == len(outcome.enqueued) == 1
-    assert [job.id for job in enqueuer.of_kind("delivery")] == list(outcome.enqueued)
-    assert set(outcome.attempted) | set(outcome.enqueued) == {
-        d.id for d in store.list_deliveries(event_id=outcome.event_id)
-    }
+    [attempted] = outcome.attempted
+    [left] = [d for d in store.list_deliveries(event_id=outcome.event_id) if d.id != attempted]
+    # A delivery job for it would find it claimed and do nothing: none is enqueued.
+    assert outcome.enqueued == ()
+    assert enqueuer.of_kind("delivery") == []
+    assert left.status is DeliveryStatus.DELIVERING
+    assert store.claim_attempt(left.id, clock()) is None
+    lease_over = clock() + timedelta(minutes=10)
+    assert store.claim_attempt(left.id, lease_over) is not None  # the sweeper's to send
 
 
-def test_first_attempts_that_raise_are_all_enqueued_instead(
+def test_first_attempts_that_raise_are_left_claimed_for_the_sweeper(
     store: SqlStore,
     simulated: Simulated,
     enqueuer: RecordingEnqueuer,
@@ -1100,7 +1107,7 @@ def test_first_attempts_that_raise_are_all_enqueued_instead(
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
 
-    def deliver_now(event: Any, delivery_ids: Sequence[str]) -> list[str]:
+    def deliver_now(event: Any, deliveries: Sequence[Delivery]) -> list[str]:
         raise RetryableError("database unavailable: OperationalError")
 
     with capture_logs() as logs:
@@ -1115,11 +1122,13 @@ def test_first_attempts_that_raise_are_all_enqueued_instead(
             deliver_now=deliver_now,
         )
 
-    ids = sorted(d.id for d in store.list_deliveries(event_id=outcome.event_id))
-    assert outcome.attempted == ()
-    assert sorted(job.id for job in enqueuer.of_kind("delivery")) == ids
+    stored = store.list_deliveries(event_id=outcome.event_id)
+    assert outcome.result is CompletionResult.COMPLETED
+    assert outcome.attempted == outcome.enqueued == ()
+    assert {delivery.status for delivery in stored} == {DeliveryStatus.DELIVERING}
     [failed] = [e for e in logs if e["event"] == "delivery_inline_failed"]
-    assert sorted(failed["delivery_ids"]) == ids
+    assert sorted(failed["delivery_ids"]) == sorted(d.id for d in stored)
+    assert failed["recovered_by"] == "sweeper"
 
 
 def test_deliver_handed_the_event_sends_it_and_marks_the_delivery_delivered(

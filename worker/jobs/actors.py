@@ -23,7 +23,7 @@ from worker.jobs.completions import process_completion as run_completion
 from worker.jobs.deliveries import deliver as run_delivery
 from worker.jobs.deliveries import deliver_first_attempts as run_first_attempts
 from worker.runtime import Runtime
-from worker.storage.records import Event
+from worker.storage.records import Delivery, Event
 
 log = structlog.get_logger(__name__)
 
@@ -65,10 +65,10 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         """
         runtime = runtime_of(broker)
 
-        def deliver_now(event: Event, delivery_ids: Sequence[str]) -> Collection[str]:
+        def deliver_now(event: Event, deliveries: Sequence[Delivery]) -> Collection[str]:
             return run_first_attempts(
                 event,
-                delivery_ids,
+                deliveries,
                 pool=runtime.fetch_pool,
                 store=runtime.store,
                 subscriptions=runtime.subscriptions_by_name,
@@ -78,6 +78,7 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
                 rng=runtime.rng,
                 schedule_for=runtime.schedule_for,
                 metrics=runtime.metrics,
+                claimed=True,
             ).keys()
 
         with _transient_as_retry():

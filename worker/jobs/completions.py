@@ -35,6 +35,7 @@ from worker.isograd.models import (
 from worker.jobs import Enqueuer
 from worker.metrics import RelayMetrics
 from worker.storage.records import (
+    Delivery,
     Event,
     Invitation,
     InvitationStatus,
@@ -120,7 +121,7 @@ def process_completion(
     metrics: RelayMetrics | None = None,
     catalogue: AssessmentCatalogue | None = None,
     fetch_pool: Executor | None = None,
-    deliver_now: Callable[[Event, Sequence[str]], Collection[str]] | None = None,
+    deliver_now: Callable[[Event, Sequence[Delivery]], Collection[str]] | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
@@ -133,11 +134,12 @@ def process_completion(
     it side by side (they only read): on a first run (`recheck` 0) they start beside act 10,
     one Isograd round trip instead of four, and are used only if act 10 says "completed"; on a
     re-check they start once it has. With `deliver_now`
-    (worker.jobs.deliveries.deliver_first_attempts bound to its collaborators: the new event
-    and its delivery ids in, the ids it attempted out), the new event's first attempts are made
-    at once instead of enqueued: the same claimed, recorded attempts `deliver` jobs make, minus
-    a message per delivery; the ids it did not attempt (all, when it raises) are enqueued as
-    before, and the sweeper finds any this run leaves behind (a crash).
+    (worker.jobs.deliveries.deliver_first_attempts bound to its collaborators, `claimed`: the
+    new event and its deliveries in, the ids it attempted out), the new event's deliveries are
+    stored already claimed and their first attempts made at once instead of enqueued: the same
+    claimed, recorded attempts `deliver` jobs make, minus a message per delivery and the claim's
+    transaction. One it did not attempt (all, when it raises) stays claimed until its lease
+    expires and the sweeper sends it, as after a crash.
     """
     started = time.perf_counter()
     with ExitStack() as pending:
@@ -173,7 +175,7 @@ def _confirm_completion(
     metrics: RelayMetrics | None,
     catalogue: AssessmentCatalogue | None,
     fetch_pool: Executor | None,
-    deliver_now: Callable[[Event, Sequence[str]], Collection[str]] | None,
+    deliver_now: Callable[[Event, Sequence[Delivery]], Collection[str]] | None,
 ) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
     if invitation is None:
@@ -292,6 +294,7 @@ def _confirm_completion(
         payload=payload,
         deliveries_for=targets,
         now=now,
+        claim=deliver_now is not None,
     )
     enqueued: list[str] = []
     attempted: list[str] = []
@@ -300,13 +303,14 @@ def _confirm_completion(
     if created:
         # A run that found the event already stored enqueues nothing: the first run did, and
         # the sweeper re-enqueues whatever a crash left pending.
-        ids = [delivery.id for delivery in deliveries]
-        if deliver_now is not None and ids:
-            attempted = _attempt_now(ids, event, deliver_now)
-        for delivery_id in ids:
-            if delivery_id not in attempted:
-                enqueuer.delivery(delivery_id)
-                enqueued.append(delivery_id)
+        if deliver_now is not None:
+            # Stored claimed: what this run does not attempt waits for its lease (a claimed
+            # row's delivery job would find it not claimable and do nothing).
+            attempted = _attempt_now(deliveries, event, deliver_now)
+        else:
+            for delivery in deliveries:
+                enqueuer.delivery(delivery.id)
+                enqueued.append(delivery.id)
     log.info(
         "completion_confirmed",
         invitation_id=invitation.id,
@@ -403,20 +407,26 @@ def _fail(
 
 
 def _attempt_now(
-    delivery_ids: Sequence[str],
+    deliveries: Sequence[Delivery],
     event: Event,
-    deliver_now: Callable[[Event, Sequence[str]], Collection[str]],
+    deliver_now: Callable[[Event, Sequence[Delivery]], Collection[str]],
 ) -> list[str]:
     """The ids whose first attempt `deliver_now` made (whatever its outcome: it recorded it).
-    When it raises (the claim could not be made), none: the caller enqueues them all."""
+    When it raises, none: the claimed rows are left to the sweeper once their lease expires."""
+    if not deliveries:
+        return []
+    ids = [delivery.id for delivery in deliveries]
     try:
-        done = deliver_now(event, delivery_ids)
+        done = deliver_now(event, deliveries)
     except Exception as error:
         log.warning(
-            "delivery_inline_failed", delivery_ids=list(delivery_ids), error=type(error).__name__
+            "delivery_inline_failed",
+            delivery_ids=ids,
+            error=type(error).__name__,
+            recovered_by="sweeper",
         )
         return []
-    return [delivery_id for delivery_id in delivery_ids if delivery_id in done]
+    return [delivery_id for delivery_id in ids if delivery_id in done]
 
 
 class _ResultFetch:

@@ -93,7 +93,7 @@ def deliver(
 
 def deliver_first_attempts(
     event: Event,
-    delivery_ids: Sequence[str],
+    deliveries: Sequence[Delivery],
     *,
     pool: Executor,
     store: SqlStore,
@@ -104,11 +104,14 @@ def deliver_first_attempts(
     rng: RandomSource,
     schedule_for: Callable[[Subscription], RetrySchedule] | None = None,
     metrics: RelayMetrics | None = None,
+    claimed: bool = False,
 ) -> dict[str, DeliveryOutcome]:
     """The first attempts at the deliveries of `event`, just stored: `deliver` for each, side by
     side, with one transaction claiming them all and one recording every delivered attempt
     (two per event instead of two per delivery); the others are recorded as `deliver` records
-    them. The last is sent in this thread, the rest in `pool`.
+    them. The last is sent in this thread, the rest in `pool`. With `claimed`, the deliveries
+    were written already claimed, their disabled subscriptions left out
+    (`SqlStore.store_completion(claim=True)`): no claim is made, one transaction per event.
 
     The same guarantees as `deliver`: each delivery is claimed before it is sent (one not
     claimable is left alone: NOTHING_TO_DO), and an attempt interrupted by the job's time limit
@@ -116,17 +119,22 @@ def deliver_first_attempts(
     each id's outcome; raises (nothing sent) when the claim cannot be made.
     """
     now = clock()
-    claims = store.claim_attempts(delivery_ids, now)
+    delivery_ids = [delivery.id for delivery in deliveries]
+    claims = (
+        {delivery.id: ClaimedDelivery(delivery, None, False) for delivery in deliveries}
+        if claimed
+        else store.claim_attempts(delivery_ids, now)
+    )
     outcomes: dict[str, DeliveryOutcome] = {}
     ready: list[_Ready] = []
     envelope = envelope_from_payload(event.id, event.payload)  # its body encoded once for all
     for delivery_id in delivery_ids:
-        claimed = claims.get(delivery_id)
-        if claimed is None:
+        claim = claims.get(delivery_id)
+        if claim is None:
             log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
             outcomes[delivery_id] = DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
             continue
-        prepared = _prepare(claimed, event, store, subscriptions, sink_for, now, envelope)
+        prepared = _prepare(claim, event, store, subscriptions, sink_for, now, envelope)
         if isinstance(prepared, DeliveryOutcome):
             outcomes[delivery_id] = prepared
         else:

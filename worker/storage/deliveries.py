@@ -407,12 +407,17 @@ def deliveries_of(connection: Connection, event_id: str) -> list[Delivery]:
     return [_delivery(row) for row in connection.execute(query)]
 
 
-def new_delivery_row(event_id: str, subscription: str, now: datetime) -> dict[str, Any]:
+def new_delivery_row(
+    event_id: str, subscription: str, now: datetime, *, claimed: bool = False
+) -> dict[str, Any]:
+    """A new delivery's row: pending, due `now`; with `claimed`, already `delivering` (claimed
+    by its creator at `now`, as `claim_delivery` would leave it)."""
+    status = DeliveryStatus.DELIVERING if claimed else DeliveryStatus.PENDING
     return {
         "id": new_id("dlv"),
         "event_id": event_id,
         "subscription": subscription,
-        "status": DeliveryStatus.PENDING.value,
+        "status": status.value,
         "attempt_count": 0,
         "next_attempt_at": now,
         "created_at": now,

@@ -75,13 +75,19 @@ class EventsMixin(SqlStoreBase):
         payload: JsonObject,
         deliveries_for: Sequence[str],
         now: datetime | None = None,
+        claim: bool = False,
     ) -> tuple[Event, list[Delivery], bool]:
         """A confirmed completion in one transaction: `create_event` (deliveries only for the
         subscriptions of `deliveries_for` not stored as disabled), the status check counted, the
         invitation marked completed and its callbacks processed.
 
+        With `claim`, the new deliveries are written already claimed for their first attempt
+        (`delivering` since `now`, as `claim_attempts` leaves them): the caller makes it without
+        a transaction of its own to claim them. A caller that cannot make it leaves them to the
+        sweeper once their lease expires, as a crashed attempt.
+
         Idempotent as `create_event`: with the event already stored (even by a concurrent
-        caller) no event or delivery is written, the invitation is still marked, and
+        caller) no event or delivery is written or claimed, the invitation is still marked, and
         ``(existing event, its deliveries, False)`` is returned.
         """
         now = self._now(now)
@@ -107,6 +113,7 @@ class EventsMixin(SqlStoreBase):
                     payload,
                     [name for name in names if name not in disabled],
                     now,
+                    claimed=claim,
                 )
             # Built from what was written rather than read back (two statements less).
             stored_at = now.astimezone(UTC)
@@ -132,8 +139,11 @@ class EventsMixin(SqlStoreBase):
         payload: JsonObject,
         names: Sequence[str],
         now: datetime,
+        *,
+        claimed: bool = False,
     ) -> list[dict[str, Any]]:
-        """Insert the event and its deliveries; returns the deliveries' rows."""
+        """Insert the event and its deliveries (`claimed`: see store_completion); returns the
+        deliveries' rows."""
         event = {
             "id": event_id,
             "type": type,
@@ -143,7 +153,7 @@ class EventsMixin(SqlStoreBase):
             "created_at": now,
         }
         connection.execute(_INSERT_EVENT, event)
-        rows = [new_delivery_row(event_id, name, now) for name in names]
+        rows = [new_delivery_row(event_id, name, now, claimed=claimed) for name in names]
         if rows:
             connection.execute(_INSERT_DELIVERY, rows)
         return rows
