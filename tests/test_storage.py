@@ -1657,7 +1657,9 @@ def test_the_isograd_answer_is_noted_on_the_audit_row(store: SqlStore) -> None:
 # -- one transaction per step of the pipeline ---------------------------------------------------
 
 
-def store_completion(store: SqlStore, invitation_id: str, names: list[str]) -> Any:
+def store_completion(
+    store: SqlStore, invitation_id: str, names: list[str], *, claim: bool = False
+) -> Any:
     return store.store_completion(
         event_id=new_id("evt"),
         invitation_id=invitation_id,
@@ -1667,7 +1669,32 @@ def store_completion(store: SqlStore, invitation_id: str, names: list[str]) -> A
         payload=payload(),
         deliveries_for=names,
         now=NOW,
+        claim=claim,
     )
+
+
+def test_store_completion_with_claim_stores_its_deliveries_claimed_until_the_lease_ends(
+    store: SqlStore,
+) -> None:
+    _, stored, created = store_completion(store, invite(store), ["a-hook", "b-hook"], claim=True)
+
+    assert created
+    assert [(d.status, d.updated_at) for d in stored] == [(DeliveryStatus.DELIVERING, NOW)] * 2
+    assert stored == store.list_deliveries_of_events([stored[0].event_id])
+    assert store.claim_attempts([d.id for d in stored], NOW + LEASE / 2) == {}
+    reclaimed = store.claim_attempts([d.id for d in stored], NOW + LEASE)
+    assert sorted(reclaimed) == sorted(d.id for d in stored)
+
+
+def test_store_completion_with_claim_of_a_stored_event_claims_nothing(store: SqlStore) -> None:
+    invitation_id = invite(store)
+    _, first, _ = store_completion(store, invitation_id, ["hook"])
+
+    _, again, created = store_completion(store, invitation_id, ["hook"], claim=True)
+
+    assert not created
+    assert again == first
+    assert [d.status for d in again] == [DeliveryStatus.PENDING]
 
 
 def test_store_completion_stores_the_event_its_deliveries_and_completes_the_invitation(

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select
 
-from worker.storage.deliveries import mark_attempt_delivered, without_nul
+from worker.storage.deliveries import mark_attempts_delivered, without_nul
 from worker.storage.records import Attempt, AttemptOutcome, AttemptRecord
 from worker.storage.subscriptions import record_success
 from worker.storage.tables import attempts, deliveries
@@ -39,6 +39,10 @@ _INSERT = (
     )
     .returning(attempts.c.id, attempts.c.number)
 )
+# Several at once (an executemany: one multi-row INSERT on SQLite and PostgreSQL), their
+# RETURNING rows in the order of the parameters
+# (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues).
+_INSERT_MANY = _INSERT.returning(attempts.c.id, attempts.c.number, sort_by_parameter_order=True)
 
 
 class AttemptsMixin(SqlStoreBase):
@@ -63,15 +67,25 @@ class AttemptsMixin(SqlStoreBase):
         in that order."""
         if not delivered:
             return []
-        stored = []
+        ids = [delivery_id for delivery_id, _, _ in delivered]
+        if len(set(ids)) != len(ids):
+            # Numbered in one INSERT, two attempts of one delivery would get the same number.
+            raise ValueError("record_delivered_attempts: a delivery appears twice")
         with self._write() as connection:
-            for delivery_id, _, record in delivered:
-                # Updating first locks the delivery row, so concurrent attempts number in turn.
-                mark_attempt_delivered(connection, delivery_id, now)
-                stored.append(self._insert_attempt(connection, delivery_id, record, counted=True))
+            # Updating first locks the delivery rows, so concurrent attempts number in turn.
+            mark_attempts_delivered(connection, ids, now)
+            values = [_attempt_values(delivery_id, record) for delivery_id, _, record in delivered]
+            parameters = [{f"p_{name}": value for name, value in each.items()} for each in values]
+            if len(parameters) == 1:
+                rows = [connection.execute(_INSERT, parameters[0]).one()]
+            else:
+                rows = list(connection.execute(_INSERT_MANY, parameters))
             names = [name for _, name, _ in delivered]
             record_success(connection, self._engine.dialect.name, names, now)
-        return stored
+        return [
+            _written(each, record, row)
+            for each, (_, _, record), row in zip(values, delivered, rows, strict=True)
+        ]
 
     def _insert_attempt(
         self,
@@ -89,26 +103,11 @@ class AttemptsMixin(SqlStoreBase):
                 delivery_id,
                 {"attempt_count": deliveries.c.attempt_count + 1},
             )
-        values: dict[str, Any] = {
-            "delivery_id": delivery_id,
-            "started_at": record.started_at,
-            "duration_ms": round(record.duration_ms),
-            "status_code": record.status_code,
-            "outcome": record.outcome.value,
-            "error": without_nul(record.error),
-            "response_body": _truncate(record.response_body),
-            "response_headers": {
-                without_nul(name) or "": without_nul(value) or ""
-                for name, value in record.response_headers.items()
-            },
-        }
+        values = _attempt_values(delivery_id, record)
         row = connection.execute(
             _INSERT, {f"p_{name}": value for name, value in values.items()}
         ).one()
-        # Built from what was written rather than read back: one statement less per attempt.
-        written = {**values, "started_at": record.started_at.astimezone(UTC)}
-        written["outcome"] = record.outcome
-        return Attempt(id=int(row.id), number=int(row.number), **written)
+        return _written(values, record, row)
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
         query = (
@@ -118,6 +117,31 @@ class AttemptsMixin(SqlStoreBase):
         )
         with self._read() as connection:
             return [_attempt(row) for row in connection.execute(query)]
+
+
+def _attempt_values(delivery_id: str, record: AttemptRecord) -> dict[str, Any]:
+    """The columns of an attempt's row but its id and number (the INSERT numbers it)."""
+    return {
+        "delivery_id": delivery_id,
+        "started_at": record.started_at,
+        "duration_ms": round(record.duration_ms),
+        "status_code": record.status_code,
+        "outcome": record.outcome.value,
+        "error": without_nul(record.error),
+        "response_body": _truncate(record.response_body),
+        "response_headers": {
+            without_nul(name) or "": without_nul(value) or ""
+            for name, value in record.response_headers.items()
+        },
+    }
+
+
+def _written(values: dict[str, Any], record: AttemptRecord, row: Row[Any]) -> Attempt:
+    """The attempt as stored, built from what was written rather than read back (one
+    statement less per attempt) and the id and number the INSERT returned."""
+    written = {**values, "started_at": record.started_at.astimezone(UTC)}
+    written["outcome"] = record.outcome
+    return Attempt(id=int(row.id), number=int(row.number), **written)
 
 
 def _truncate(body: str | None) -> str | None:

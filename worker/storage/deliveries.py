@@ -435,11 +435,17 @@ def delivered_values(now: datetime) -> dict[str, Any]:
     }
 
 
-def mark_attempt_delivered(connection: Connection, delivery_id: str, now: datetime) -> None:
-    """Count one attempt and mark the delivery delivered (see `_DELIVERED`); LookupError when
-    there is no such delivery."""
-    if connection.execute(_DELIVERED, {"p_id": delivery_id, "p_now": now}).rowcount != 1:
-        raise LookupError(f"no deliveries row with id {delivery_id!r}")
+def mark_attempts_delivered(
+    connection: Connection, delivery_ids: Sequence[str], now: datetime
+) -> None:
+    """Count one attempt of each and mark them delivered (see `_DELIVERED`; one executemany);
+    LookupError when one of them does not exist (the caller's transaction is then rolled back).
+    """
+    parameters = [{"p_id": delivery_id, "p_now": now} for delivery_id in delivery_ids]
+    # Both dialects report an executemany's rowcount summed (supports_sane_multi_rowcount).
+    if connection.execute(_DELIVERED, parameters).rowcount != len(delivery_ids):
+        missing = ", ".join(repr(delivery_id) for delivery_id in delivery_ids)
+        raise LookupError(f"no deliveries row for one of {missing}")
 
 
 def new_deliveries(rows: Sequence[dict[str, Any]]) -> list[Delivery]:

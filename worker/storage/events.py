@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
@@ -22,6 +23,14 @@ from worker.storage.transactions import SqlStoreBase
 # Built once (worker.storage.deliveries says why).
 _EVENT_FOR_TEST = select(events).where(events.c.pla_tst_id == bindparam("p_pla_tst_id"))
 _INSERT_EVENT = insert(events)
+# INSERT … ON CONFLICT (pla_tst_id) DO NOTHING, which both backends have
+# (https://www.sqlite.org/lang_upsert.html, https://www.postgresql.org/docs/current/sql-insert.html).
+_INSERT_EVENT_UNLESS_STORED = {
+    "sqlite": sqlite.insert(events).on_conflict_do_nothing(index_elements=[events.c.pla_tst_id]),
+    "postgresql": postgresql.insert(events).on_conflict_do_nothing(
+        index_elements=[events.c.pla_tst_id]
+    ),
+}
 _INSERT_DELIVERY = insert(deliveries)
 
 
@@ -100,9 +109,6 @@ class EventsMixin(SqlStoreBase):
         try:
             with self._write() as connection:
                 mark(connection)
-                existing = self._event_for_test(connection, pla_tst_id)
-                if existing is not None:
-                    return existing, deliveries_of(connection, existing.id), False
                 disabled = disabled_among(connection, names)
                 rows = self._insert_event(
                     connection,
@@ -114,7 +120,13 @@ class EventsMixin(SqlStoreBase):
                     [name for name in names if name not in disabled],
                     now,
                     claimed=claim,
+                    unless_stored=True,
                 )
+                if rows is None:
+                    existing = self._event_for_test(connection, pla_tst_id)
+                    if existing is None:
+                        raise PermanentError(f"event {event_id} conflicts with a stored row")
+                    return existing, deliveries_of(connection, existing.id), False
             # Built from what was written rather than read back (two statements less).
             stored_at = now.astimezone(UTC)
             event = Event(event_id, type, invitation_id, pla_tst_id, payload, stored_at, None)
@@ -141,9 +153,12 @@ class EventsMixin(SqlStoreBase):
         now: datetime,
         *,
         claimed: bool = False,
-    ) -> list[dict[str, Any]]:
+        unless_stored: bool = False,
+    ) -> list[dict[str, Any]] | None:
         """Insert the event and its deliveries (`claimed`: see store_completion); returns the
-        deliveries' rows."""
+        deliveries' rows. With `unless_stored`, an event already stored for `pla_tst_id` (even by
+        a concurrent transaction, which this one waits for) makes it write nothing and return
+        None: the conflict is settled by the INSERT itself, not by a SELECT before it."""
         event = {
             "id": event_id,
             "type": type,
@@ -152,7 +167,13 @@ class EventsMixin(SqlStoreBase):
             "payload": payload,
             "created_at": now,
         }
-        connection.execute(_INSERT_EVENT, event)
+        if unless_stored:
+            dialect = connection.dialect.name
+            inserted = connection.execute(_INSERT_EVENT_UNLESS_STORED[dialect], event)
+            if inserted.rowcount == 0:
+                return None
+        else:
+            connection.execute(_INSERT_EVENT, event)
         rows = [new_delivery_row(event_id, name, now, claimed=claimed) for name in names]
         if rows:
             connection.execute(_INSERT_DELIVERY, rows)
