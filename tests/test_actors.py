@@ -19,6 +19,7 @@ from tests.receiver import RecordingReceiver
 from worker.broker import make_broker
 from worker.errors import IsogradUnavailableError
 from worker.jobs.actors import (
+    COMPLETION_BATCH,
     COMPLETIONS_QUEUE,
     DELIVERIES_QUEUE,
     DramatiqEnqueuer,
@@ -202,6 +203,7 @@ def test_each_actor_declares_its_queue_retries_and_time_limit(
 
     for actor, queue in (
         (actors.process_completion, "completions"),
+        (actors.process_completions, "completions"),
         (actors.deliver, "deliveries"),
     ):
         assert actor.queue_name == queue
@@ -265,6 +267,62 @@ def test_the_enqueuer_passes_the_recheck_count_to_the_completion(
 
     [message] = list(stub_broker.queues[COMPLETIONS_QUEUE].queue)
     assert dramatiq.Message.decode(message).args == ("inv_1", 2)
+
+
+def test_the_enqueuer_sends_callbacks_arriving_together_as_batches_of_ids(
+    stub_broker: dramatiq.Broker,
+) -> None:
+    assert isinstance(stub_broker, StubBroker)
+    enqueuer = DramatiqEnqueuer(declare_actors(stub_broker))
+    ids = [f"inv_{n}" for n in range(COMPLETION_BATCH + 3)]
+
+    enqueuer.completions(ids)
+
+    messages = [dramatiq.Message.decode(m) for m in stub_broker.queues[COMPLETIONS_QUEUE].queue]
+    assert [m.actor_name for m in messages] == ["process_completions"] * 2
+    assert [m.args for m in messages] == [(ids[:COMPLETION_BATCH],), (ids[COMPLETION_BATCH:],)]
+
+
+def test_the_enqueuer_sends_a_lone_callback_as_a_single_completion(
+    stub_broker: dramatiq.Broker,
+) -> None:
+    assert isinstance(stub_broker, StubBroker)
+    enqueuer = DramatiqEnqueuer(declare_actors(stub_broker))
+
+    enqueuer.completions(["inv_1"])
+
+    [message] = list(stub_broker.queues[COMPLETIONS_QUEUE].queue)
+    decoded = dramatiq.Message.decode(message)
+    assert (decoded.actor_name, decoded.args) == ("process_completion", ("inv_1", 0))
+
+
+def test_a_batch_of_completions_through_the_broker_ends_as_delivered_webhooks(
+    stub_broker: dramatiq.Broker,
+    store: SqlStore,
+    simulated: Simulated,
+    sink_http: httpx2.Client,
+    target: ScriptedTarget,
+    clock: FakeClock,
+) -> None:
+    actors = attach_runtime(
+        stub_broker,
+        store=store,
+        simulated=simulated,
+        http=sink_http,
+        subscriptions=(subscription("hr"), subscription("lms")),
+        clock=clock,
+    )
+    invitations = [invite(simulated, store, email=f"c{n}@example.org") for n in range(3)]
+    for invitation in invitations:
+        simulated.move(invitation.pla_tst_id or 0, "complete")
+
+    DramatiqEnqueuer(actors).completions([i.id for i in invitations])
+    drain(stub_broker)
+
+    deliveries = store.list_deliveries()
+    assert len(deliveries) == 6
+    assert {d.status for d in deliveries} == {DeliveryStatus.DELIVERED}
+    assert len(target.requests) == 6
 
 
 def test_a_broker_without_runtime_middleware_refuses_to_run_the_actors(

@@ -95,8 +95,7 @@ def run(
     if begun is not None:
         begun.clear()
     return deliver_first_attempts(
-        event,
-        [delivery for delivery in deliveries if delivery is not None],
+        [(event, [delivery for delivery in deliveries if delivery is not None])],
         claimed=claimed,
         pool=pool,
         store=store,
@@ -283,3 +282,34 @@ def test_without_claimed_deliveries_stored_claimed_are_not_claimable_again(
 
     assert {outcome.result for outcome in outcomes.values()} == {DeliveryResult.NOTHING_TO_DO}
     assert all(sink.sent == [] for sink in sinks.values())
+
+
+def test_the_first_attempts_of_several_events_are_recorded_in_one_transaction(
+    store: SqlStore, clock: FakeClock, pool: ThreadPoolExecutor
+) -> None:
+    first, first_ids = new_event(store, clock)
+    second, second_ids = claimed_event(store, clock)
+    store.claim_attempts(first_ids, clock())  # both events' deliveries claimed, as stored
+    batch = [
+        (event, [store.get_delivery(i) for i in ids])
+        for event, ids in ((first, first_ids), (second, second_ids))
+    ]
+    sinks = {name: ScriptedSink(OK) for name in NAMES}
+    begun = write_transactions(store)
+
+    outcomes = deliver_first_attempts(
+        [(event, [d for d in deliveries if d is not None]) for event, deliveries in batch],
+        claimed=True,
+        pool=pool,
+        store=store,
+        subscriptions={name: subscription(name) for name in NAMES},
+        sink_for=lambda sub: sinks[sub.name],
+        enqueuer=RecordingEnqueuer(),
+        clock=clock,
+        rng=FixedRandom(0.5),
+    )
+
+    assert len(begun) == 1
+    assert sorted(outcomes) == sorted(first_ids + second_ids)
+    assert {o.result for o in outcomes.values()} == {DeliveryResult.DELIVERED}
+    assert sorted(event_id for event_id, _ in sinks["hr"].sent) == sorted([first.id, second.id])

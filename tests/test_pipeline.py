@@ -1037,7 +1037,8 @@ def test_with_deliver_now_the_first_attempts_are_made_and_not_enqueued(
     simulated.move(invitation.pla_tst_id or 0, "complete")
     handed: list[tuple[Any, list[str]]] = []
 
-    def deliver_now(event: Any, deliveries: Sequence[Delivery]) -> list[str]:
+    def deliver_now(new: Sequence[tuple[Any, Sequence[Delivery]]]) -> list[str]:
+        [(event, deliveries)] = new
         # Handed already claimed: stored `delivering`, in the transaction that stored the event.
         assert {delivery.status for delivery in deliveries} == {DeliveryStatus.DELIVERING}
         handed.append((event, [delivery.id for delivery in deliveries]))
@@ -1072,7 +1073,8 @@ def test_first_attempts_not_made_stay_claimed_until_their_lease_expires(
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
 
-    def deliver_now(event: Any, deliveries: Sequence[Delivery]) -> list[str]:
+    def deliver_now(new: Sequence[tuple[Any, Sequence[Delivery]]]) -> list[str]:
+        [(_, deliveries)] = new
         return [deliveries[0].id]
 
     outcome = run_completion(
@@ -1107,7 +1109,7 @@ def test_first_attempts_that_raise_are_left_claimed_for_the_sweeper(
     invitation = invite(simulated, store)
     simulated.move(invitation.pla_tst_id or 0, "complete")
 
-    def deliver_now(event: Any, deliveries: Sequence[Delivery]) -> list[str]:
+    def deliver_now(new: Sequence[tuple[Any, Sequence[Delivery]]]) -> list[str]:
         raise RetryableError("database unavailable: OperationalError")
 
     with capture_logs() as logs:

@@ -19,7 +19,9 @@ from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from worker.broker import enqueue_all
 from worker.errors import PermanentError, RetryableError
+from worker.jobs.completions import DeliverNow
 from worker.jobs.completions import process_completion as run_completion
+from worker.jobs.completions import process_completions as run_completions
 from worker.jobs.deliveries import deliver as run_delivery
 from worker.jobs.deliveries import deliver_first_attempts as run_first_attempts
 from worker.runtime import Runtime
@@ -31,11 +33,18 @@ COMPLETIONS_QUEUE = "completions"
 DELIVERIES_QUEUE = "deliveries"
 QUEUES = (COMPLETIONS_QUEUE, DELIVERIES_QUEUE)
 
+# The most invitations one process_completions message carries: the web's batches of callbacks
+# are cut to this size. Its acts (four per invitation) then wait at most a few rounds for the
+# worker's fetch threads (worker.runtime.FETCH_THREADS).
+COMPLETION_BATCH = 16
+
 # Time limits cover the slowest legitimate run: a delivery waits at most its subscription's
 # timeout (≤ 300 s) once; a completion makes four Isograd calls, each retried by the client
 # (3 attempts, 10 s timeout), then its deliveries' first attempts side by side.
 DELIVERY_TIME_LIMIT_MS = 6 * 60 * 1000
 COMPLETION_TIME_LIMIT_MS = 5 * 60 * 1000 + DELIVERY_TIME_LIMIT_MS
+# A batch's acts queue for the fetch threads: twice a completion's.
+BATCH_TIME_LIMIT_MS = 2 * COMPLETION_TIME_LIMIT_MS
 
 
 class RuntimeMiddleware(Middleware):
@@ -48,6 +57,7 @@ class RuntimeMiddleware(Middleware):
 @dataclass(frozen=True)
 class RelayActors:
     process_completion: dramatiq.Actor[[str, int], None]
+    process_completions: dramatiq.Actor[[list[str]], None]
     deliver: dramatiq.Actor[[str], None]
 
 
@@ -64,23 +74,6 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
         messages with a delay, not retries.
         """
         runtime = runtime_of(broker)
-
-        def deliver_now(event: Event, deliveries: Sequence[Delivery]) -> Collection[str]:
-            return run_first_attempts(
-                event,
-                deliveries,
-                pool=runtime.fetch_pool,
-                store=runtime.store,
-                subscriptions=runtime.subscriptions_by_name,
-                sink_for=runtime.sink_for,
-                enqueuer=runtime.enqueuer,
-                clock=runtime.clock,
-                rng=runtime.rng,
-                schedule_for=runtime.schedule_for,
-                metrics=runtime.metrics,
-                claimed=True,
-            ).keys()
-
         with _transient_as_retry():
             run_completion(
                 invitation_id,
@@ -93,7 +86,31 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
                 metrics=runtime.metrics,
                 catalogue=runtime.catalogue,
                 fetch_pool=runtime.fetch_pool,
-                deliver_now=deliver_now,
+                deliver_now=first_attempts(runtime),
+            )
+
+    def process_completions(invitation_ids: list[str]) -> None:
+        """`process_completion` of callbacks that arrived together (at most COMPLETION_BATCH);
+        see worker.jobs.completions.process_completions.
+
+        Queue "completions". Idempotency key: each invitation id, as for process_completion. An
+        invitation Isograd cannot answer for is retried by a process_completion of its own;
+        Dramatiq retries the whole batch only when the database is unavailable (as
+        process_completion's retries), which re-runs harmlessly the ones already done.
+        """
+        runtime = runtime_of(broker)
+        with _transient_as_retry():
+            run_completions(
+                invitation_ids,
+                store=runtime.store,
+                client=runtime.client,
+                subscriptions=runtime.subscriptions,
+                enqueuer=runtime.enqueuer,
+                clock=runtime.clock,
+                metrics=runtime.metrics,
+                catalogue=runtime.catalogue,
+                fetch_pool=runtime.fetch_pool,
+                deliver_now=first_attempts(runtime),
             )
 
     def deliver(delivery_id: str) -> None:
@@ -118,6 +135,16 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
             time_limit=COMPLETION_TIME_LIMIT_MS,
             throws=(PermanentError,),
         )(process_completion),
+        process_completions=dramatiq.actor(
+            broker=broker,
+            actor_name="process_completions",
+            queue_name=COMPLETIONS_QUEUE,
+            max_retries=10,
+            min_backoff=5_000,
+            max_backoff=10 * 60 * 1000,
+            time_limit=BATCH_TIME_LIMIT_MS,
+            throws=(PermanentError,),
+        )(process_completions),
         deliver=dramatiq.actor(
             broker=broker,
             actor_name="deliver",
@@ -129,6 +156,28 @@ def declare_actors(broker: dramatiq.Broker) -> RelayActors:
             throws=(PermanentError,),
         )(deliver),
     )
+
+
+def first_attempts(runtime: Runtime) -> DeliverNow:
+    """worker.jobs.deliveries.deliver_first_attempts of deliveries stored claimed, with the
+    process's collaborators: what process_completion(s) hands its new events to."""
+
+    def deliver_now(new: Sequence[tuple[Event, Sequence[Delivery]]]) -> Collection[str]:
+        return run_first_attempts(
+            new,
+            pool=runtime.fetch_pool,
+            store=runtime.store,
+            subscriptions=runtime.subscriptions_by_name,
+            sink_for=runtime.sink_for,
+            enqueuer=runtime.enqueuer,
+            clock=runtime.clock,
+            rng=runtime.rng,
+            schedule_for=runtime.schedule_for,
+            metrics=runtime.metrics,
+            claimed=True,
+        ).keys()
+
+    return deliver_now
 
 
 def attempt_delivery(runtime: Runtime, delivery_id: str) -> None:
@@ -189,13 +238,20 @@ class DramatiqEnqueuer:
         )
 
     def completions(self, invitation_ids: Sequence[str]) -> None:
-        """`completion(id)` for each id, now, in one broker round trip on Redis (see
-        worker.broker.enqueue_all); on failure take none as sent."""
-        actor = self._actors.process_completion
+        """A first run of each id's completion, now: one process_completions message per
+        COMPLETION_BATCH ids (a lone id: process_completion), all in one broker round trip on
+        Redis (see worker.broker.enqueue_all); on failure take none as sent."""
+        ids = list(invitation_ids)
+        if len(ids) == 1:
+            single = self._actors.process_completion
+            enqueue_all(single.broker, [single.message_with_options(args=(ids[0], 0))])
+            return
+        batch = self._actors.process_completions
         messages = [
-            actor.message_with_options(args=(invitation_id, 0)) for invitation_id in invitation_ids
+            batch.message_with_options(args=(ids[start : start + COMPLETION_BATCH],))
+            for start in range(0, len(ids), COMPLETION_BATCH)
         ]
-        enqueue_all(actor.broker, messages)
+        enqueue_all(batch.broker, messages)
 
     def delivery(self, delivery_id: str, *, delay_seconds: float = 0.0) -> None:
         self._actors.deliver.send_with_options(args=(delivery_id,), delay=_delay_ms(delay_seconds))

@@ -20,6 +20,7 @@ import structlog
 
 from worker.catalogue import AssessmentCatalogue
 from worker.clock import Clock
+from worker.errors import PermanentError, RelayError, RetryableError
 from worker.events import ASSESSMENT_COMPLETED, build_completion_event
 from worker.grades import convert_grade
 from worker.isograd.errors import (
@@ -39,6 +40,8 @@ from worker.storage.records import (
     Event,
     Invitation,
     InvitationStatus,
+    JsonObject,
+    NewCompletion,
     new_id,
 )
 from worker.storage.store import SqlStore
@@ -93,6 +96,8 @@ class AssessmentSource(Protocol):
 
 class CompletionResult(StrEnum):
     COMPLETED = "completed"  # confirmed now: event stored (or found) and deliveries enqueued
+    RETRYING = "retrying"  # of a batch, Isograd unavailable: its own job retries it shortly
+    ERROR = "error"  # of a batch, an error no retry can help: logged, left to the reconciler
     ALREADY_COMPLETED = "already_completed"  # the invitation was done before: nothing asked
     MARKING_PENDING = "marking_pending"  # status 4: checked again after `recheck_in`
     NOT_CONFIRMED = "not_confirmed"  # status 1/2 (or results not ready): maybe checked again
@@ -121,7 +126,7 @@ def process_completion(
     metrics: RelayMetrics | None = None,
     catalogue: AssessmentCatalogue | None = None,
     fetch_pool: Executor | None = None,
-    deliver_now: Callable[[Event, Sequence[Delivery]], Collection[str]] | None = None,
+    deliver_now: DeliverNow | None = None,
 ) -> CompletionOutcome:
     """Confirm with act 10 that the invitation's test is completed; if so store its event.
 
@@ -134,8 +139,8 @@ def process_completion(
     it side by side (they only read): on a first run (`recheck` 0) they start beside act 10,
     one Isograd round trip instead of four, and are used only if act 10 says "completed"; on a
     re-check they start once it has. With `deliver_now`
-    (worker.jobs.deliveries.deliver_first_attempts bound to its collaborators, `claimed`: the
-    new event and its deliveries in, the ids it attempted out), the new event's deliveries are
+    (worker.jobs.deliveries.deliver_first_attempts bound to its collaborators, `claimed`: new
+    events and their deliveries in, the ids it attempted out), the new event's deliveries are
     stored already claimed and their first attempts made at once instead of enqueued: the same
     claimed, recorded attempts `deliver` jobs make, minus a message per delivery and the claim's
     transaction. One it did not attempt (all, when it raises) stays claimed until its lease
@@ -162,6 +167,102 @@ def process_completion(
     return outcome
 
 
+def process_completions(
+    invitation_ids: Sequence[str],
+    *,
+    store: SqlStore,
+    client: AssessmentSource,
+    subscriptions: Sequence[Subscription],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    fetch_pool: Executor,
+    metrics: RelayMetrics | None = None,
+    catalogue: AssessmentCatalogue | None = None,
+    deliver_now: DeliverNow | None = None,
+) -> dict[str, CompletionOutcome]:
+    """`process_completion` (a first run) of each invitation, together: the callbacks that
+    arrived together, as the web enqueues them. The invitations are read in one statement,
+    every act of every one (10, 4, 5 and 6) is asked at once in `fetch_pool`, the confirmed
+    completions are stored in one transaction and their first attempts made side by side and
+    recorded in one: a few transactions and one message per batch instead of per completion.
+
+    Each invitation ends as its own run would (the same re-checks, failures and logs), but an
+    invitation Isograd cannot answer for now does not hold up the others: its own
+    `process_completion` is enqueued after ITEM_RETRY_DELAY (with Dramatiq's retries from
+    there), and one that meets another error is logged and left to the reconciler. Raises only
+    what concerns the whole batch (the database unavailable: RetryableError), and is safe to
+    run twice, as each run is. Returns each invitation's outcome.
+    """
+    started = time.perf_counter()
+    outcomes: dict[str, CompletionOutcome] = {}
+    confirmed: list[_Confirmed] = []
+    wanted = list(dict.fromkeys(invitation_ids))
+    invitations = store.get_invitations(wanted)
+    with ExitStack() as pending:
+        fetches: list[tuple[Invitation, _ResultFetch]] = []
+        for invitation_id in wanted:
+            invitation = invitations.get(invitation_id)
+            early = _before_asking(invitation_id, invitation, store, clock)
+            if early is not None:
+                outcomes[invitation_id] = early
+                continue
+            assert invitation is not None
+            assert invitation.pla_tst_id is not None
+            fetch = _ResultFetch.start(
+                fetch_pool,
+                client,
+                invitation,
+                invitation.pla_tst_id,
+                status=True,
+                results=invitation.email is not None,
+            )
+            pending.callback(fetch.wait)
+            fetches.append((invitation, fetch))
+        for invitation, fetch in fetches:
+            checked = _checked_in_batch(
+                invitation,
+                fetch,
+                store=store,
+                client=client,
+                subscriptions=subscriptions,
+                enqueuer=enqueuer,
+                clock=clock,
+                catalogue=catalogue,
+            )
+            if isinstance(checked, _Confirmed):
+                confirmed.append(checked)
+            else:
+                outcomes[invitation.id] = checked
+    for each, outcome in zip(
+        confirmed,
+        _store_confirmed(confirmed, store, enqueuer, clock, metrics, deliver_now),
+        strict=True,
+    ):
+        outcomes[each.invitation.id] = outcome
+    if metrics is not None:
+        took = time.perf_counter() - started
+        for outcome in outcomes.values():
+            metrics.record_completion(outcome.result, took)
+    return outcomes
+
+
+# An invitation of a batch that Isograd could not answer for is retried by its own job after
+# this long (Dramatiq's first backoff for process_completion, worker.jobs.actors).
+ITEM_RETRY_DELAY = 5.0
+
+DeliverNow = Callable[[Sequence[tuple[Event, Sequence[Delivery]]]], Collection[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    """A completion act 10 confirmed and whose results came: its event, ready to store."""
+
+    invitation: Invitation
+    status: AssessmentStatus
+    payload: JsonObject
+    targets: list[str]
+
+
 def _confirm_completion(
     invitation_id: str,
     *,
@@ -175,9 +276,48 @@ def _confirm_completion(
     metrics: RelayMetrics | None,
     catalogue: AssessmentCatalogue | None,
     fetch_pool: Executor | None,
-    deliver_now: Callable[[Event, Sequence[Delivery]], Collection[str]] | None,
+    deliver_now: DeliverNow | None,
 ) -> CompletionOutcome:
     invitation = store.get_invitation(invitation_id)
+    early = _before_asking(invitation_id, invitation, store, clock)
+    if early is not None:
+        return early
+    assert invitation is not None
+    assert invitation.pla_tst_id is not None
+    pla_tst_id = invitation.pla_tst_id
+    # A callback's first run: the test is almost always completed, so acts 4, 5 and 6 (reads
+    # only) start beside act 10, one Isograd round trip instead of two. Act 10 still decides:
+    # their answers are used only when it says "completed", dropped otherwise. Re-checks (the
+    # test was not completed a moment ago) ask act 10 alone first.
+    fetch = (
+        _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
+        if fetch_pool is not None and recheck == 0 and invitation.email is not None
+        else None
+    )
+    if fetch is not None:
+        # Whatever the run answers, no act it started is left running behind it.
+        pending.callback(fetch.wait)
+    checked = _checked(
+        invitation,
+        lambda: client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id),
+        fetch or (lambda: _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)),
+        store=store,
+        subscriptions=subscriptions,
+        enqueuer=enqueuer,
+        clock=clock,
+        recheck=recheck,
+        catalogue=catalogue,
+    )
+    if not isinstance(checked, _Confirmed):
+        return checked
+    [outcome] = _store_confirmed([checked], store, enqueuer, clock, metrics, deliver_now)
+    return outcome
+
+
+def _before_asking(
+    invitation_id: str, invitation: Invitation | None, store: SqlStore, clock: Clock
+) -> CompletionOutcome | None:
+    """The outcome of a run that has nothing to ask Isograd, or None: ask act 10."""
     if invitation is None:
         log.warning("completion_unknown_invitation", invitation_id=invitation_id)
         return CompletionOutcome(CompletionResult.UNKNOWN_INVITATION)
@@ -195,21 +335,66 @@ def _confirm_completion(
         # Isograd has not answered the invitation's act 8 yet (or it failed): nothing to check.
         log.warning("completion_without_assessment", invitation_id=invitation_id)
         return CompletionOutcome(CompletionResult.NOT_CONFIRMED)
-    pla_tst_id = invitation.pla_tst_id
-    # A callback's first run: the test is almost always completed, so acts 4, 5 and 6 (reads
-    # only) start beside act 10, one Isograd round trip instead of two. Act 10 still decides:
-    # their answers are used only when it says "completed", dropped otherwise. Re-checks (the
-    # test was not completed a moment ago) ask act 10 alone first.
-    fetch = (
-        _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
-        if fetch_pool is not None and recheck == 0 and invitation.email is not None
-        else None
-    )
-    if fetch is not None:
-        # Whatever the run answers, no act it started is left running behind it.
-        pending.callback(fetch.wait)
+    return None
+
+
+def _checked_in_batch(
+    invitation: Invitation,
+    fetch: _ResultFetch,
+    *,
+    store: SqlStore,
+    client: AssessmentSource,
+    subscriptions: Sequence[Subscription],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    catalogue: AssessmentCatalogue | None,
+) -> CompletionOutcome | _Confirmed:
+    """`_checked` of one invitation of a batch, its errors kept to itself (see
+    process_completions)."""
     try:
-        status = client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id)
+        return _checked(
+            invitation,
+            fetch.status,
+            fetch,
+            store=store,
+            subscriptions=subscriptions,
+            enqueuer=enqueuer,
+            clock=clock,
+            recheck=0,
+            catalogue=catalogue,
+        )
+    except RetryableError as error:
+        enqueuer.completion(invitation.id, delay_seconds=ITEM_RETRY_DELAY)
+        log.warning(
+            "completion_will_retry",
+            invitation_id=invitation.id,
+            error=type(error).__name__,
+            delay_seconds=ITEM_RETRY_DELAY,
+        )
+        return CompletionOutcome(CompletionResult.RETRYING)
+    except RelayError as error:
+        log.error("completion_error", invitation_id=invitation.id, error=type(error).__name__)
+        return CompletionOutcome(CompletionResult.ERROR)
+
+
+def _checked(
+    invitation: Invitation,
+    status_of: Callable[[], AssessmentStatus],
+    fetch: _ResultFetch | Callable[[], _ResultFetch],
+    *,
+    store: SqlStore,
+    subscriptions: Sequence[Subscription],
+    enqueuer: Enqueuer,
+    clock: Clock,
+    recheck: int,
+    catalogue: AssessmentCatalogue | None,
+) -> CompletionOutcome | _Confirmed:
+    """Act 10's answer (`status_of`) and, when it says "completed", acts 4, 5 and 6 (`fetch`,
+    or what starts it): the run's outcome when it ends here, else the event to store."""
+    pla_tst_id = invitation.pla_tst_id
+    assert pla_tst_id is not None
+    try:
+        status = status_of()
     except AssessmentNotFoundError:
         return _fail(store, invitation, clock, reason="unknown_pla_tst_id")
 
@@ -242,9 +427,8 @@ def _confirm_completion(
         # Acts 4, 5 and 6 find the result by email; a purged invitation cannot be fetched.
         return _fail(store, invitation, clock, reason="no_candidate_email")
     try:
-        if fetch is None:
-            fetch = _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
-        result, details, pdf_url = fetch.get()
+        started = fetch if isinstance(fetch, _ResultFetch) else fetch()
+        result, details, pdf_url = started.get()
     except AssessmentNotFinishedError:
         # Act 10 and act 4 disagree for a moment: treat it as "not ready yet".
         return _recheck(
@@ -258,8 +442,6 @@ def _confirm_completion(
             CompletionResult.NOT_CONFIRMED,
         )
     grade = convert_grade(result.grade_type, result.value, result.max_value, result.text)
-
-    now = clock()
     payload = build_completion_event(
         event_id=new_id("evt"),
         invitation=invitation,
@@ -268,7 +450,7 @@ def _confirm_completion(
         details=details,
         grade=grade,
         pdf_url=pdf_url,
-        occurred_at=now,
+        occurred_at=clock(),
         test_name=None
         if catalogue is None
         else catalogue.name(invitation.tst_frm_id, sub_com_id=invitation.sub_com_id),
@@ -285,47 +467,79 @@ def _confirm_completion(
             context=invitation.context,
         )
     ]
-    event, deliveries, created = store.store_completion(
-        event_id=payload["data"]["event_id"],
-        invitation_id=invitation.id,
-        pla_tst_id=pla_tst_id,
-        sta_id=status.value,
-        type=ASSESSMENT_COMPLETED,
-        payload=payload,
-        deliveries_for=targets,
-        now=now,
-        claim=deliver_now is not None,
-    )
-    enqueued: list[str] = []
-    attempted: list[str] = []
-    if created and metrics is not None:
-        metrics.record_event_created(ASSESSMENT_COMPLETED)
-    if created:
+    return _Confirmed(invitation, status, payload, targets)
+
+
+def _store_confirmed(
+    confirmed: Sequence[_Confirmed],
+    store: SqlStore,
+    enqueuer: Enqueuer,
+    clock: Clock,
+    metrics: RelayMetrics | None,
+    deliver_now: DeliverNow | None,
+) -> list[CompletionOutcome]:
+    """Store the confirmed completions' events (in one transaction), then make their new
+    deliveries' first attempts with `deliver_now`, or enqueue them; their outcomes, in order."""
+    if not confirmed:
+        return []
+    now = clock()
+    completions = [
+        NewCompletion(
+            event_id=each.payload["data"]["event_id"],
+            invitation_id=each.invitation.id,
+            pla_tst_id=each.payload["data"]["test"]["pla_tst_id"],
+            sta_id=each.status.value,
+            type=ASSESSMENT_COMPLETED,
+            payload=each.payload,
+            deliveries_for=each.targets,
+        )
+        for each in confirmed
+    ]
+    claim = deliver_now is not None
+    try:
+        stored = store.store_completions(completions, now, claim=claim)
+    except (LookupError, PermanentError):
+        if len(completions) == 1:
+            raise
+        # One of the batch cannot be stored (its invitation erased meanwhile, say): store each
+        # on its own, so the others are not held up by it.
+        stored = [store.store_completions([each], now, claim=claim)[0] for each in completions]
+    new = [(event, deliveries) for event, deliveries, created in stored if created]
+    if metrics is not None:
+        for _ in new:
+            metrics.record_event_created(ASSESSMENT_COMPLETED)
+    attempted: set[str] = set()
+    if deliver_now is not None:
+        # Stored claimed: what this run does not attempt waits for its lease (a claimed
+        # row's delivery job would find it not claimable and do nothing).
+        attempted = _attempt_now(new, deliver_now)
+    outcomes = []
+    for each, (event, deliveries, created) in zip(confirmed, stored, strict=True):
         # A run that found the event already stored enqueues nothing: the first run did, and
         # the sweeper re-enqueues whatever a crash left pending.
-        if deliver_now is not None:
-            # Stored claimed: what this run does not attempt waits for its lease (a claimed
-            # row's delivery job would find it not claimable and do nothing).
-            attempted = _attempt_now(deliveries, event, deliver_now)
-        else:
-            for delivery in deliveries:
-                enqueuer.delivery(delivery.id)
-                enqueued.append(delivery.id)
-    log.info(
-        "completion_confirmed",
-        invitation_id=invitation.id,
-        pla_tst_id=pla_tst_id,
-        event_id=event.id,
-        new_event=created,
-        deliveries=len(enqueued) + len(attempted),
-        attempted=len(attempted),
-    )
-    return CompletionOutcome(
-        CompletionResult.COMPLETED,
-        event_id=event.id,
-        enqueued=tuple(enqueued),
-        attempted=tuple(attempted),
-    )
+        mine = [delivery.id for delivery in deliveries] if created else []
+        enqueued = [] if deliver_now is not None else mine
+        for delivery_id in enqueued:
+            enqueuer.delivery(delivery_id)
+        made = [delivery_id for delivery_id in mine if delivery_id in attempted]
+        log.info(
+            "completion_confirmed",
+            invitation_id=each.invitation.id,
+            pla_tst_id=event.pla_tst_id,
+            event_id=event.id,
+            new_event=created,
+            deliveries=len(enqueued) + len(made),
+            attempted=len(made),
+        )
+        outcomes.append(
+            CompletionOutcome(
+                CompletionResult.COMPLETED,
+                event_id=event.id,
+                enqueued=tuple(enqueued),
+                attempted=tuple(made),
+            )
+        )
+    return outcomes
 
 
 def premature_recheck_delay(recheck: int) -> float | None:
@@ -407,17 +621,15 @@ def _fail(
 
 
 def _attempt_now(
-    deliveries: Sequence[Delivery],
-    event: Event,
-    deliver_now: Callable[[Event, Sequence[Delivery]], Collection[str]],
-) -> list[str]:
+    new: Sequence[tuple[Event, Sequence[Delivery]]], deliver_now: DeliverNow
+) -> set[str]:
     """The ids whose first attempt `deliver_now` made (whatever its outcome: it recorded it).
     When it raises, none: the claimed rows are left to the sweeper once their lease expires."""
-    if not deliveries:
-        return []
-    ids = [delivery.id for delivery in deliveries]
+    ids = [delivery.id for _, deliveries in new for delivery in deliveries]
+    if not ids:
+        return set()
     try:
-        done = deliver_now(event, deliveries)
+        done = deliver_now(new)
     except Exception as error:
         log.warning(
             "delivery_inline_failed",
@@ -425,19 +637,20 @@ def _attempt_now(
             error=type(error).__name__,
             recovered_by="sweeper",
         )
-        return []
-    return [delivery_id for delivery_id in ids if delivery_id in done]
+        return set()
+    return {delivery_id for delivery_id in ids if delivery_id in done}
 
 
 class _ResultFetch:
-    """Acts 4, 5 and 6 for one invitation: with a pool, started there side by side at once;
-    without, asked one after another by `get`. Each pool task runs in a copy of the starting
-    context, so its log lines keep the job's correlation id."""
+    """Acts 4, 5 and 6 for one invitation (and, with `status`, act 10): with a pool, started
+    there side by side at once; without, asked one after another by `get`. Each pool task runs
+    in a copy of the starting context, so its log lines keep the job's correlation id."""
 
     def __init__(self, client: AssessmentSource, invitation: Invitation, pla_tst_id: int) -> None:
         self._client = client
         self._invitation = invitation
         self._pla_tst_id = pla_tst_id
+        self._status: Future[AssessmentStatus] | None = None
         self._asked: (
             tuple[Future[AssessmentResult], Future[ResultDetails], Future[str | None]] | None
         ) = None
@@ -449,15 +662,32 @@ class _ResultFetch:
         client: AssessmentSource,
         invitation: Invitation,
         pla_tst_id: int,
+        *,
+        status: bool = False,
+        results: bool = True,
     ) -> _ResultFetch:
+        """Start acts 4, 5 and 6 in `pool` (unless not `results`) and, with `status` (which
+        needs a pool), act 10 first."""
         fetch = cls(client, invitation, pla_tst_id)
-        if pool is not None:
+        if pool is None:
+            if status:
+                raise ValueError("act 10 is started beside the others only in a pool")
+            return fetch
+        if status:
+            fetch._status = pool.submit(contextvars.copy_context().run, fetch._test_status)
+        if results:
             fetch._asked = (
                 pool.submit(contextvars.copy_context().run, fetch._result),
                 pool.submit(contextvars.copy_context().run, fetch._details),
                 pool.submit(contextvars.copy_context().run, fetch._pdf_url),
             )
         return fetch
+
+    def status(self) -> AssessmentStatus:
+        """Act 10's answer (started with `status`), its error raised."""
+        if self._status is None:
+            raise RuntimeError("act 10 was not started with the others")
+        return self._status.result()
 
     def get(self) -> tuple[AssessmentResult, ResultDetails, str | None]:
         """The three answers; their errors are raised in the order 4, 5, 6, as if they had run
@@ -470,8 +700,13 @@ class _ResultFetch:
 
     def wait(self) -> None:
         """Until every started act has answered or failed (their errors are not raised)."""
-        for future in self._asked or ():
+        for future in (*((self._status,) if self._status else ()), *(self._asked or ())):
             future.exception()
+
+    def _test_status(self) -> AssessmentStatus:
+        return self._client.get_test_status(
+            self._pla_tst_id, sub_com_id=self._invitation.sub_com_id
+        )
 
     def _email(self) -> str:
         email = self._invitation.email

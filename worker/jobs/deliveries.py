@@ -92,8 +92,7 @@ def deliver(
 
 
 def deliver_first_attempts(
-    event: Event,
-    deliveries: Sequence[Delivery],
+    new: Sequence[tuple[Event, Sequence[Delivery]]],
     *,
     pool: Executor,
     store: SqlStore,
@@ -106,12 +105,13 @@ def deliver_first_attempts(
     metrics: RelayMetrics | None = None,
     claimed: bool = False,
 ) -> dict[str, DeliveryOutcome]:
-    """The first attempts at the deliveries of `event`, just stored: `deliver` for each, side by
-    side, with one transaction claiming them all and one recording every delivered attempt
-    (two per event instead of two per delivery); the others are recorded as `deliver` records
-    them. The last is sent in this thread, the rest in `pool`. With `claimed`, the deliveries
-    were written already claimed, their disabled subscriptions left out
-    (`SqlStore.store_completion(claim=True)`): no claim is made, one transaction per event.
+    """The first attempts at the deliveries of new events (each event, its deliveries), just
+    stored: `deliver` for each, side by side, with one transaction claiming them all and one
+    recording every delivered attempt (two per batch of events instead of two per delivery);
+    the others are recorded as `deliver` records them. The last is sent in this thread, the
+    rest in `pool`. With `claimed`, the deliveries were written already claimed, their disabled
+    subscriptions left out (`SqlStore.store_completions(claim=True)`): no claim is made, one
+    transaction per batch.
 
     The same guarantees as `deliver`: each delivery is claimed before it is sent (one not
     claimable is left alone: NOTHING_TO_DO), and an attempt interrupted by the job's time limit
@@ -119,26 +119,27 @@ def deliver_first_attempts(
     each id's outcome; raises (nothing sent) when the claim cannot be made.
     """
     now = clock()
-    delivery_ids = [delivery.id for delivery in deliveries]
+    every = [delivery for _, deliveries in new for delivery in deliveries]
     claims = (
-        {delivery.id: ClaimedDelivery(delivery, None, False) for delivery in deliveries}
+        {delivery.id: ClaimedDelivery(delivery, None, False) for delivery in every}
         if claimed
-        else store.claim_attempts(delivery_ids, now)
+        else store.claim_attempts([delivery.id for delivery in every], now)
     )
     outcomes: dict[str, DeliveryOutcome] = {}
     ready: list[_Ready] = []
-    envelope = envelope_from_payload(event.id, event.payload)  # its body encoded once for all
-    for delivery_id in delivery_ids:
-        claim = claims.get(delivery_id)
-        if claim is None:
-            log.info("delivery_skipped", delivery_id=delivery_id, reason="not_claimable")
-            outcomes[delivery_id] = DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
-            continue
-        prepared = _prepare(claim, event, store, subscriptions, sink_for, now, envelope)
-        if isinstance(prepared, DeliveryOutcome):
-            outcomes[delivery_id] = prepared
-        else:
-            ready.append(prepared)
+    for event, deliveries in new:
+        envelope = envelope_from_payload(event.id, event.payload)  # encoded once for all
+        for delivery in deliveries:
+            claim = claims.get(delivery.id)
+            if claim is None:
+                log.info("delivery_skipped", delivery_id=delivery.id, reason="not_claimable")
+                outcomes[delivery.id] = DeliveryOutcome(DeliveryResult.NOTHING_TO_DO)
+                continue
+            prepared = _prepare(claim, event, store, subscriptions, sink_for, now, envelope)
+            if isinstance(prepared, DeliveryOutcome):
+                outcomes[delivery.id] = prepared
+            else:
+                ready.append(prepared)
     sent, interrupted = _send_side_by_side(ready, pool, clock, metrics)
     for each, attempt, done_at in _record(store, sent, clock):
         outcomes[each.ready.delivery.id] = _finish(

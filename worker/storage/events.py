@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,14 @@ from worker.storage.callbacks import mark_processed
 from worker.storage.deliveries import deliveries_of, new_deliveries, new_delivery_row
 from worker.storage.invitations import mark_completed
 from worker.storage.paging import encode_cursor, newest_first_after
-from worker.storage.records import Delivery, Event, EventFilter, JsonObject, Page
+from worker.storage.records import (
+    Delivery,
+    Event,
+    EventFilter,
+    JsonObject,
+    NewCompletion,
+    Page,
+)
 from worker.storage.subscriptions import disabled_among
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
@@ -99,47 +106,87 @@ class EventsMixin(SqlStoreBase):
         caller) no event or delivery is written or claimed, the invitation is still marked, and
         ``(existing event, its deliveries, False)`` is returned.
         """
+        completion = NewCompletion(
+            event_id, invitation_id, pla_tst_id, sta_id, type, payload, deliveries_for
+        )
+        [stored] = self.store_completions([completion], now, claim=claim)
+        return stored
+
+    def store_completions(
+        self,
+        completions: Sequence[NewCompletion],
+        now: datetime | None = None,
+        *,
+        claim: bool = False,
+    ) -> list[tuple[Event, list[Delivery], bool]]:
+        """`store_completion` of each, in order, all in one transaction (one per batch of
+        completions instead of one each). Should one of them fail (LookupError: its invitation
+        is gone; a conflicting row), nothing is written and the error is raised; the caller may
+        then store them one by one."""
         now = self._now(now)
-        names = list(dict.fromkeys(deliveries_for))
-
-        def mark(connection: Connection) -> None:
-            mark_completed(connection, invitation_id, sta_id, now)
-            mark_processed(connection, invitation_id, now)
-
         try:
             with self._write() as connection:
-                mark(connection)
-                disabled = disabled_among(connection, names)
-                rows = self._insert_event(
-                    connection,
-                    event_id,
-                    invitation_id,
-                    pla_tst_id,
-                    type,
-                    payload,
-                    [name for name in names if name not in disabled],
-                    now,
-                    claimed=claim,
-                    unless_stored=True,
-                )
-                if rows is None:
-                    existing = self._event_for_test(connection, pla_tst_id)
-                    if existing is None:
-                        raise PermanentError(f"event {event_id} conflicts with a stored row")
-                    return existing, deliveries_of(connection, existing.id), False
-            # Built from what was written rather than read back (two statements less).
-            stored_at = now.astimezone(UTC)
-            event = Event(event_id, type, invitation_id, pla_tst_id, payload, stored_at, None)
-            return event, new_deliveries(rows), True
+                wanted = {name for each in completions for name in each.deliveries_for}
+                disabled = disabled_among(connection, wanted)
+                return [
+                    self._store_completion(connection, each, now, claim, disabled)
+                    for each in completions
+                ]
         except IntegrityError as exc:
+            if len(completions) != 1:
+                raise PermanentError(
+                    "a completion of the batch conflicts with a stored row"
+                ) from exc
             # PostgreSQL: a concurrent transaction inserted the same pla_tst_id first (see
             # create_event); ours was rolled back, marks included: mark again, return its row.
+            [completion] = completions
             with self._write() as connection:
-                mark(connection)
-                existing = self._event_for_test(connection, pla_tst_id)
+                _mark_completed(connection, completion, now)
+                existing = self._event_for_test(connection, completion.pla_tst_id)
                 if existing is None:
-                    raise PermanentError(f"event {event_id} conflicts with a stored row") from exc
-                return existing, deliveries_of(connection, existing.id), False
+                    raise PermanentError(
+                        f"event {completion.event_id} conflicts with a stored row"
+                    ) from exc
+                return [(existing, deliveries_of(connection, existing.id), False)]
+
+    def _store_completion(
+        self,
+        connection: Connection,
+        completion: NewCompletion,
+        now: datetime,
+        claim: bool,
+        disabled: Collection[str],
+    ) -> tuple[Event, list[Delivery], bool]:
+        _mark_completed(connection, completion, now)
+        names = [name for name in dict.fromkeys(completion.deliveries_for) if name not in disabled]
+        rows = self._insert_event(
+            connection,
+            completion.event_id,
+            completion.invitation_id,
+            completion.pla_tst_id,
+            completion.type,
+            completion.payload,
+            names,
+            now,
+            claimed=claim,
+            unless_stored=True,
+        )
+        if rows is None:
+            existing = self._event_for_test(connection, completion.pla_tst_id)
+            if existing is None:
+                raise PermanentError(f"event {completion.event_id} conflicts with a stored row")
+            return existing, deliveries_of(connection, existing.id), False
+        # Built from what was written rather than read back (two statements less).
+        event = Event(
+            completion.event_id,
+            completion.type,
+            completion.invitation_id,
+            completion.pla_tst_id,
+            completion.payload,
+            now.astimezone(UTC),
+            None,
+        )
+        return event, new_deliveries(rows), True
 
     @staticmethod
     def _insert_event(
@@ -238,6 +285,12 @@ class EventsMixin(SqlStoreBase):
     def _event_for_test(connection: Connection, pla_tst_id: int) -> Event | None:
         row = connection.execute(_EVENT_FOR_TEST, {"p_pla_tst_id": pla_tst_id}).first()
         return None if row is None else _event(row)
+
+
+def _mark_completed(connection: Connection, completion: NewCompletion, now: datetime) -> None:
+    """The invitation completed (its status check counted) and its callbacks processed."""
+    mark_completed(connection, completion.invitation_id, completion.sta_id, now)
+    mark_processed(connection, completion.invitation_id, now)
 
 
 def _event(row: Row[Any]) -> Event:

@@ -68,6 +68,14 @@ class InvitationsMixin(SqlStoreBase):
             row = connection.execute(_BY_ID, {"p_id": invitation_id}).first()
         return None if row is None else _invitation(row)
 
+    def get_invitations(self, invitation_ids: Collection[str]) -> dict[str, Invitation]:
+        """The invitations of `invitation_ids` that exist, by id, read in one statement."""
+        if not invitation_ids:
+            return {}
+        with self._read() as connection:
+            rows = connection.execute(_BY_IDS, {"p_ids": list(invitation_ids)})
+            return {invitation.id: invitation for invitation in map(_invitation, rows)}
+
     def get_invitation_by_pla_tst_id(self, pla_tst_id: int) -> Invitation | None:
         with self._read() as connection:
             row = connection.execute(
@@ -293,6 +301,7 @@ _COMPLETED = (
     )
 )
 _BY_ID = select(invitations).where(invitations.c.id == bindparam("p_id"))
+_BY_IDS = select(invitations).where(invitations.c.id.in_(bindparam("p_ids", expanding=True)))
 _STATUSES = select(invitations.c.id, invitations.c.status).where(
     invitations.c.id.in_(bindparam("p_ids", expanding=True))
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -137,6 +138,19 @@ class Event:
     payload: JsonObject
     created_at: datetime
     purged_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewCompletion:
+    """A completion act 10 confirmed, to store with its event (SqlStore.store_completions)."""
+
+    event_id: str
+    invitation_id: str
+    pla_tst_id: int
+    sta_id: int
+    type: str
+    payload: JsonObject
+    deliveries_for: Sequence[str]  # subscription names; disabled ones are left out
 
 
 @dataclass(frozen=True, slots=True)
