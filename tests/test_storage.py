@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +189,47 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(sqlite_url: 
     store.close()
 
     assert settings == ["wal", 1, 30_000]
+
+
+WRITE_LOCK_PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def test_a_sqlite_write_transaction_holds_a_lock_file_other_processes_wait_on(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "relay.db"
+    store = SqlStore.from_url(f"sqlite:///{database}", clock=lambda: NOW)
+    store.migrate()
+    lock_file = tmp_path / "relay.db-write.lock"
+
+    def probe() -> str:
+        probed = subprocess.run(
+            [sys.executable, "-c", WRITE_LOCK_PROBE, str(lock_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return probed.stdout.strip()
+
+    try:
+        invite(store)  # a write: makes the lock file
+        with store._write():  # what every write of the store goes through
+            during = probe()
+        after = probe()
+    finally:
+        store.close()
+
+    assert (during, after) == ("held", "free")
 
 
 def test_an_in_memory_sqlite_store_keeps_its_data_across_threads() -> None:

@@ -32,7 +32,7 @@ SINK_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 # Threads for what a completion does side by side (worker.jobs.completions: acts 4, 5 and 6 while
 # the job's thread asks act 10, then all but one of its first attempts); started on demand, so a
 # worker with few jobs in flight starts few. A job waits for a free one beyond 32 at once.
-FETCH_THREADS = 32
+FETCH_THREADS = 128
 
 
 class Runtime:

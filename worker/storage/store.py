@@ -20,7 +20,7 @@ from worker.storage.invitations import InvitationsMixin
 from worker.storage.migrations import upgrade_engine
 from worker.storage.retention import RetentionMixin
 from worker.storage.subscriptions import SubscriptionStatesMixin
-from worker.storage.transactions import DEFAULT_LEASE
+from worker.storage.transactions import DEFAULT_LEASE, SqliteWriteLock
 
 __all__ = ["DEFAULT_LEASE", "MAX_RESPONSE_BODY_BYTES", "SqlStore"]
 
@@ -67,3 +67,5 @@ class SqlStore(
 
     def close(self) -> None:
         self._engine.dispose()
+        if isinstance(self._write_lock, SqliteWriteLock):
+            self._write_lock.close()
