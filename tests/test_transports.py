@@ -416,6 +416,26 @@ def test_a_malformed_or_cut_answer_raises_remote_protocol_error(
         http.get(server.url())
 
 
+def test_a_100_continue_is_skipped() -> None:
+    def serve(connection: socket.socket, server: SocketServer) -> None:
+        read_request(connection)
+        connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + answer())
+
+    with SocketServer(serve) as server, httpx2.Client(transport=HttpClientTransport()) as http:
+        response = http.post(server.url(), content=b"payload")
+
+    assert (response.status_code, response.text) == (200, "ok")
+
+
+def test_another_informational_answer_raises_remote_protocol_error(http: httpx2.Client) -> None:
+    def serve(connection: socket.socket, server: SocketServer) -> None:
+        read_request(connection)
+        connection.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + answer())
+
+    with SocketServer(serve) as server, pytest.raises(httpx2.RemoteProtocolError, match="103"):
+        http.get(server.url())
+
+
 LARGE_BODY = b"x" * (16 * 1024 * 1024)  # more than loopback's socket buffers hold unread
 
 

@@ -105,8 +105,9 @@ class HttpClientTransport(httpx2.BaseTransport):
     context's. Timeouts are httpx2's: `connect` for the TCP connect and TLS handshake, `write`
     for sending, `read` for each receive of the answer; `pool` has no meaning here. Errors are
     httpx2's (ConnectError, ReadTimeout, RemoteProtocolError, ...), the cause chained.
-    Not supported: HTTP/2, proxies, Unix sockets, 1xx answers other than 100, more than 100
-    answer headers (http.client's limit: RemoteProtocolError). Unlike httpcore2, an answer cut
+    Not supported (RemoteProtocolError): 1xx answers other than 100 Continue, more than 100
+    answer headers (http.client's limit). Nor are HTTP/2, proxies or Unix sockets. Unlike
+    httpcore2, an answer cut
     inside its header block is taken as complete (http.client's parse_headers stops at EOF), and
     a failed write raises at once instead of first trying to read an early answer.
     """
@@ -291,9 +292,18 @@ def _receive(
     """The status line and headers (a 100 Continue skipped); the body is left to read."""
     sock.settimeout(timeout)  # and for the body's reads too: the socket keeps it
     try:
-        return connection.getresponse()
+        response = connection.getresponse()
     except (OSError, http.client.HTTPException) as exc:
         raise _read_error(exc, request) from exc
+    if response.status < 200:
+        # http.client skips 100 Continue only: it would take any other 1xx (103 Early Hints) for
+        # the answer, and the real one, which follows, may already sit in that one's buffer.
+        response.close()
+        raise httpx2.RemoteProtocolError(
+            f"an informational answer ({response.status}) other than 100 is not supported",
+            request=request,
+        )
+    return response
 
 
 def _read_error(exc: Exception, request: httpx2.Request) -> httpx2.TransportError:
