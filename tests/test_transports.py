@@ -476,6 +476,72 @@ def test_an_unsupported_scheme_raises_unsupported_protocol() -> None:
         transport.handle_request(request)
 
 
+# A limit on every socket operation (worker.sinks.deadline's seam).
+
+PHASE_TIMEOUTS = httpx2.Timeout(pool=None, connect=1.0, write=2.0, read=3.0)
+
+
+def test_a_limit_is_asked_for_every_operation_in_order_with_its_phase_timeout(
+    tmp_path: Path,
+) -> None:
+    asked: list[float] = []
+
+    def record(timeout: float | None) -> float | None:
+        assert timeout is not None
+        asked.append(timeout)
+        return timeout
+
+    certificate = self_signed("127.0.0.1")
+    transport = HttpClientTransport(ssl_context=certificate.client_context(), limit=record)
+    with (
+        SocketServer(answer_each_request, tls=certificate.server_context(tmp_path)) as server,
+        httpx2.Client(transport=transport, timeout=PHASE_TIMEOUTS) as http,
+    ):
+        http.post(server.url(scheme="https"), content=b"payload").raise_for_status()
+
+    assert asked[:2] == [1.0, 1.0]  # the TCP connect, then the TLS handshake
+    assert asked == sorted(asked)  # then the sends, then the receives
+    assert {2.0, 3.0} <= set(asked)
+
+
+@pytest.mark.parametrize(
+    ("phase_timeout", "raised"),
+    [(1.0, httpx2.ConnectTimeout), (2.0, httpx2.WriteTimeout), (3.0, httpx2.ReadTimeout)],
+)
+def test_a_limit_that_has_no_time_left_raises_the_phase_timeout(
+    phase_timeout: float, raised: type[httpx2.TimeoutException]
+) -> None:
+    def run_out_in_one_phase(timeout: float | None) -> float | None:
+        if timeout == phase_timeout:
+            raise TimeoutError("no time left")
+        return timeout
+
+    transport = HttpClientTransport(limit=run_out_in_one_phase)
+    with (
+        SocketServer(answer_each_request) as server,
+        httpx2.Client(transport=transport, timeout=PHASE_TIMEOUTS) as http,
+        pytest.raises(raised),
+    ):
+        http.post(server.url(), content=b"payload")
+
+
+def test_a_limited_transport_reads_a_connection_close_answer_to_its_end() -> None:
+    body = bytes(range(256)) * 1024  # many receives after http.client let go of the connection
+
+    def answer_then_close(connection: socket.socket, server: SocketServer) -> None:
+        read_request(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
+
+    transport = HttpClientTransport(limit=lambda timeout: timeout)
+    with (
+        SocketServer(answer_then_close) as server,
+        httpx2.Client(transport=transport) as http,
+    ):
+        response = http.get(server.url())
+
+    assert response.content == body
+
+
 # https, against a certificate made for the test.
 
 

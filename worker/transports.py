@@ -22,6 +22,7 @@ http.client instead, behind the same httpx2.Client API (bench/http_transport.py 
 from __future__ import annotations
 
 import http.client
+import io
 import math
 import select
 import socket
@@ -30,8 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx2
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 # One read's size: http.client undoes chunked encoding; httpx2 decodes Content-Encoding.
 _CHUNK_BYTES = 65536
@@ -43,6 +48,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
 """(scheme, host, port): the requests that may share a connection."""
+
+Limit = Callable[[float | None], float | None]
+"""Given a socket operation's timeout (seconds; None: none), the one it gets: the same or shorter.
+Raises TimeoutError when no time is left."""
 
 
 class ThreadTransports(httpx2.BaseTransport):
@@ -102,14 +111,16 @@ class HttpClientTransport(httpx2.BaseTransport):
     same origin is still open gets a connection of its own; one of them is kept afterwards.
     Requests are never retried (a POST may not be idempotent). https uses `ssl_context` (made by
     httpx2.create_ssl_context on first use when None): certificate and hostname checks are the
-    context's. Timeouts are httpx2's: `connect` for the TCP connect and TLS handshake, `write`
-    for sending, `read` for each receive of the answer; `pool` has no meaning here. Errors are
-    httpx2's (ConnectError, ReadTimeout, RemoteProtocolError, ...), the cause chained.
-    Not supported (RemoteProtocolError): 1xx answers other than 100 Continue, more than 100
-    answer headers (http.client's limit). Nor are HTTP/2, proxies or Unix sockets. Unlike
-    httpcore2, an answer cut
-    inside its header block is taken as complete (http.client's parse_headers stops at EOF), and
-    a failed write raises at once instead of first trying to read an early answer.
+    context's. Timeouts are httpx2's: `connect` for the TCP connect and for the TLS handshake,
+    `write` for sending, `read` for each receive of the answer; `pool` has no meaning here. A
+    `limit` is asked for each operation's timeout (the TCP connect, the TLS handshake, every send
+    and every receive), so it can shorten them all (worker.sinks.deadline: an attempt's deadline).
+    Errors are httpx2's (ConnectError, ReadTimeout, RemoteProtocolError, ...), the cause chained.
+
+    Not supported (RemoteProtocolError): 1xx answers other than 100 Continue, more than 100 answer
+    headers (http.client's limit). Nor are HTTP/2, proxies or Unix sockets. Unlike httpcore2, an
+    answer cut inside its header block is taken as complete (http.client's parse_headers stops at
+    EOF), and a failed write raises at once instead of first trying to read an early answer.
     """
 
     def __init__(
@@ -117,8 +128,10 @@ class HttpClientTransport(httpx2.BaseTransport):
         *,
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float | None = KEEPALIVE_EXPIRY,
+        limit: Limit | None = None,
     ) -> None:
         self._ssl_context = ssl_context
+        self._limit = limit
         self._keepalive_expiry = math.inf if keepalive_expiry is None else keepalive_expiry
         self._idle: dict[Origin, tuple[http.client.HTTPConnection, float]] = {}
         self._busy: set[http.client.HTTPConnection] = set()
@@ -132,9 +145,8 @@ class HttpClientTransport(httpx2.BaseTransport):
             connection = self._connect(origin, timeouts.get("connect"), request)
         self._busy.add(connection)
         try:
-            sock = connection.sock
-            _send(connection, sock, request, timeouts.get("write"))
-            response = _receive(connection, sock, request, timeouts.get("read"))
+            _send(connection, request, timeouts.get("write"))
+            response = _receive(connection, request, timeouts.get("read"))
         except BaseException:
             self._release(origin, connection, keep=False)
             raise
@@ -167,7 +179,7 @@ class HttpClientTransport(httpx2.BaseTransport):
             return None
         connection, expires_at = idle
         # Readable while idle means the server closed it (or sent junk): never send on it.
-        if time.monotonic() >= expires_at or _is_readable(connection.sock):
+        if time.monotonic() >= expires_at or _is_readable(connection.sock.fileno()):
             connection.close()
             return None
         return connection
@@ -176,24 +188,29 @@ class HttpClientTransport(httpx2.BaseTransport):
         self, origin: Origin, timeout: float | None, request: httpx2.Request
     ) -> http.client.HTTPConnection:
         scheme, host, port = origin
-        connection: http.client.HTTPConnection
-        if scheme == "https":
-            if self._ssl_context is None:
-                self._ssl_context = httpx2.create_ssl_context()
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self._ssl_context
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        limit = self._limit or _unlimited
+        connection = http.client.HTTPConnection(host, port)
         try:
-            connection.connect()  # TCP, then the TLS handshake: both within `timeout`
+            connection.timeout = limit(timeout)
+            connection.connect()
+            if scheme == "https":
+                # What http.client.HTTPSConnection.connect does, with the handshake's own timeout.
+                connection.sock.settimeout(limit(timeout))
+                connection.sock = self._tls().wrap_socket(connection.sock, server_hostname=host)
         except TimeoutError as exc:
             connection.close()
             raise httpx2.ConnectTimeout(str(exc) or "timed out", request=request) from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
             connection.close()
             raise httpx2.ConnectError(str(exc), request=request) from exc
+        if self._limit is not None:
+            connection.sock = _LimitedSocket(connection.sock, self._limit)
         return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = httpx2.create_ssl_context()
+        return self._ssl_context
 
     def _release(self, origin: Origin, connection: http.client.HTTPConnection, keep: bool) -> None:
         self._busy.discard(connection)
@@ -256,13 +273,10 @@ def _origin(request: httpx2.Request) -> Origin:
 
 
 def _send(
-    connection: http.client.HTTPConnection,
-    sock: socket.socket,
-    request: httpx2.Request,
-    timeout: float | None,
+    connection: http.client.HTTPConnection, request: httpx2.Request, timeout: float | None
 ) -> None:
     """Send the request line, headers (httpx2 has set Host, Content-Length...) and body."""
-    sock.settimeout(timeout)
+    connection.sock.settimeout(timeout)
     try:
         connection.putrequest(
             request.method,
@@ -284,13 +298,10 @@ def _send(
 
 
 def _receive(
-    connection: http.client.HTTPConnection,
-    sock: socket.socket,
-    request: httpx2.Request,
-    timeout: float | None,
+    connection: http.client.HTTPConnection, request: httpx2.Request, timeout: float | None
 ) -> http.client.HTTPResponse:
     """The status line and headers (a 100 Continue skipped); the body is left to read."""
-    sock.settimeout(timeout)  # and for the body's reads too: the socket keeps it
+    connection.sock.settimeout(timeout)  # and for the body's reads too: the socket keeps it
     try:
         response = connection.getresponse()
     except (OSError, http.client.HTTPException) as exc:
@@ -315,8 +326,76 @@ def _read_error(exc: Exception, request: httpx2.Request) -> httpx2.TransportErro
     return httpx2.ReadError(str(exc), request=request)
 
 
-def _is_readable(sock: socket.socket) -> bool:
+def _is_readable(fd: int) -> bool:
     """Whether a read would not block: on an idle connection, the server's EOF (or junk)."""
     poller = select.poll()
-    poller.register(sock, select.POLLIN)
+    poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
+
+
+def _unlimited(timeout: float | None) -> float | None:
+    return timeout
+
+
+class _LimitedSocket:
+    """A connected socket as http.client uses it (sendall, makefile, settimeout, close) whose
+    every send and receive waits at most `limit(timeout)`, asked again each time; `timeout` is
+    the phase's, as set by settimeout."""
+
+    def __init__(self, sock: socket.socket, limit: Limit) -> None:
+        self._sock = sock
+        self._limit = limit
+        self._timeout = sock.gettimeout()
+        self._readers = 0
+        self._closed = False
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def sendall(self, data: ReadableBuffer) -> None:
+        with memoryview(data).cast("B") as view:
+            sent = 0
+            while sent < len(view):
+                self._sock.settimeout(self._limit(self._timeout))
+                sent += self._sock.send(view[sent:])
+
+    def recv_into(self, buffer: WriteableBuffer) -> int:
+        self._sock.settimeout(self._limit(self._timeout))
+        return self._sock.recv_into(buffer)
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        """A reader of answers (http.client asks one per answer, mode "rb")."""
+        self._readers += 1
+        return io.BufferedReader(_LimitedReader(self))
+
+    def close(self) -> None:
+        # As socket.close with makefile's readers: http.client closes the connection of a
+        # `Connection: close` answer before its body is read, through the answer's reader.
+        self._closed = True
+        if not self._readers:
+            self._sock.close()
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and not self._readers:
+            self._sock.close()
+
+
+class _LimitedReader(io.RawIOBase):
+    def __init__(self, sock: _LimitedSocket) -> None:
+        super().__init__()
+        self._limited = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        return self._limited.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._limited.reader_closed()
+        super().close()
