@@ -211,6 +211,21 @@ def test_a_streamed_answer_read_to_its_end_keeps_its_connection(
     assert http.get(f"{server.url}/echo").json()["port"] == streamed_on
 
 
+def test_a_request_sent_while_an_answer_is_still_open_gets_a_connection_of_its_own(
+    server: ServedApp, http: httpx2.Client
+) -> None:
+    with http.stream("GET", f"{server.url}/large") as open_answer:
+        meanwhile = http.get(f"{server.url}/echo").json()["port"]
+        streamed_on = int(open_answer.headers["x-port"])
+        size = sum(len(chunk) for chunk in open_answer.iter_bytes())
+
+    after = http.get(f"{server.url}/echo").json()["port"]
+
+    assert size == 64 * 16384
+    assert meanwhile != streamed_on
+    assert after == meanwhile  # the first released is kept; the other one was closed
+
+
 # HttpClientTransport against servers scripted byte by byte.
 
 
