@@ -24,11 +24,6 @@ from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
 from worker.transports import ThreadTransports
 
-# One sync client for every sink: deliveries run in the worker's threads, and a shared sync client
-# in threads measured fastest on these machines (httpx's AsyncClient was 3-4x slower under
-# concurrency). Its limits are per thread (worker.transports.ThreadTransports): a thread sends
-# one request at a time.
-SINK_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 # Threads for what a completion does side by side (worker.jobs.completions: acts 4, 5 and 6 while
 # the job's thread asks act 10, then all but one of its first attempts); started on demand, so a
 # worker with few jobs in flight starts few. A job waits for a free one beyond 32 at once.
@@ -97,12 +92,14 @@ class Runtime:
             transport=isograd_transport,
             timeout=settings.http_timeout,
         )
-        # The deadline transport makes a subscription's timeout_seconds bound a whole attempt.
+        # One sync client for every sink: deliveries run in the worker's threads, and a shared
+        # sync client in threads measured fastest on these machines (httpx's AsyncClient was 3-4x
+        # slower under concurrency). Its transport is per thread, as a thread sends one request
+        # at a time; the deadline transport makes a subscription's timeout_seconds bound a whole
+        # attempt.
         http = httpx2.Client(
             transport=sink_transport
-            or ThreadTransports(
-                lambda context: DeadlineTransport(limits=SINK_LIMITS, ssl_context=context)
-            ),
+            or ThreadTransports(lambda context: DeadlineTransport(ssl_context=context)),
             follow_redirects=False,
         )
         return cls(

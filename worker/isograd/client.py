@@ -42,17 +42,16 @@ from worker.isograd.models import (
     read_test_names,
     read_values,
 )
-from worker.transports import ThreadTransports
+from worker.transports import HttpClientTransport, ThreadTransports
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
-# Per thread (worker.transports.ThreadTransports): a thread sends one request at a time.
-DEFAULT_LIMITS = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
 
 
 class IsogradClient:
-    """A client for Isograd's `/api/usage`, safe to share between threads (one connection pool).
+    """A client for Isograd's `/api/usage`, safe to share between threads (each thread sends on
+    a kept-alive connection of its own: worker.transports).
 
     Every method accepts `sub_com_id` (distributor accounts act on a sub-account); the client's
     `sub_com_id` is the default. Errors: IsogradApiError subclasses (worker.isograd.errors) for
@@ -72,7 +71,6 @@ class IsogradClient:
         sub_com_id: int | None = None,
         transport: httpx2.BaseTransport | None = None,
         timeout: httpx2.Timeout | float = DEFAULT_TIMEOUT,
-        limits: httpx2.Limits = DEFAULT_LIMITS,
         read_attempts: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
@@ -84,9 +82,7 @@ class IsogradClient:
         # Redirects are answers (acts 2, 6, 8, 58 with redirect=1, and 13, 38): never follow them.
         self._http = httpx2.Client(
             transport=transport
-            or ThreadTransports(
-                lambda context: httpx2.HTTPTransport(limits=limits, verify=context)
-            ),
+            or ThreadTransports(lambda context: HttpClientTransport(ssl_context=context)),
             timeout=timeout,
             follow_redirects=False,
         )
