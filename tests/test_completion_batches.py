@@ -310,3 +310,37 @@ def test_act_10_and_the_results_are_asked_side_by_side_for_the_whole_batch(
     )
 
     assert {o.result for o in outcomes.values()} == {CompletionResult.COMPLETED}
+
+
+def test_an_invitation_gone_before_its_event_is_stored_does_not_hold_up_the_others(
+    store: SqlStore,
+    simulated: Simulated,
+    enqueuer: RecordingEnqueuer,
+    clock: FakeClock,
+    pool: ThreadPoolExecutor,
+) -> None:
+    fine, gone = (invite(simulated, store, email=f"c{n}@example.org") for n in range(2))
+    for invitation in (fine, gone):
+        simulated.move(invitation.pla_tst_id or 0, "complete")
+
+    class ErasedMeanwhile(FlakyFor):
+        """Act 4 for `gone` answers, but its invitation row is deleted first (an erasure)."""
+
+        def get_result(
+            self, tst_frm_id: int, email: str, pla_tst_id: int | None = None, **kw: Any
+        ) -> Any:
+            if pla_tst_id == gone.pla_tst_id:
+                with store.engine.begin() as connection:
+                    connection.exec_driver_sql("DELETE FROM invitations WHERE id = ?", (gone.id,))
+            return simulated.client.get_result(tst_frm_id, email, pla_tst_id, **kw)
+
+    client = ErasedMeanwhile(simulated.client, -1, IsogradUnavailableError("unused"))
+
+    outcomes = run_batch(
+        [gone.id, fine.id], store=store, client=client, enqueuer=enqueuer, clock=clock, pool=pool
+    )
+
+    assert outcomes[fine.id].result is CompletionResult.COMPLETED
+    assert outcomes[gone.id].result is CompletionResult.ERROR
+    assert store.get_event_by_pla_tst_id(fine.pla_tst_id or 0) is not None
+    assert store.get_event_by_pla_tst_id(gone.pla_tst_id or 0) is None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -496,15 +496,16 @@ def _store_confirmed(
         for each in confirmed
     ]
     claim = deliver_now is not None
+    stored: list[tuple[Event, list[Delivery], bool] | None]
     try:
-        stored = store.store_completions(completions, now, claim=claim)
+        stored = list(store.store_completions(completions, now, claim=claim))
     except (LookupError, PermanentError):
         if len(completions) == 1:
             raise
         # One of the batch cannot be stored (its invitation erased meanwhile, say): store each
         # on its own, so the others are not held up by it.
-        stored = [store.store_completions([each], now, claim=claim)[0] for each in completions]
-    new = [(event, deliveries) for event, deliveries, created in stored if created]
+        stored = [_stored_alone(store, each, now, claim) for each in completions]
+    new = [(found[0], found[1]) for found in stored if found is not None and found[2]]
     if metrics is not None:
         for _ in new:
             metrics.record_event_created(ASSESSMENT_COMPLETED)
@@ -514,7 +515,11 @@ def _store_confirmed(
         # row's delivery job would find it not claimable and do nothing).
         attempted = _attempt_now(new, deliver_now)
     outcomes = []
-    for each, (event, deliveries, created) in zip(confirmed, stored, strict=True):
+    for each, found in zip(confirmed, stored, strict=True):
+        if found is None:
+            outcomes.append(CompletionOutcome(CompletionResult.ERROR))
+            continue
+        event, deliveries, created = found
         # A run that found the event already stored enqueues nothing: the first run did, and
         # the sweeper re-enqueues whatever a crash left pending.
         mine = [delivery.id for delivery in deliveries] if created else []
@@ -618,6 +623,23 @@ def _fail(
         reason=reason,
     )
     return CompletionOutcome(CompletionResult.FAILED)
+
+
+def _stored_alone(
+    store: SqlStore, completion: NewCompletion, now: datetime, claim: bool
+) -> tuple[Event, list[Delivery], bool] | None:
+    """`store_completions` of one completion of a batch whose transaction failed; None (and
+    logged: the reconciler checks the invitation again) when this one cannot be stored."""
+    try:
+        [stored] = store.store_completions([completion], now, claim=claim)
+    except (LookupError, PermanentError) as error:
+        log.error(
+            "completion_error",
+            invitation_id=completion.invitation_id,
+            error=type(error).__name__,
+        )
+        return None
+    return stored
 
 
 def _attempt_now(
