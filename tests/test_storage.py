@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -40,6 +41,7 @@ from worker.storage.callbacks import NewCallback
 from worker.storage.engine import make_engine
 from worker.storage.migrations import alembic_config
 from worker.storage.paging import encode_cursor
+from worker.storage.records import NewCompletion
 from worker.storage.store import MAX_RESPONSE_BODY_BYTES
 from worker.storage.tables import callbacks, deliveries, events, invitations, metadata
 
@@ -1738,6 +1740,60 @@ def test_store_completion_with_claim_of_a_stored_event_claims_nothing(store: Sql
     assert not created
     assert again == first
     assert [d.status for d in again] == [DeliveryStatus.PENDING]
+
+
+def new_completion(invitation_id: str, pla_tst_id: int, names: list[str]) -> NewCompletion:
+    return NewCompletion(
+        event_id=new_id("evt"),
+        invitation_id=invitation_id,
+        pla_tst_id=pla_tst_id,
+        sta_id=3,
+        type="assessment.completed",
+        payload=payload(pla_tst_id),
+        deliveries_for=names,
+    )
+
+
+def test_store_completions_stores_a_batch_and_answers_a_stored_one_as_before(
+    store: SqlStore,
+) -> None:
+    ids = [invite(store, pla_tst_id=500 + n) for n in range(3)]
+    first, first_deliveries, _ = store_completion(store, ids[0], ["hook"])
+    batch = [new_completion(ids[n], 500 + n, ["hook", "lms"]) for n in range(3)]
+    batch[0] = replace(batch[0], pla_tst_id=first.pla_tst_id)
+
+    stored = store.store_completions(batch, NOW, claim=True)
+
+    assert [created for _, _, created in stored] == [False, True, True]
+    assert stored[0][:2] == (first, first_deliveries)
+    for (event, stored_deliveries, _), completion in zip(stored[1:], batch[1:], strict=True):
+        assert store.get_event(event.id) == event
+        assert stored_deliveries == store.list_deliveries_of_events([event.id])
+        assert [(d.subscription, d.status) for d in stored_deliveries] == [
+            ("hook", DeliveryStatus.DELIVERING),
+            ("lms", DeliveryStatus.DELIVERING),
+        ]
+        invitation = store.get_invitation(completion.invitation_id)
+        assert invitation is not None
+        assert invitation.status is InvitationStatus.COMPLETED
+    assert count(store, events) == 3
+
+
+def test_store_completions_with_an_unknown_invitation_stores_none_of_the_batch(
+    store: SqlStore,
+) -> None:
+    known = invite(store, pla_tst_id=600)
+
+    with pytest.raises(LookupError):
+        store.store_completions(
+            [new_completion(known, 600, ["hook"]), new_completion("inv_missing", 601, ["hook"])],
+            NOW,
+        )
+
+    assert count(store, events) == 0
+    invitation = store.get_invitation(known)
+    assert invitation is not None
+    assert invitation.status is not InvitationStatus.COMPLETED
 
 
 def test_store_completion_stores_the_event_its_deliveries_and_completes_the_invitation(

@@ -165,3 +165,12 @@ _INSERT_MANY = insert(callbacks)
 def mark_processed(connection: Connection, invitation_id: str, now: datetime) -> int:
     """Mark the invitation's unprocessed callbacks processed at `now`; returns how many."""
     return connection.execute(_PROCESSED, {"p_id": invitation_id, "p_now": now}).rowcount
+
+
+def mark_all_processed(
+    connection: Connection, invitation_ids: Sequence[str], now: datetime
+) -> None:
+    """`mark_processed` of each invitation, in one executemany."""
+    if invitation_ids:
+        parameters = [{"p_id": invitation_id, "p_now": now} for invitation_id in invitation_ids]
+        connection.execute(_PROCESSED, parameters)

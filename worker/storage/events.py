@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from worker.errors import PermanentError
-from worker.storage.callbacks import mark_processed
+from worker.storage.callbacks import mark_all_processed
 from worker.storage.deliveries import deliveries_of, new_deliveries, new_delivery_row
-from worker.storage.invitations import mark_completed
+from worker.storage.invitations import mark_all_completed
 from worker.storage.paging import encode_cursor, newest_first_after
 from worker.storage.records import (
     Delivery,
@@ -32,11 +32,15 @@ _EVENT_FOR_TEST = select(events).where(events.c.pla_tst_id == bindparam("p_pla_t
 _INSERT_EVENT = insert(events)
 # INSERT … ON CONFLICT (pla_tst_id) DO NOTHING, which both backends have
 # (https://www.sqlite.org/lang_upsert.html, https://www.postgresql.org/docs/current/sql-insert.html).
+# RETURNING tells whether the row was written: psycopg's rowcount for it was -1 after an
+# executemany in the same transaction.
 _INSERT_EVENT_UNLESS_STORED = {
-    "sqlite": sqlite.insert(events).on_conflict_do_nothing(index_elements=[events.c.pla_tst_id]),
-    "postgresql": postgresql.insert(events).on_conflict_do_nothing(
-        index_elements=[events.c.pla_tst_id]
-    ),
+    "sqlite": sqlite.insert(events)
+    .on_conflict_do_nothing(index_elements=[events.c.pla_tst_id])
+    .returning(events.c.id),
+    "postgresql": postgresql.insert(events)
+    .on_conflict_do_nothing(index_elements=[events.c.pla_tst_id])
+    .returning(events.c.id),
 }
 _INSERT_DELIVERY = insert(deliveries)
 
@@ -128,10 +132,17 @@ class EventsMixin(SqlStoreBase):
             with self._write() as connection:
                 wanted = {name for each in completions for name in each.deliveries_for}
                 disabled = disabled_among(connection, wanted)
-                return [
-                    self._store_completion(connection, each, now, claim, disabled)
+                # One statement each for the batch's invitations, callbacks and deliveries (an
+                # executemany: one round trip on PostgreSQL), one INSERT per event.
+                _mark_completed(connection, completions, now)
+                stored = [
+                    self._store_event(connection, each, now, claim, disabled)
                     for each in completions
                 ]
+                rows = [row for _, row_list in stored if row_list for row in row_list]
+                if rows:
+                    connection.execute(_INSERT_DELIVERY, rows)
+                return [found for found, _ in stored]
         except IntegrityError as exc:
             if len(completions) != 1:
                 raise PermanentError(
@@ -141,7 +152,7 @@ class EventsMixin(SqlStoreBase):
             # create_event); ours was rolled back, marks included: mark again, return its row.
             [completion] = completions
             with self._write() as connection:
-                _mark_completed(connection, completion, now)
+                _mark_completed(connection, [completion], now)
                 existing = self._event_for_test(connection, completion.pla_tst_id)
                 if existing is None:
                     raise PermanentError(
@@ -149,15 +160,16 @@ class EventsMixin(SqlStoreBase):
                     ) from exc
                 return [(existing, deliveries_of(connection, existing.id), False)]
 
-    def _store_completion(
+    def _store_event(
         self,
         connection: Connection,
         completion: NewCompletion,
         now: datetime,
         claim: bool,
         disabled: Collection[str],
-    ) -> tuple[Event, list[Delivery], bool]:
-        _mark_completed(connection, completion, now)
+    ) -> tuple[tuple[Event, list[Delivery], bool], list[dict[str, Any]] | None]:
+        """Insert the completion's event unless stored; (what store_completion answers for it,
+        the delivery rows to insert: None when the event was already stored)."""
         names = [name for name in dict.fromkeys(completion.deliveries_for) if name not in disabled]
         rows = self._insert_event(
             connection,
@@ -170,12 +182,13 @@ class EventsMixin(SqlStoreBase):
             now,
             claimed=claim,
             unless_stored=True,
+            deliveries_too=False,
         )
         if rows is None:
             existing = self._event_for_test(connection, completion.pla_tst_id)
             if existing is None:
                 raise PermanentError(f"event {completion.event_id} conflicts with a stored row")
-            return existing, deliveries_of(connection, existing.id), False
+            return (existing, deliveries_of(connection, existing.id), False), None
         # Built from what was written rather than read back (two statements less).
         event = Event(
             completion.event_id,
@@ -186,7 +199,7 @@ class EventsMixin(SqlStoreBase):
             now.astimezone(UTC),
             None,
         )
-        return event, new_deliveries(rows), True
+        return (event, new_deliveries(rows), True), rows
 
     @staticmethod
     def _insert_event(
@@ -201,6 +214,7 @@ class EventsMixin(SqlStoreBase):
         *,
         claimed: bool = False,
         unless_stored: bool = False,
+        deliveries_too: bool = True,
     ) -> list[dict[str, Any]] | None:
         """Insert the event and its deliveries (`claimed`: see store_completion); returns the
         deliveries' rows. With `unless_stored`, an event already stored for `pla_tst_id` (even by
@@ -216,13 +230,13 @@ class EventsMixin(SqlStoreBase):
         }
         if unless_stored:
             dialect = connection.dialect.name
-            inserted = connection.execute(_INSERT_EVENT_UNLESS_STORED[dialect], event)
-            if inserted.rowcount == 0:
+            inserted = connection.execute(_INSERT_EVENT_UNLESS_STORED[dialect], event).first()
+            if inserted is None:
                 return None
         else:
             connection.execute(_INSERT_EVENT, event)
         rows = [new_delivery_row(event_id, name, now, claimed=claimed) for name in names]
-        if rows:
+        if rows and deliveries_too:
             connection.execute(_INSERT_DELIVERY, rows)
         return rows
 
@@ -287,10 +301,12 @@ class EventsMixin(SqlStoreBase):
         return None if row is None else _event(row)
 
 
-def _mark_completed(connection: Connection, completion: NewCompletion, now: datetime) -> None:
-    """The invitation completed (its status check counted) and its callbacks processed."""
-    mark_completed(connection, completion.invitation_id, completion.sta_id, now)
-    mark_processed(connection, completion.invitation_id, now)
+def _mark_completed(
+    connection: Connection, completions: Sequence[NewCompletion], now: datetime
+) -> None:
+    """Their invitations completed (the status check counted) and callbacks processed."""
+    mark_all_completed(connection, [(each.invitation_id, each.sta_id) for each in completions], now)
+    mark_all_processed(connection, [each.invitation_id for each in completions], now)
 
 
 def _event(row: Row[Any]) -> Event:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -319,6 +319,19 @@ def invitation_statuses(
 
 def mark_completed(connection: Connection, invitation_id: str, sta_id: int, now: datetime) -> None:
     """See `_COMPLETED`; LookupError when there is no such invitation."""
-    parameters = {"p_id": invitation_id, "p_sta_id": sta_id, "p_now": now}
-    if connection.execute(_COMPLETED, parameters).rowcount != 1:
-        raise LookupError(f"no invitations row with id {invitation_id!r}")
+    mark_all_completed(connection, [(invitation_id, sta_id)], now)
+
+
+def mark_all_completed(
+    connection: Connection, checked: Sequence[tuple[str, int]], now: datetime
+) -> None:
+    """`mark_completed` of each (invitation id, sta_id), in one executemany (one round trip on
+    PostgreSQL); LookupError when one of them does not exist."""
+    parameters = [
+        {"p_id": invitation_id, "p_sta_id": sta_id, "p_now": now}
+        for invitation_id, sta_id in checked
+    ]
+    # Both dialects report an executemany's rowcount summed (supports_sane_multi_rowcount).
+    if connection.execute(_COMPLETED, parameters).rowcount != len(parameters):
+        missing = ", ".join(repr(invitation_id) for invitation_id, _ in checked)
+        raise LookupError(f"no invitations row for one of {missing}")
