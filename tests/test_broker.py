@@ -319,20 +319,20 @@ def test_messages_enqueued_together_are_each_run_once_by_a_real_worker(
 
 
 @pytest.mark.redis
-def test_enqueue_all_loads_the_dispatch_script_when_redis_lost_it(
+def test_enqueue_all_stores_each_queue_s_messages_in_the_order_given(
     redis_broker: RedisBroker,
 ) -> None:
     probe = declare_probe(redis_broker)
-    dispatch = redis_broker.scripts["dispatch"]
-    real_sha = dispatch.sha
-    # As after a Redis restart: the sha names no script the server knows (NOSCRIPT). Changing
-    # our sha, not flushing Redis's scripts, keeps other users of this Redis unaffected.
-    dispatch.sha = "0" * 40
+    other = dramatiq.actor(broker=redis_broker, actor_name="other", queue_name="other")(
+        lambda number: None
+    )
 
-    enqueue_all(redis_broker, [probe.message(1), probe.message(2)])
+    enqueue_all(
+        redis_broker, [probe.message(1), other.message(10), probe.message(2), other.message(20)]
+    )
 
     assert [m.args for m in stored_messages(redis_broker, PROBE_QUEUE)] == [(1,), (2,)]
-    assert dispatch.sha == real_sha  # Script.__call__ loaded it again
+    assert [m.args for m in stored_messages(redis_broker, "other")] == [(10,), (20,)]
 
 
 def test_enqueue_all_sends_one_by_one_on_other_brokers(stub_broker: dramatiq.Broker) -> None:

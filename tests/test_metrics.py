@@ -110,6 +110,24 @@ def test_an_enqueued_callback_is_counted_as_accepted_with_reason_enqueued(
     assert value(metrics, "isograd_relay_callback_duration_seconds_count", result="accepted") == 1
 
 
+def test_callbacks_are_counted_by_their_own_result_and_reason_each_time() -> None:
+    metrics = RelayMetrics()
+    metrics.record_callback(accepted=True, enqueued=True, reason=None, seconds=0.01)
+    metrics.record_callback(accepted=True, enqueued=False, reason="duplicate", seconds=0.01)
+    metrics.record_callback(accepted=True, enqueued=True, reason=None, seconds=0.01)
+    metrics.record_callback(accepted=False, enqueued=False, reason="bad_mac", seconds=0.01)
+
+    assert (
+        value(metrics, "isograd_relay_callbacks_total", result="accepted", reason="enqueued") == 2
+    )
+    assert (
+        value(metrics, "isograd_relay_callbacks_total", result="accepted", reason="duplicate") == 1
+    )
+    assert value(metrics, "isograd_relay_callbacks_total", result="rejected", reason="bad_mac") == 1
+    assert value(metrics, "isograd_relay_callback_duration_seconds_count", result="accepted") == 3
+    assert value(metrics, "isograd_relay_callback_duration_seconds_count", result="rejected") == 1
+
+
 # -- the callback endpoint --------------------------------------------------------------------
 
 

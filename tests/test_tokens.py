@@ -96,6 +96,7 @@ def test_a_truncated_mac_is_rejected() -> None:
         "k1.inv_é.mac",
         "k1.inv_123.mäc",
         "k1.inv/123.mac",
+        "k1.inv_123.mac\n",
     ],
 )
 def test_a_malformed_token_is_rejected(token: str) -> None:

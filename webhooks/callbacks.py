@@ -129,7 +129,12 @@ def callback_routes(
         token: str = request.path_params["token"]
         # Isograd may append parameters of its own: ignored, but their names are logged so a
         # change on their side is noticed. Values may carry personal data, so they stay out.
-        query = stored_query(request.query_params.multi_items())
+        # Without a query string (the usual callback) there is nothing to parse.
+        query = (
+            stored_query(request.query_params.multi_items())
+            if request.scope["query_string"]
+            else {}
+        )
         if query:
             log.info("callback_query_ignored", names=sorted(query))
         outcome = await receive_callback(

@@ -61,6 +61,7 @@ class RelayMetrics:
             buckets=CALLBACK_BUCKETS,
             registry=self.registry,
         )
+        self._callback_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.completions = Counter(
             f"{PREFIX}_completions",
             "Completion jobs run, by result (completed, not_confirmed, marking_pending, ...).",
@@ -102,8 +103,15 @@ class RelayMetrics:
         result = "accepted" if accepted else "rejected"
         if reason is None:
             reason = "enqueued" if enqueued else result
-        self.callbacks.labels(result=result, reason=reason).inc()
-        self.callback_seconds.labels(result=result).observe(seconds)
+        children = self._callback_children.get((result, reason))
+        if children is None:
+            # labels() validates and locks on every call: a few us a callback, so the children
+            # (one pair per result and reason, both the code's constants) are kept.
+            children = (self.callbacks.labels(result, reason), self.callback_seconds.labels(result))
+            self._callback_children[(result, reason)] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
 
     def record_completion(self, result: str, seconds: float) -> None:
         self.completions.labels(result=result).inc()

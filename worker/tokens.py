@@ -23,6 +23,9 @@ MIN_SECRET_LENGTH = 32
 # kid and invitation_id travel in a URL path and are separated by dots, so both are restricted to
 # the URL-safe base64 alphabet (which is also the mac's alphabet): no dot, no slash, ASCII only.
 _PART = re.compile(r"[A-Za-z0-9_-]+")
+# A whole token, `{kid}.{invitation_id}.{mac}`, each part as _PART: one match instead of a split
+# and three (the callback endpoint verifies one per request).
+_TOKEN = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +57,10 @@ def verify_callback_token(keys: Sequence[CallbackKey], token: str) -> str:
 
     Reasons: "malformed", "unknown_kid", "bad_mac". The mac comparison is constant-time.
     """
-    parts = token.split(".")
-    if len(parts) != 3 or not all(_PART.fullmatch(part) for part in parts):
+    match = _TOKEN.fullmatch(token)
+    if match is None:
         raise CallbackRejectedError("malformed")
-    kid, invitation_id, mac = parts
+    kid, invitation_id, mac = match.groups()
     key = next((key for key in keys if key.kid == kid), None)
     if key is None:
         raise CallbackRejectedError("unknown_kid")
@@ -109,5 +112,5 @@ def parse_callback_keys(value: str, *, source: str = "CALLBACK_KEYS") -> tuple[C
 
 
 def _mac(key: CallbackKey, invitation_id: str) -> str:
-    digest = hmac.new(key.secret, MAC_CONTEXT + invitation_id.encode(), hashlib.sha256).digest()
+    digest = hmac.digest(key.secret, MAC_CONTEXT + invitation_id.encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
