@@ -6,15 +6,13 @@ Dramatiq actors. Both are keyed by a row id and safe to run twice (ARCHITECTURE.
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 import structlog
 
@@ -26,14 +24,12 @@ from worker.grades import convert_grade
 from worker.isograd.errors import (
     AssessmentNotFinishedError,
     AssessmentNotFoundError,
-    NotAnAssessmentError,
 )
 from worker.isograd.models import (
-    AssessmentResult,
     AssessmentStatus,
-    ResultDetails,
 )
 from worker.jobs import Enqueuer
+from worker.jobs.fetches import AssessmentSource, ResultFetch
 from worker.metrics import RelayMetrics
 from worker.storage.records import (
     Delivery,
@@ -57,41 +53,6 @@ PREMATURE_RECHECK_DELAYS: tuple[float, ...] = (30.0, 120.0, 600.0)
 MARKING_FIRST_DELAY = 300.0
 MARKING_MAX_DELAY = 6 * 3600.0
 MARKING_GIVE_UP_AFTER = 7 * 24 * 3600.0
-
-
-class AssessmentSource(Protocol):
-    """The Isograd actions the completion needs (worker.isograd.IsogradClient has them)."""
-
-    def get_test_status(
-        self, pla_tst_id: int, *, sub_com_id: int | None = None
-    ) -> AssessmentStatus: ...
-
-    def get_result(
-        self,
-        tst_frm_id: int,
-        email: str,
-        pla_tst_id: int | None = None,
-        *,
-        sub_com_id: int | None = None,
-    ) -> AssessmentResult: ...
-
-    def get_result_details(
-        self,
-        tst_frm_id: int,
-        email: str,
-        pla_tst_id: int | None = None,
-        *,
-        sub_com_id: int | None = None,
-    ) -> ResultDetails: ...
-
-    def get_pdf_url(
-        self,
-        tst_frm_id: int,
-        email: str,
-        pla_tst_id: int | None = None,
-        *,
-        sub_com_id: int | None = None,
-    ) -> str: ...
 
 
 class CompletionResult(StrEnum):
@@ -199,7 +160,7 @@ def process_completions(
     wanted = list(dict.fromkeys(invitation_ids))
     invitations = store.get_invitations(wanted)
     with ExitStack() as pending:
-        fetches: list[tuple[Invitation, _ResultFetch]] = []
+        fetches: list[tuple[Invitation, ResultFetch]] = []
         for invitation_id in wanted:
             invitation = invitations.get(invitation_id)
             early = _before_asking(invitation_id, invitation, store, clock)
@@ -208,7 +169,7 @@ def process_completions(
                 continue
             assert invitation is not None
             assert invitation.pla_tst_id is not None
-            fetch = _ResultFetch.start(
+            fetch = ResultFetch.start(
                 fetch_pool,
                 client,
                 invitation,
@@ -290,7 +251,7 @@ def _confirm_completion(
     # their answers are used only when it says "completed", dropped otherwise. Re-checks (the
     # test was not completed a moment ago) ask act 10 alone first.
     fetch = (
-        _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
+        ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
         if fetch_pool is not None and recheck == 0 and invitation.email is not None
         else None
     )
@@ -300,7 +261,7 @@ def _confirm_completion(
     checked = _checked(
         invitation,
         lambda: client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id),
-        fetch or (lambda: _ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)),
+        fetch or (lambda: ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)),
         store=store,
         subscriptions=subscriptions,
         enqueuer=enqueuer,
@@ -340,7 +301,7 @@ def _before_asking(
 
 def _checked_in_batch(
     invitation: Invitation,
-    fetch: _ResultFetch,
+    fetch: ResultFetch,
     *,
     store: SqlStore,
     client: AssessmentSource,
@@ -380,7 +341,7 @@ def _checked_in_batch(
 def _checked(
     invitation: Invitation,
     status_of: Callable[[], AssessmentStatus],
-    fetch: _ResultFetch | Callable[[], _ResultFetch],
+    fetch: ResultFetch | Callable[[], ResultFetch],
     *,
     store: SqlStore,
     subscriptions: Sequence[Subscription],
@@ -427,7 +388,7 @@ def _checked(
         # Acts 4, 5 and 6 find the result by email; a purged invitation cannot be fetched.
         return _fail(store, invitation, clock, reason="no_candidate_email")
     try:
-        started = fetch if isinstance(fetch, _ResultFetch) else fetch()
+        started = fetch if isinstance(fetch, ResultFetch) else fetch()
         result, details, pdf_url = started.get()
     except AssessmentNotFinishedError:
         # Act 10 and act 4 disagree for a moment: treat it as "not ready yet".
@@ -661,110 +622,3 @@ def _attempt_now(
         )
         return set()
     return {delivery_id for delivery_id in ids if delivery_id in done}
-
-
-class _ResultFetch:
-    """Acts 4, 5 and 6 for one invitation (and, with `status`, act 10): with a pool, started
-    there side by side at once; without, asked one after another by `get`. Each pool task runs
-    in a copy of the starting context, so its log lines keep the job's correlation id."""
-
-    def __init__(self, client: AssessmentSource, invitation: Invitation, pla_tst_id: int) -> None:
-        self._client = client
-        self._invitation = invitation
-        self._pla_tst_id = pla_tst_id
-        self._status: Future[AssessmentStatus] | None = None
-        self._asked: (
-            tuple[Future[AssessmentResult], Future[ResultDetails], Future[str | None]] | None
-        ) = None
-
-    @classmethod
-    def start(
-        cls,
-        pool: Executor | None,
-        client: AssessmentSource,
-        invitation: Invitation,
-        pla_tst_id: int,
-        *,
-        status: bool = False,
-        results: bool = True,
-    ) -> _ResultFetch:
-        """Start acts 4, 5 and 6 in `pool` (unless not `results`) and, with `status` (which
-        needs a pool), act 10 first."""
-        fetch = cls(client, invitation, pla_tst_id)
-        if pool is None:
-            if status:
-                raise ValueError("act 10 is started beside the others only in a pool")
-            return fetch
-        if status:
-            fetch._status = pool.submit(contextvars.copy_context().run, fetch._test_status)
-        if results:
-            fetch._asked = (
-                pool.submit(contextvars.copy_context().run, fetch._result),
-                pool.submit(contextvars.copy_context().run, fetch._details),
-                pool.submit(contextvars.copy_context().run, fetch._pdf_url),
-            )
-        return fetch
-
-    def status(self) -> AssessmentStatus:
-        """Act 10's answer (started with `status`), its error raised."""
-        if self._status is None:
-            raise RuntimeError("act 10 was not started with the others")
-        return self._status.result()
-
-    def get(self) -> tuple[AssessmentResult, ResultDetails, str | None]:
-        """The three answers; their errors are raised in the order 4, 5, 6, as if they had run
-        one after another."""
-        if self._asked is None:
-            return self._result(), self._details(), self._pdf_url()
-        self.wait()
-        result, details, pdf_url = self._asked
-        return result.result(), details.result(), pdf_url.result()
-
-    def wait(self) -> None:
-        """Until every started act has answered or failed (their errors are not raised)."""
-        for future in (*((self._status,) if self._status else ()), *(self._asked or ())):
-            future.exception()
-
-    def _test_status(self) -> AssessmentStatus:
-        return self._client.get_test_status(
-            self._pla_tst_id, sub_com_id=self._invitation.sub_com_id
-        )
-
-    def _email(self) -> str:
-        email = self._invitation.email
-        if email is None:  # checked by the caller before starting
-            raise AssertionError("acts 4, 5 and 6 need the candidate's email")
-        return email
-
-    def _result(self) -> AssessmentResult:
-        invitation = self._invitation
-        return self._client.get_result(
-            invitation.tst_frm_id,
-            self._email(),
-            self._pla_tst_id,
-            sub_com_id=invitation.sub_com_id,
-        )
-
-    def _details(self) -> ResultDetails:
-        invitation = self._invitation
-        return self._client.get_result_details(
-            invitation.tst_frm_id,
-            self._email(),
-            self._pla_tst_id,
-            sub_com_id=invitation.sub_com_id,
-        )
-
-    def _pdf_url(self) -> str | None:
-        return _pdf_url(self._client, self._invitation, self._email(), self._pla_tst_id)
-
-
-def _pdf_url(
-    client: AssessmentSource, invitation: Invitation, email: str, pla_tst_id: int
-) -> str | None:
-    try:
-        return client.get_pdf_url(
-            invitation.tst_frm_id, email, pla_tst_id, sub_com_id=invitation.sub_com_id
-        )
-    except NotAnAssessmentError:
-        # Act 6 error 601: only assessments have a PDF report; the event says so with null.
-        return None
