@@ -19,8 +19,9 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 
 import httpx2
@@ -41,6 +42,22 @@ async def act(request):
 app = Starlette(routes=[Route("/act", act, methods=["POST"])])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
+
+
+@contextmanager
+def act_server() -> Iterator[str]:
+    """A local uvicorn answering `POST /act` (SERVER), in a process of its own so only the
+    client's CPU is counted, once it answers; its URL. Stopped on exit."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
+    url = f"http://127.0.0.1:{port}/act"
+    try:
+        with httpx2.Client() as probe:
+            wait_until(partial(responds, probe, url), timeout=20, what="the server")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def cpu_seconds() -> float:
@@ -68,9 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle", default="2,16,32", help="connections warmed, comma-separated")
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args(argv)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
-    url = f"http://127.0.0.1:{port}/act"
     limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
     clients: dict[str, Callable[[], httpx2.Client]] = {
         "one shared pool": lambda: httpx2.Client(limits=limits),
@@ -80,9 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         ),
     }
-    try:
-        with httpx2.Client() as probe:
-            wait_until(partial(responds, probe, url), timeout=20, what="the server")
+    with act_server() as url:
         print(f"client CPU per POST, {args.requests} sequential requests after N warmed at once")
         print(f"{'N idle':>7}  " + "  ".join(f"{name:>16}" for name in clients))
         for idle in (int(value) for value in args.idle.split(",")):
@@ -91,9 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with make() as client:
                     figures.append(per_request_us(client, url, idle, args.requests))
             print(f"{idle:>7}  " + "  ".join(f"{us:>13.0f} us" for us in figures))
-    finally:
-        server.terminate()
-        server.wait(10)
     return 0
 
 

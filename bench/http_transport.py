@@ -14,18 +14,15 @@ sends `--requests` // 10 requests first, unmeasured, so every connection is open
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import httpx2
 
-from bench.connection_pool import SERVER, cpu_seconds
-from tests.harness.processes import free_port, responds, wait_until
+from bench.connection_pool import act_server, cpu_seconds
 from worker.transports import HttpClientTransport, ThreadTransports
 
 CLIENTS: dict[str, Callable[[], httpx2.Client]] = {
@@ -69,12 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,8,32", help="thread counts, comma-separated")
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args(argv)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
-    url = f"http://127.0.0.1:{port}/act"
-    try:
-        with httpx2.Client() as probe:
-            wait_until(partial(responds, probe, url), timeout=20, what="the server")
+    with act_server() as url:
         print(f"client CPU per form POST (and requests/s), {args.requests} requests per cell")
         print(f"{'threads':>7}  " + "  ".join(f"{name:>24}" for name in CLIENTS) + "  saved")
         for threads in (int(value) for value in args.threads.split(",")):
@@ -82,9 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = "  ".join(f"{us:>9.0f} us ({rate:>6.0f}/s)" for us, rate in figures)
             saved = 1 - figures[1][0] / figures[0][0]
             print(f"{threads:>7}  {cells}  {saved:>5.0%}")
-    finally:
-        server.terminate()
-        server.wait(10)
     return 0
 
 

@@ -20,7 +20,7 @@ from worker.jobs.completions import (
     CompletionResult,
     process_completions,
 )
-from worker.storage.records import Delivery, DeliveryStatus, InvitationStatus
+from worker.storage.records import Delivery, DeliveryStatus, Invitation, InvitationStatus
 from worker.storage.store import SqlStore
 
 HOOKS = (subscription("hr"), subscription("lms"))
@@ -30,6 +30,14 @@ HOOKS = (subscription("hr"), subscription("lms"))
 def pool() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(16, thread_name_prefix="fetch") as executor:
         yield executor
+
+
+def completed(simulated: Simulated, store: SqlStore, count: int) -> list[Invitation]:
+    """`count` invitations (each its own candidate) whose tests the simulator has completed."""
+    invitations = [invite(simulated, store, email=f"c{n}@example.org") for n in range(count)]
+    for invitation in invitations:
+        simulated.move(invitation.pla_tst_id or 0, "complete")
+    return invitations
 
 
 def run_batch(
@@ -79,9 +87,7 @@ def test_a_batch_stores_every_confirmed_completion_in_one_transaction(
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    invitations = [invite(simulated, store, email=f"c{n}@example.org") for n in range(3)]
-    for invitation in invitations:
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    invitations = completed(simulated, store, 3)
     inserts = event_inserts_by_transaction(store)
 
     outcomes = run_batch(
@@ -158,9 +164,7 @@ def test_a_batch_run_twice_creates_no_second_event(
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    invitations = [invite(simulated, store, email=f"c{n}@example.org") for n in range(2)]
-    for invitation in invitations:
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    invitations = completed(simulated, store, 2)
     ids = [i.id for i in invitations]
     run_batch(ids, store=store, client=simulated.client, enqueuer=enqueuer, clock=clock, pool=pool)
 
@@ -197,9 +201,7 @@ def test_an_invitation_isograd_cannot_answer_for_is_retried_alone(
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    fine, flaky = (invite(simulated, store, email=f"c{n}@example.org") for n in range(2))
-    for invitation in (fine, flaky):
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    fine, flaky = completed(simulated, store, 2)
     client = FlakyFor(
         simulated.client, flaky.pla_tst_id or 0, IsogradUnavailableError("HTTP 503", action=10)
     )
@@ -224,9 +226,7 @@ def test_an_invitation_meeting_a_permanent_error_is_logged_and_left_alone(
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    fine, broken = (invite(simulated, store, email=f"c{n}@example.org") for n in range(2))
-    for invitation in (fine, broken):
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    fine, broken = completed(simulated, store, 2)
     client = FlakyFor(
         simulated.client,
         broken.pla_tst_id or 0,
@@ -249,9 +249,7 @@ def test_a_batch_hands_every_new_event_to_deliver_now_at_once_already_claimed(
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    invitations = [invite(simulated, store, email=f"c{n}@example.org") for n in range(3)]
-    for invitation in invitations:
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    invitations = completed(simulated, store, 3)
     handed: list[list[tuple[str, list[DeliveryStatus]]]] = []
 
     def deliver_now(new: Sequence[tuple[Any, Sequence[Delivery]]]) -> list[str]:
@@ -284,9 +282,7 @@ def test_act_10_and_the_results_are_asked_side_by_side_for_the_whole_batch(
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    invitations = [invite(simulated, store, email=f"c{n}@example.org") for n in range(2)]
-    for invitation in invitations:
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    invitations = completed(simulated, store, 2)
     # Eight acts in all: they pass this barrier only if all are asked at the same time.
     barrier = threading.Barrier(8, timeout=10)
 
@@ -319,9 +315,7 @@ def test_an_invitation_gone_before_its_event_is_stored_does_not_hold_up_the_othe
     clock: FakeClock,
     pool: ThreadPoolExecutor,
 ) -> None:
-    fine, gone = (invite(simulated, store, email=f"c{n}@example.org") for n in range(2))
-    for invitation in (fine, gone):
-        simulated.move(invitation.pla_tst_id or 0, "complete")
+    fine, gone = completed(simulated, store, 2)
 
     class ErasedMeanwhile(FlakyFor):
         """Act 4 for `gone` answers, but its invitation row is deleted first (an erasure)."""

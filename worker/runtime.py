@@ -24,9 +24,10 @@ from worker.storage.store import SqlStore
 from worker.subscriptions import Subscription
 from worker.transports import ThreadTransports
 
-# Threads for what a completion does side by side (worker.jobs.completions: acts 4, 5 and 6 while
-# the job's thread asks act 10, then all but one of its first attempts); started on demand, so a
-# worker with few jobs in flight starts few. A job waits for a free one beyond 32 at once.
+# Threads for what completions do side by side (worker.jobs.completions: acts 4, 5 and 6 beside
+# act 10, all four acts of every invitation of a batch, then all but one of the first attempts);
+# started on demand, so a worker with few jobs in flight starts few. A batch of 16 asks 64 acts
+# at once: with 32 threads a burst topped out at ~130 completions/s with Isograd at 50 ms.
 FETCH_THREADS = 128
 
 

@@ -25,7 +25,7 @@ MIN_SECRET_LENGTH = 32
 _PART = re.compile(r"[A-Za-z0-9_-]+")
 # A whole token, `{kid}.{invitation_id}.{mac}`, each part as _PART: one match instead of a split
 # and three (the callback endpoint verifies one per request).
-_TOKEN = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+_TOKEN = re.compile(r"\.".join([f"({_PART.pattern})"] * 3))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,6 @@ from worker.storage.records import (
     Event,
     Invitation,
     InvitationStatus,
-    JsonObject,
     NewCompletion,
     new_id,
 )
@@ -156,7 +155,7 @@ def process_completions(
     """
     started = time.perf_counter()
     outcomes: dict[str, CompletionOutcome] = {}
-    confirmed: list[_Confirmed] = []
+    confirmed: list[NewCompletion] = []
     wanted = list(dict.fromkeys(invitation_ids))
     invitations = store.get_invitations(wanted)
     with ExitStack() as pending:
@@ -169,28 +168,24 @@ def process_completions(
                 continue
             assert invitation is not None
             assert invitation.pla_tst_id is not None
-            fetch = ResultFetch.start(
-                fetch_pool,
-                client,
-                invitation,
-                invitation.pla_tst_id,
-                status=True,
-                results=invitation.email is not None,
-            )
+            fetch = ResultFetch(client, invitation, invitation.pla_tst_id)
             pending.callback(fetch.wait)
+            fetch.start_status(fetch_pool)
+            if invitation.email is not None:
+                fetch.start_results(fetch_pool)
             fetches.append((invitation, fetch))
         for invitation, fetch in fetches:
             checked = _checked_in_batch(
                 invitation,
                 fetch,
+                fetch_pool,
                 store=store,
-                client=client,
                 subscriptions=subscriptions,
                 enqueuer=enqueuer,
                 clock=clock,
                 catalogue=catalogue,
             )
-            if isinstance(checked, _Confirmed):
+            if isinstance(checked, NewCompletion):
                 confirmed.append(checked)
             else:
                 outcomes[invitation.id] = checked
@@ -199,7 +194,7 @@ def process_completions(
         _store_confirmed(confirmed, store, enqueuer, clock, metrics, deliver_now),
         strict=True,
     ):
-        outcomes[each.invitation.id] = outcome
+        outcomes[each.invitation_id] = outcome
     if metrics is not None:
         took = time.perf_counter() - started
         for outcome in outcomes.values():
@@ -212,16 +207,6 @@ def process_completions(
 ITEM_RETRY_DELAY = 5.0
 
 DeliverNow = Callable[[Sequence[tuple[Event, Sequence[Delivery]]]], Collection[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Confirmed:
-    """A completion act 10 confirmed and whose results came: its event, ready to store."""
-
-    invitation: Invitation
-    status: AssessmentStatus
-    payload: JsonObject
-    targets: list[str]
 
 
 def _confirm_completion(
@@ -245,23 +230,19 @@ def _confirm_completion(
         return early
     assert invitation is not None
     assert invitation.pla_tst_id is not None
-    pla_tst_id = invitation.pla_tst_id
     # A callback's first run: the test is almost always completed, so acts 4, 5 and 6 (reads
     # only) start beside act 10, one Isograd round trip instead of two. Act 10 still decides:
     # their answers are used only when it says "completed", dropped otherwise. Re-checks (the
     # test was not completed a moment ago) ask act 10 alone first.
-    fetch = (
-        ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)
-        if fetch_pool is not None and recheck == 0 and invitation.email is not None
-        else None
-    )
-    if fetch is not None:
-        # Whatever the run answers, no act it started is left running behind it.
-        pending.callback(fetch.wait)
+    fetch = ResultFetch(client, invitation, invitation.pla_tst_id)
+    # Whatever the run answers, no act it started is left running behind it.
+    pending.callback(fetch.wait)
+    if recheck == 0 and invitation.email is not None:
+        fetch.start_results(fetch_pool)
     checked = _checked(
         invitation,
-        lambda: client.get_test_status(pla_tst_id, sub_com_id=invitation.sub_com_id),
-        fetch or (lambda: ResultFetch.start(fetch_pool, client, invitation, pla_tst_id)),
+        fetch,
+        fetch_pool,
         store=store,
         subscriptions=subscriptions,
         enqueuer=enqueuer,
@@ -269,7 +250,7 @@ def _confirm_completion(
         recheck=recheck,
         catalogue=catalogue,
     )
-    if not isinstance(checked, _Confirmed):
+    if not isinstance(checked, NewCompletion):
         return checked
     [outcome] = _store_confirmed([checked], store, enqueuer, clock, metrics, deliver_now)
     return outcome
@@ -302,21 +283,21 @@ def _before_asking(
 def _checked_in_batch(
     invitation: Invitation,
     fetch: ResultFetch,
+    fetch_pool: Executor,
     *,
     store: SqlStore,
-    client: AssessmentSource,
     subscriptions: Sequence[Subscription],
     enqueuer: Enqueuer,
     clock: Clock,
     catalogue: AssessmentCatalogue | None,
-) -> CompletionOutcome | _Confirmed:
+) -> CompletionOutcome | NewCompletion:
     """`_checked` of one invitation of a batch, its errors kept to itself (see
     process_completions)."""
     try:
         return _checked(
             invitation,
-            fetch.status,
             fetch,
+            fetch_pool,
             store=store,
             subscriptions=subscriptions,
             enqueuer=enqueuer,
@@ -340,8 +321,8 @@ def _checked_in_batch(
 
 def _checked(
     invitation: Invitation,
-    status_of: Callable[[], AssessmentStatus],
-    fetch: ResultFetch | Callable[[], ResultFetch],
+    fetch: ResultFetch,
+    fetch_pool: Executor | None,
     *,
     store: SqlStore,
     subscriptions: Sequence[Subscription],
@@ -349,13 +330,14 @@ def _checked(
     clock: Clock,
     recheck: int,
     catalogue: AssessmentCatalogue | None,
-) -> CompletionOutcome | _Confirmed:
-    """Act 10's answer (`status_of`) and, when it says "completed", acts 4, 5 and 6 (`fetch`,
-    or what starts it): the run's outcome when it ends here, else the event to store."""
+) -> CompletionOutcome | NewCompletion:
+    """Act 10's answer and, when it says "completed", acts 4, 5 and 6 (started in `fetch_pool`
+    now unless `fetch` started them already): the run's outcome when it ends here, else the
+    completion to store."""
     pla_tst_id = invitation.pla_tst_id
     assert pla_tst_id is not None
     try:
-        status = status_of()
+        status = fetch.status()
     except AssessmentNotFoundError:
         return _fail(store, invitation, clock, reason="unknown_pla_tst_id")
 
@@ -388,8 +370,8 @@ def _checked(
         # Acts 4, 5 and 6 find the result by email; a purged invitation cannot be fetched.
         return _fail(store, invitation, clock, reason="no_candidate_email")
     try:
-        started = fetch if isinstance(fetch, ResultFetch) else fetch()
-        result, details, pdf_url = started.get()
+        fetch.start_results(fetch_pool)
+        result, details, pdf_url = fetch.get()
     except AssessmentNotFinishedError:
         # Act 10 and act 4 disagree for a moment: treat it as "not ready yet".
         return _recheck(
@@ -403,8 +385,9 @@ def _checked(
             CompletionResult.NOT_CONFIRMED,
         )
     grade = convert_grade(result.grade_type, result.value, result.max_value, result.text)
+    event_id = new_id("evt")
     payload = build_completion_event(
-        event_id=new_id("evt"),
+        event_id=event_id,
         invitation=invitation,
         pla_tst_id=pla_tst_id,
         result=result,
@@ -428,11 +411,19 @@ def _checked(
             context=invitation.context,
         )
     ]
-    return _Confirmed(invitation, status, payload, targets)
+    return NewCompletion(
+        event_id=event_id,
+        invitation_id=invitation.id,
+        pla_tst_id=pla_tst_id,
+        sta_id=status.value,
+        type=ASSESSMENT_COMPLETED,
+        payload=payload,
+        deliveries_for=targets,
+    )
 
 
 def _store_confirmed(
-    confirmed: Sequence[_Confirmed],
+    completions: Sequence[NewCompletion],
     store: SqlStore,
     enqueuer: Enqueuer,
     clock: Clock,
@@ -441,21 +432,9 @@ def _store_confirmed(
 ) -> list[CompletionOutcome]:
     """Store the confirmed completions' events (in one transaction), then make their new
     deliveries' first attempts with `deliver_now`, or enqueue them; their outcomes, in order."""
-    if not confirmed:
+    if not completions:
         return []
     now = clock()
-    completions = [
-        NewCompletion(
-            event_id=each.payload["data"]["event_id"],
-            invitation_id=each.invitation.id,
-            pla_tst_id=each.payload["data"]["test"]["pla_tst_id"],
-            sta_id=each.status.value,
-            type=ASSESSMENT_COMPLETED,
-            payload=each.payload,
-            deliveries_for=each.targets,
-        )
-        for each in confirmed
-    ]
     claim = deliver_now is not None
     stored: list[tuple[Event, list[Delivery], bool] | None]
     try:
@@ -466,7 +445,7 @@ def _store_confirmed(
         # One of the batch cannot be stored (its invitation erased meanwhile, say): store each
         # on its own, so the others are not held up by it.
         stored = [_stored_alone(store, each, now, claim) for each in completions]
-    new = [(found[0], found[1]) for found in stored if found is not None and found[2]]
+    new = [(event, deliveries) for event, deliveries, created in filter(None, stored) if created]
     if metrics is not None:
         for _ in new:
             metrics.record_event_created(ASSESSMENT_COMPLETED)
@@ -476,7 +455,7 @@ def _store_confirmed(
         # row's delivery job would find it not claimable and do nothing).
         attempted = _attempt_now(new, deliver_now)
     outcomes = []
-    for each, found in zip(confirmed, stored, strict=True):
+    for completion, found in zip(completions, stored, strict=True):
         if found is None:
             outcomes.append(CompletionOutcome(CompletionResult.ERROR))
             continue
@@ -490,7 +469,7 @@ def _store_confirmed(
         made = [delivery_id for delivery_id in mine if delivery_id in attempted]
         log.info(
             "completion_confirmed",
-            invitation_id=each.invitation.id,
+            invitation_id=completion.invitation_id,
             pla_tst_id=event.pla_tst_id,
             event_id=event.id,
             new_event=created,

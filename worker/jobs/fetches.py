@@ -47,9 +47,10 @@ class AssessmentSource(Protocol):
 
 
 class ResultFetch:
-    """Acts 4, 5 and 6 for one invitation (and, with `status`, act 10): with a pool, started
-    there side by side at once; without, asked one after another by `get`. Each pool task runs
-    in a copy of the starting context, so its log lines keep the job's correlation id."""
+    """Acts 10, 4, 5 and 6 for one invitation. Started in a pool (`start_status`,
+    `start_results`), they run there side by side; not started, `status` and `get` ask them in
+    the calling thread, one after another. Each pool task runs in a copy of the starting
+    context, so its log lines keep the job's correlation id."""
 
     def __init__(self, client: AssessmentSource, invitation: Invitation, pla_tst_id: int) -> None:
         self._client = client
@@ -60,38 +61,24 @@ class ResultFetch:
             tuple[Future[AssessmentResult], Future[ResultDetails], Future[str | None]] | None
         ) = None
 
-    @classmethod
-    def start(
-        cls,
-        pool: Executor | None,
-        client: AssessmentSource,
-        invitation: Invitation,
-        pla_tst_id: int,
-        *,
-        status: bool = False,
-        results: bool = True,
-    ) -> ResultFetch:
-        """Start acts 4, 5 and 6 in `pool` (unless not `results`) and, with `status` (which
-        needs a pool), act 10 first."""
-        fetch = cls(client, invitation, pla_tst_id)
-        if pool is None:
-            if status:
-                raise ValueError("act 10 is started beside the others only in a pool")
-            return fetch
-        if status:
-            fetch._status = pool.submit(contextvars.copy_context().run, fetch._test_status)
-        if results:
-            fetch._asked = (
-                pool.submit(contextvars.copy_context().run, fetch._result),
-                pool.submit(contextvars.copy_context().run, fetch._details),
-                pool.submit(contextvars.copy_context().run, fetch._pdf_url),
+    def start_status(self, pool: Executor) -> None:
+        """Start act 10 in `pool`."""
+        if self._status is None:
+            self._status = pool.submit(contextvars.copy_context().run, self._test_status)
+
+    def start_results(self, pool: Executor | None) -> None:
+        """Start acts 4, 5 and 6 in `pool` (once; without a pool, `get` asks them)."""
+        if pool is not None and self._asked is None:
+            self._asked = (
+                pool.submit(contextvars.copy_context().run, self._result),
+                pool.submit(contextvars.copy_context().run, self._details),
+                pool.submit(contextvars.copy_context().run, self._pdf_url),
             )
-        return fetch
 
     def status(self) -> AssessmentStatus:
-        """Act 10's answer (started with `status`), its error raised."""
+        """Act 10's answer, its error raised."""
         if self._status is None:
-            raise RuntimeError("act 10 was not started with the others")
+            return self._test_status()
         return self._status.result()
 
     def get(self) -> tuple[AssessmentResult, ResultDetails, str | None]:

@@ -76,10 +76,7 @@ class AttemptsMixin(SqlStoreBase):
             mark_attempts_delivered(connection, ids, now)
             values = [_attempt_values(delivery_id, record) for delivery_id, _, record in delivered]
             parameters = [{f"p_{name}": value for name, value in each.items()} for each in values]
-            if len(parameters) == 1:
-                rows = [connection.execute(_INSERT, parameters[0]).one()]
-            else:
-                rows = list(connection.execute(_INSERT_MANY, parameters))
+            rows = list(connection.execute(_INSERT_MANY, parameters))
             names = [name for _, name, _ in delivered]
             record_success(connection, self._engine.dialect.name, names, now)
         return [

@@ -70,8 +70,11 @@ class EventsMixin(SqlStoreBase):
                 if existing is not None:
                     return existing, deliveries_of(connection, existing.id), False
                 self._insert_event(
-                    connection, event_id, invitation_id, pla_tst_id, type, payload, names, now
+                    connection, event_id, invitation_id, pla_tst_id, type, payload, now
                 )
+                rows = [new_delivery_row(event_id, name, now) for name in names]
+                if rows:
+                    connection.execute(_INSERT_DELIVERY, rows)
                 event = self._event_for_test(connection, pla_tst_id)
                 assert event is not None
                 return event, deliveries_of(connection, event_id), True
@@ -144,21 +147,9 @@ class EventsMixin(SqlStoreBase):
                     connection.execute(_INSERT_DELIVERY, rows)
                 return [found for found, _ in stored]
         except IntegrityError as exc:
-            if len(completions) != 1:
-                raise PermanentError(
-                    "a completion of the batch conflicts with a stored row"
-                ) from exc
-            # PostgreSQL: a concurrent transaction inserted the same pla_tst_id first (see
-            # create_event); ours was rolled back, marks included: mark again, return its row.
-            [completion] = completions
-            with self._write() as connection:
-                _mark_completed(connection, [completion], now)
-                existing = self._event_for_test(connection, completion.pla_tst_id)
-                if existing is None:
-                    raise PermanentError(
-                        f"event {completion.event_id} conflicts with a stored row"
-                    ) from exc
-                return [(existing, deliveries_of(connection, existing.id), False)]
+            # Not the race on an event for one test (the INSERT settles that: ON CONFLICT DO
+            # NOTHING, waiting for the concurrent transaction); any other conflict is permanent.
+            raise PermanentError("a completion conflicts with a stored row") from exc
 
     def _store_event(
         self,
@@ -170,25 +161,23 @@ class EventsMixin(SqlStoreBase):
     ) -> tuple[tuple[Event, list[Delivery], bool], list[dict[str, Any]] | None]:
         """Insert the completion's event unless stored; (what store_completion answers for it,
         the delivery rows to insert: None when the event was already stored)."""
-        names = [name for name in dict.fromkeys(completion.deliveries_for) if name not in disabled]
-        rows = self._insert_event(
+        written = self._insert_event(
             connection,
             completion.event_id,
             completion.invitation_id,
             completion.pla_tst_id,
             completion.type,
             completion.payload,
-            names,
             now,
-            claimed=claim,
             unless_stored=True,
-            deliveries_too=False,
         )
-        if rows is None:
+        if not written:
             existing = self._event_for_test(connection, completion.pla_tst_id)
             if existing is None:
                 raise PermanentError(f"event {completion.event_id} conflicts with a stored row")
             return (existing, deliveries_of(connection, existing.id), False), None
+        names = [name for name in dict.fromkeys(completion.deliveries_for) if name not in disabled]
+        rows = [new_delivery_row(completion.event_id, name, now, claimed=claim) for name in names]
         # Built from what was written rather than read back (two statements less).
         event = Event(
             completion.event_id,
@@ -209,17 +198,14 @@ class EventsMixin(SqlStoreBase):
         pla_tst_id: int,
         type: str,
         payload: JsonObject,
-        names: Sequence[str],
         now: datetime,
         *,
-        claimed: bool = False,
         unless_stored: bool = False,
-        deliveries_too: bool = True,
-    ) -> list[dict[str, Any]] | None:
-        """Insert the event and its deliveries (`claimed`: see store_completion); returns the
-        deliveries' rows. With `unless_stored`, an event already stored for `pla_tst_id` (even by
-        a concurrent transaction, which this one waits for) makes it write nothing and return
-        None: the conflict is settled by the INSERT itself, not by a SELECT before it."""
+    ) -> bool:
+        """Insert the event's row (its deliveries are the caller's); whether it was written.
+        With `unless_stored`, an event already stored for `pla_tst_id` (even by a concurrent
+        transaction, which this one waits for) makes it write nothing: the conflict is settled
+        by the INSERT itself, not by a SELECT before it."""
         event = {
             "id": event_id,
             "type": type,
@@ -228,17 +214,11 @@ class EventsMixin(SqlStoreBase):
             "payload": payload,
             "created_at": now,
         }
-        if unless_stored:
-            dialect = connection.dialect.name
-            inserted = connection.execute(_INSERT_EVENT_UNLESS_STORED[dialect], event).first()
-            if inserted is None:
-                return None
-        else:
+        if not unless_stored:
             connection.execute(_INSERT_EVENT, event)
-        rows = [new_delivery_row(event_id, name, now, claimed=claimed) for name in names]
-        if rows and deliveries_too:
-            connection.execute(_INSERT_DELIVERY, rows)
-        return rows
+            return True
+        statement = _INSERT_EVENT_UNLESS_STORED[connection.dialect.name]
+        return connection.execute(statement, event).first() is not None
 
     def get_event(self, event_id: str) -> Event | None:
         with self._read() as connection:
