@@ -4,29 +4,39 @@ Run from the repository root (needs Redis on REDIS_URL, default redis://127.0.0.
 `wrk`: `apt-get install wrk`):
 
     .venv/bin/python -m bench.callback_edge [--duration 10] [--connections 32] [--tokens 20000]
+        [--rounds 1] [--py-spy DIR]
 
 One uvicorn server (started as `isograd-relay web` starts it: h11, no access log, the relay's
 logging at LOG_LEVEL) serves the relay app and, on the same server, `GET /bare`: a bare Starlette
-route answering "OK". Invitations are seeded in SQLite through SqlStore and their callback tokens
-signed with worker.tokens. The enqueues go to a real Redis broker; no worker consumes them, so
-the edge is measured alone. Three runs of `--duration` seconds each, loopback only, with wrk
-(closed loop, `--connections` connections over 2 threads; wrk shares the machine's cores):
+route answering "OK". Invitations are seeded in SQLite (the first through SqlStore, the rest
+copies of its row in one statement) and their callback tokens signed with worker.tokens. The
+enqueues go to a real Redis broker; no worker consumes them, so the edge is measured alone. Four
+runs of `--duration` seconds each, loopback only, with wrk (closed loop, `--connections`
+connections over 2 threads; wrk shares the machine's cores):
 
     bare        GET /bare
     healthz     GET /healthz: the relay app's middleware and router around a route doing nothing
     unique      GET /callbacks/isograd/{token}, each request a different invitation: verify,
-                read the invitation, insert the receipt, enqueue process_completion
+                read the invitation, insert the receipt, enqueue its completion (the web's group
+                commit sends one process_completions message per batch of up to 16 ids)
     repeated    the same token every time: verify, read, insert the receipt, no enqueue (the
                 duplicate window)
 
-It prints req/s, p50 and p99 for each, their ratio to bare, and checks that every callback
-answered 200 and that the unique run enqueued one message per request (plus the
-requests in flight when wrk stopped); `load1` is the machine's
-1-minute load average after the run (other work on the machine skews the numbers).
+It prints req/s, p50, p99 and max for each, their ratio to bare, the non-2xx answers, the
+messages enqueued, the server's CPU (user + system, /proc) per request, and `load1`, the
+machine's 1-minute load average after the run (other work on the machine skews the numbers).
+Each unique request needs a token of its own: raise `--tokens` past the unique run's requests
+(it warns when they wrapped).
+
+`--rounds N` repeats the four runs N times on the same server (fresh tokens each round) and
+prints each run's median ratio to its own round's bare run: this machine drifts by 10-20 %
+between minutes, so one round's ratio can be off by a few points either way.
+`--py-spy DIR` records the server during each run (py-spy, GIL-holding samples).
 
 BENCH_EXPERIMENT=lock-writes serialises the server's SQL writes behind one in-process lock
 (monkeypatched, bench only), to show what SQLite's busy-wait costs under concurrent writers.
-`--serve PORT` is the server side (used internally).
+BENCH_EXPERIMENT=inline-writes writes each batch on the event loop's thread (see
+bench_app_from_env). `--serve PORT` is the server side (used internally).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +56,9 @@ from typing import Any
 
 import httpx2
 import redis
+from sqlalchemy import create_engine, insert, select
 
+from bench.burst import cpu_seconds, py_spy
 from tests.harness.processes import (
     RELAY_NAMESPACE,
     RelayProcess,
@@ -53,8 +66,9 @@ from tests.harness.processes import (
     free_port,
     wait_until,
 )
-from worker.storage.records import NewInvitation
+from worker.storage.records import NewInvitation, new_id
 from worker.storage.store import SqlStore
+from worker.storage.tables import invitations
 from worker.tokens import parse_callback_keys, sign_callback_token
 
 CALLBACK_KEYS = "bench:" + "b" * 40
@@ -121,6 +135,17 @@ def bench_app_from_env() -> Any:
 
         SqlStore._write = locked  # type: ignore[method-assign]
 
+    if experiment == "inline-writes":
+        # Each batch written on the event loop's thread instead of a worker thread: the loop
+        # blocks on SQL and Redis (never acceptable in the relay), but no thread hop and no GIL
+        # handoffs, to show what those cost.
+        import webhooks.receipts
+
+        async def inline(fn: Any, *args: Any) -> Any:
+            return fn(*args)
+
+        webhooks.receipts.run_in_threadpool = inline  # type: ignore[attr-defined,assignment]
+
     relay = app_from_env()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -149,24 +174,43 @@ def serve(port: int) -> None:
 
 
 def seed(database_url: str, count: int) -> list[str]:
-    """`count` pending invitations; their callback paths."""
+    """`count` pending invitations; their callback paths.
+
+    The first one is created through SqlStore.create_invitation; the rest copy its row with
+    their own id and pla_tst_id in one executemany (one at a time took ~25 s for 40,000).
+    """
     keys = parse_callback_keys(CALLBACK_KEYS)
     store = SqlStore.from_url(database_url)
     try:
         store.migrate()
-        paths = []
-        for number in range(count):
-            invitation = store.create_invitation(
-                NewInvitation(
-                    tst_frm_id=101,
-                    email=f"bench-{number}@example.org",
-                    pla_tst_id=7_000_000 + number,
-                )
-            )
-            paths.append(f"/callbacks/isograd/{sign_callback_token(keys, invitation.id)}")
-        return paths
+        first = store.create_invitation(
+            NewInvitation(tst_frm_id=101, email="bench-0@example.org", pla_tst_id=7_000_000)
+        )
     finally:
         store.close()
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            template = dict(
+                connection.execute(select(invitations).where(invitations.c.id == first.id))
+                .one()
+                ._mapping
+            )
+            rows = [
+                {
+                    **template,
+                    "id": new_id("inv"),
+                    "email": f"bench-{number}@example.org",
+                    "pla_tst_id": 7_000_000 + number,
+                }
+                for number in range(1, count)
+            ]
+            if rows:
+                connection.execute(insert(invitations), rows)
+    finally:
+        engine.dispose()
+    ids = [first.id, *(row["id"] for row in rows)]
+    return [f"/callbacks/isograd/{sign_callback_token(keys, each)}" for each in ids]
 
 
 def run_wrk(
@@ -235,12 +279,47 @@ def measure_sends(redis_url: str, count: int = 2000) -> float:
         broker.close()
 
 
+def measure_run(
+    server: RelayProcess,
+    base: str,
+    paths: Sequence[str],
+    redis_url: str,
+    args: argparse.Namespace,
+    directory: Path,
+    label: str,
+) -> dict[str, Any]:
+    """One wrk run over `paths`, with the server's CPU seconds and the messages it enqueued."""
+    before = queued_completions(redis_url)
+    cpu_before = cpu_seconds(server.pid)
+    with py_spy(args.py_spy, {label: server.pid}):
+        result = run_wrk(
+            base, paths, duration=args.duration, connections=args.connections, directory=directory
+        )
+    result["server_cpu"] = cpu_seconds(server.pid) - cpu_before
+    result["enqueued"] = settled_count(redis_url) - before
+    result["load"] = os.getloadavg()[0]
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=20_000, help="invitations to seed")
     parser.add_argument("--log-level", default="INFO", help="the server's LOG_LEVEL")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the four runs this many times and print the median ratios (default 1)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record the server with py-spy (GIL-holding samples) during each run, into "
+        "DIR/web-RUN[-ROUND].txt",
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -290,24 +369,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         return False
 
                 wait_until(ready, timeout=20, what="the web server", watch=[server])
-            runs = {
-                "bare": ["/bare"],
-                "healthz": ["/healthz"],
-                "unique": paths,
-                "repeated": [paths[-1]],
-            }
-            results = {}
-            for name, run_paths in runs.items():
-                before = queued_completions(url)
-                results[name] = run_wrk(
-                    base,
-                    run_paths,
-                    duration=args.duration,
-                    connections=args.connections,
-                    directory=directory,
-                )
-                results[name]["enqueued"] = settled_count(url) - before
-                results[name]["load"] = os.getloadavg()[0]
+            # Unique runs take fresh tokens from `offset` on; each round's repeated run uses a
+            # token of its own from the end of the list.
+            offset = 0
+            rounds: list[dict[str, dict[str, Any]]] = []
+            for number in range(args.rounds):
+                runs = {
+                    "bare": ["/bare"],
+                    "healthz": ["/healthz"],
+                    "unique": paths[offset:] or paths,
+                    "repeated": [paths[-1 - number]],
+                }
+                results: dict[str, dict[str, Any]] = {}
+                for name, run_paths in runs.items():
+                    label = f"web-{name}" + (f"-{number + 1}" if args.rounds > 1 else "")
+                    results[name] = measure_run(
+                        server, base, run_paths, url, args, directory, label
+                    )
+                offset += results["unique"]["requests"]
+                rounds.append(results)
         finally:
             server.stop()
         send_us = measure_sends(url)
@@ -315,24 +395,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"callback edge benchmark: {args.duration} s per run, wrk -t{WRK_THREADS} "
         f"-c{args.connections}, uvicorn (h11, asyncio), 1 process, LOG_LEVEL={args.log_level}, "
-        f"SQLite, Redis broker, {os.cpu_count()} CPUs"
+        f"SQLite, Redis broker, {os.cpu_count()} CPUs, {args.rounds} round(s)"
         + (f", experiment {experiment}" if experiment else "")
     )
     print(
-        f"{'run':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'vs bare':>8} "
-        f"{'non-2xx':>8} {'enqueued':>9} {'load1':>6}"
+        f"{'run':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'vs bare':>8} "
+        f"{'non-2xx':>8} {'enqueued':>9} {'cpu us':>7} {'load1':>6}"
     )
-    bare_rps = results["bare"]["rps"]
-    for name, result in results.items():
-        print(
-            f"{name:<10} {result['rps']:>9.0f} {result['p50_us'] / 1000:>8.2f} "
-            f"{result['p99_us'] / 1000:>8.2f} {result['max_us'] / 1000:>8.2f} "
-            f"{result['rps'] / bare_rps:>8.1%} {result['status_errors']:>8} "
-            f"{result['enqueued']:>9} {result['load']:>6.2f}"
-        )
-    unique = results["unique"]
-    if unique["requests"] > len(paths):
-        print(f"warning: {unique['requests']} requests for {len(paths)} tokens: raise --tokens")
+    for number, results in enumerate(rounds, 1):
+        bare_rps = results["bare"]["rps"]
+        for name, result in results.items():
+            label = name + (f" #{number}" if args.rounds > 1 else "")
+            print(
+                f"{label:<12} {result['rps']:>9.0f} {result['p50_us'] / 1000:>8.2f} "
+                f"{result['p99_us'] / 1000:>8.2f} {result['max_us'] / 1000:>8.2f} "
+                f"{result['rps'] / bare_rps:>8.1%} {result['status_errors']:>8} "
+                f"{result['enqueued']:>9} "
+                f"{result['server_cpu'] / result['requests'] * 1e6:>7.0f} {result['load']:>6.2f}"
+            )
+    if args.rounds > 1:
+        # Each round's ratio is to that round's bare run: the machine drifts between rounds.
+        for name in ("healthz", "unique", "repeated"):
+            ratios = [results[name]["rps"] / results["bare"]["rps"] for results in rounds]
+            p99s = [results[name]["p99_us"] / 1000 for results in rounds]
+            print(
+                f"median {name:<9} vs bare {statistics.median(ratios):.1%} "
+                f"(min {min(ratios):.1%}, max {max(ratios):.1%}), "
+                f"p99 {statistics.median(p99s):.2f} ms (max {max(p99s):.2f})"
+            )
+    if offset > len(paths):
+        print(f"warning: {offset} unique requests for {len(paths)} tokens: raise --tokens")
     print(f"one process_completion send (1 thread, no HTTP): {send_us:.0f} us")
     return 0
 
