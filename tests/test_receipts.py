@@ -6,6 +6,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -185,6 +186,93 @@ def test_batches_are_capped_at_max_batch(
 
     assert writer.batches == 3  # all nine queued in one tick: 4 + 4 + 1
     assert len(enqueuer.of_kind("completion")) == 9
+
+
+class BatchRecordingStore:
+    """The real store, noting the invitation ids of each batch it is asked to record."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.batches: list[set[str]] = []
+
+    def record_callbacks(
+        self,
+        invitation_ids: Collection[str],
+        receipts_for: Callable[[Mapping[str, InvitationStatus]], Sequence[NewCallback]],
+    ) -> None:
+        self.batches.append(set(invitation_ids))
+        self.store.record_callbacks(invitation_ids, receipts_for)
+
+
+def test_under_load_the_next_batch_waits_batch_delay_and_takes_what_arrived_meanwhile(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    first, second, third, fourth, fifth, late = pending_invitations(store, 6)
+    recording = BatchRecordingStore(store)
+    pauses: list[float] = []
+    arrivals: list[asyncio.Task[Any]] = []
+
+    async def pause(seconds: float) -> None:
+        # A callback arriving during the pause: it queues before the batch is taken.
+        pauses.append(seconds)
+        receipt = PendingReceipt(late, "GET", {}, None, clock())
+        arrivals.append(asyncio.ensure_future(writer.submit(receipt)))
+        await wait_for(lambda: writer.pending == 2, "the late callback to queue")
+
+    writer = ReceiptWriter(
+        store=recording,
+        enqueuer=enqueuer,
+        max_batch=2,
+        batch_delay=timedelta(milliseconds=3),
+        pause=pause,
+    )
+
+    async def burst() -> None:
+        ids = [first, second, third, fourth, fifth]
+        await asyncio.gather(
+            *(writer.submit(PendingReceipt(i, "GET", {}, None, clock())) for i in ids)
+        )
+        await asyncio.gather(*arrivals)
+
+    asyncio.run(burst())
+
+    # The burst's first batch goes at once; the second too, a full batch was waiting; before
+    # the third, one receipt waited: the writer paused, and the late one joined it.
+    assert pauses == [0.003]
+    assert recording.batches == [{first, second}, {third, fourth}, {fifth, late}]
+    assert len(enqueuer.of_kind("completion")) == 6
+
+
+def test_a_lone_callback_after_a_batch_of_one_and_a_zero_delay_never_pause(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    invitation_ids = pending_invitations(store, 5)
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    lone = ReceiptWriter(store=store, enqueuer=enqueuer, max_batch=1, pause=pause)
+    undelayed = ReceiptWriter(
+        store=store, enqueuer=enqueuer, max_batch=2, batch_delay=timedelta(0), pause=pause
+    )
+
+    async def submit(writer: ReceiptWriter, ids: Sequence[str]) -> None:
+        await asyncio.gather(
+            *(writer.submit(PendingReceipt(i, "GET", {}, None, clock())) for i in ids)
+        )
+
+    asyncio.run(submit(lone, invitation_ids[:2]))  # batches of one: no sign of load
+    asyncio.run(submit(undelayed, invitation_ids[2:]))  # 2, then 1: would pause, but zero delay
+
+    assert pauses == []
+    assert (lone.batches, undelayed.batches) == (2, 2)
+    assert len(enqueuer.of_kind("completion")) == 5
+
+
+def test_a_negative_batch_delay_is_refused(store: SqlStore, enqueuer: RecordingEnqueuer) -> None:
+    with pytest.raises(ValueError, match="batch_delay"):
+        ReceiptWriter(store=store, enqueuer=enqueuer, batch_delay=timedelta(milliseconds=-1))
 
 
 def test_two_callbacks_for_one_invitation_in_one_batch_enqueue_once(
