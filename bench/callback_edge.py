@@ -23,8 +23,9 @@ connections over 2 threads; wrk shares the machine's cores):
                 duplicate window)
 
 It prints req/s, p50, p99 and max for each, their ratio to bare, the non-2xx answers, the
-messages enqueued, the server's CPU (user + system, /proc) per request, and `load1`, the
-machine's 1-minute load average after the run (other work on the machine skews the numbers).
+messages enqueued, the server's CPU (user + system, /proc) per request, its threads' context
+switches per request (`cs/req`), and `load1`, the machine's 1-minute load average after the run
+(other work on the machine skews the numbers).
 Each unique request needs a token of its own: raise `--tokens` past the unique run's requests
 (it warns when they wrapped).
 
@@ -35,8 +36,9 @@ between minutes, so one round's ratio can be off by a few points either way.
 
 BENCH_EXPERIMENT=lock-writes serialises the server's SQL writes behind one in-process lock
 (monkeypatched, bench only), to show what SQLite's busy-wait costs under concurrent writers.
-BENCH_EXPERIMENT=inline-writes writes each batch on the event loop's thread (see
-bench_app_from_env). `--serve PORT` is the server side (used internally).
+BENCH_EXPERIMENT=inline-writes writes each batch on the event loop's thread, and
+BENCH_EXPERIMENT=no-batch-delay takes the receipt writer's pause under load away (see
+bench_app_from_env and webhooks/receipts.py). `--serve PORT` is the server side (used internally).
 """
 
 from __future__ import annotations
@@ -134,6 +136,19 @@ def bench_app_from_env() -> Any:
                 yield connection
 
         SqlStore._write = locked  # type: ignore[method-assign]
+
+    if experiment == "no-batch-delay":
+        # The web's receipt writer without its pause under load (webhooks/receipts.py).
+        from datetime import timedelta
+
+        import webhooks.receipts
+
+        original_init = webhooks.receipts.ReceiptWriter.__init__
+
+        def undelayed(self: Any, **kwargs: Any) -> None:
+            original_init(self, **{**kwargs, "batch_delay": timedelta(0)})
+
+        webhooks.receipts.ReceiptWriter.__init__ = undelayed  # type: ignore[method-assign]
 
     if experiment == "inline-writes":
         # Each batch written on the event loop's thread instead of a worker thread: the loop
@@ -279,6 +294,22 @@ def measure_sends(redis_url: str, count: int = 2000) -> float:
         broker.close()
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of all of a process's threads so far
+    (proc(5): `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` of each
+    /proc/PID/task/TID/status; a thread that ended takes its count with it)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        for line in status.splitlines():
+            if line.endswith(tuple("0123456789")) and "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
+
+
 def measure_run(
     server: RelayProcess,
     base: str,
@@ -288,14 +319,17 @@ def measure_run(
     directory: Path,
     label: str,
 ) -> dict[str, Any]:
-    """One wrk run over `paths`, with the server's CPU seconds and the messages it enqueued."""
+    """One wrk run over `paths`, with the server's CPU seconds, its threads' context switches and
+    the messages it enqueued."""
     before = queued_completions(redis_url)
     cpu_before = cpu_seconds(server.pid)
+    switches_before = context_switches(server.pid)
     with py_spy(args.py_spy, {label: server.pid}):
         result = run_wrk(
             base, paths, duration=args.duration, connections=args.connections, directory=directory
         )
     result["server_cpu"] = cpu_seconds(server.pid) - cpu_before
+    result["switches"] = context_switches(server.pid) - switches_before
     result["enqueued"] = settled_count(redis_url) - before
     result["load"] = os.getloadavg()[0]
     return result
@@ -400,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"{'run':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'vs bare':>8} "
-        f"{'non-2xx':>8} {'enqueued':>9} {'cpu us':>7} {'load1':>6}"
+        f"{'non-2xx':>8} {'enqueued':>9} {'cpu us':>7} {'cs/req':>6} {'load1':>6}"
     )
     for number, results in enumerate(rounds, 1):
         bare_rps = results["bare"]["rps"]
@@ -411,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{result['p99_us'] / 1000:>8.2f} {result['max_us'] / 1000:>8.2f} "
                 f"{result['rps'] / bare_rps:>8.1%} {result['status_errors']:>8} "
                 f"{result['enqueued']:>9} "
-                f"{result['server_cpu'] / result['requests'] * 1e6:>7.0f} {result['load']:>6.2f}"
+                f"{result['server_cpu'] / result['requests'] * 1e6:>7.0f} "
+                f"{result['switches'] / result['requests']:>6.2f} {result['load']:>6.2f}"
             )
     if args.rounds > 1:
         # Each round's ratio is to that round's bare run: the machine drifts between rounds.
