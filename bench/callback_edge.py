@@ -305,7 +305,7 @@ def context_switches(pid: int) -> int:
         except FileNotFoundError:
             continue  # the thread ended meanwhile
         for line in status.splitlines():
-            if line.endswith(tuple("0123456789")) and "ctxt_switches:" in line:
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
                 total += int(line.split()[1])
     return total
 

@@ -1,6 +1,6 @@
 """The `worker` process's jobs: completions and deliveries, keyed by row ids, run by Dramatiq.
 
-    completions.py   process_completion(s): confirm with act 10, fetch, store the event
+completions.py   process_completion(s): confirm with act 10, fetch, store the event
 fetches.py       acts 10, 4, 5 and 6 of a completion, asked side by side
 deliveries.py    deliver: one attempt at one delivery through its sink
 actors.py        the Dramatiq actors wrapping both, and DramatiqEnqueuer

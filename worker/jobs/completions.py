@@ -161,15 +161,13 @@ def process_completions(
     with ExitStack() as pending:
         fetches: list[tuple[Invitation, ResultFetch]] = []
         for invitation_id in wanted:
-            invitation = invitations.get(invitation_id)
-            early = _before_asking(invitation_id, invitation, store, clock)
-            if early is not None:
-                outcomes[invitation_id] = early
+            asking = _fetch_for(
+                invitation_id, invitations.get(invitation_id), client, store, clock, pending
+            )
+            if isinstance(asking, CompletionOutcome):
+                outcomes[invitation_id] = asking
                 continue
-            assert invitation is not None
-            assert invitation.pla_tst_id is not None
-            fetch = ResultFetch(client, invitation, invitation.pla_tst_id)
-            pending.callback(fetch.wait)
+            invitation, fetch = asking
             fetch.start_status(fetch_pool)
             if invitation.email is not None:
                 fetch.start_results(fetch_pool)
@@ -224,19 +222,16 @@ def _confirm_completion(
     fetch_pool: Executor | None,
     deliver_now: DeliverNow | None,
 ) -> CompletionOutcome:
-    invitation = store.get_invitation(invitation_id)
-    early = _before_asking(invitation_id, invitation, store, clock)
-    if early is not None:
-        return early
-    assert invitation is not None
-    assert invitation.pla_tst_id is not None
+    asking = _fetch_for(
+        invitation_id, store.get_invitation(invitation_id), client, store, clock, pending
+    )
+    if isinstance(asking, CompletionOutcome):
+        return asking
+    invitation, fetch = asking
     # A callback's first run: the test is almost always completed, so acts 4, 5 and 6 (reads
     # only) start beside act 10, one Isograd round trip instead of two. Act 10 still decides:
     # their answers are used only when it says "completed", dropped otherwise. Re-checks (the
     # test was not completed a moment ago) ask act 10 alone first.
-    fetch = ResultFetch(client, invitation, invitation.pla_tst_id)
-    # Whatever the run answers, no act it started is left running behind it.
-    pending.callback(fetch.wait)
     if recheck == 0 and invitation.email is not None:
         fetch.start_results(fetch_pool)
     checked = _checked(
@@ -254,6 +249,27 @@ def _confirm_completion(
         return checked
     [outcome] = _store_confirmed([checked], store, enqueuer, clock, metrics, deliver_now)
     return outcome
+
+
+def _fetch_for(
+    invitation_id: str,
+    invitation: Invitation | None,
+    client: AssessmentSource,
+    store: SqlStore,
+    clock: Clock,
+    pending: ExitStack,
+) -> tuple[Invitation, ResultFetch] | CompletionOutcome:
+    """The invitation and its (not yet started) ResultFetch, or the outcome of a run that has
+    nothing to ask Isograd. Whatever the run answers, no act the fetch starts is left running
+    behind it: `pending` waits for them."""
+    early = _before_asking(invitation_id, invitation, store, clock)
+    if early is not None:
+        return early
+    assert invitation is not None
+    assert invitation.pla_tst_id is not None
+    fetch = ResultFetch(client, invitation, invitation.pla_tst_id)
+    pending.callback(fetch.wait)
+    return invitation, fetch
 
 
 def _before_asking(

@@ -142,7 +142,7 @@ class EventsMixin(SqlStoreBase):
                     self._store_event(connection, each, now, claim, disabled)
                     for each in completions
                 ]
-                rows = [row for _, row_list in stored if row_list for row in row_list]
+                rows = [row for _, new_rows in stored for row in new_rows]
                 if rows:
                     connection.execute(_INSERT_DELIVERY, rows)
                 return [found for found, _ in stored]
@@ -158,9 +158,9 @@ class EventsMixin(SqlStoreBase):
         now: datetime,
         claim: bool,
         disabled: Collection[str],
-    ) -> tuple[tuple[Event, list[Delivery], bool], list[dict[str, Any]] | None]:
+    ) -> tuple[tuple[Event, list[Delivery], bool], list[dict[str, Any]]]:
         """Insert the completion's event unless stored; (what store_completion answers for it,
-        the delivery rows to insert: None when the event was already stored)."""
+        the delivery rows to insert: none when the event was already stored)."""
         written = self._insert_event(
             connection,
             completion.event_id,
@@ -175,7 +175,7 @@ class EventsMixin(SqlStoreBase):
             existing = self._event_for_test(connection, completion.pla_tst_id)
             if existing is None:
                 raise PermanentError(f"event {completion.event_id} conflicts with a stored row")
-            return (existing, deliveries_of(connection, existing.id), False), None
+            return (existing, deliveries_of(connection, existing.id), False), []
         names = [name for name in dict.fromkeys(completion.deliveries_for) if name not in disabled]
         rows = [new_delivery_row(completion.event_id, name, now, claimed=claim) for name in names]
         # Built from what was written rather than read back (two statements less).
