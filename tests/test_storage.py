@@ -18,8 +18,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
+from tests.harness.processes import wait_until
 from worker.errors import PermanentError, RetryableError
 from worker.storage import (
     AttemptOutcome,
@@ -44,6 +46,7 @@ from worker.storage.paging import encode_cursor
 from worker.storage.records import NewCompletion
 from worker.storage.store import MAX_RESPONSE_BODY_BYTES
 from worker.storage.tables import callbacks, deliveries, events, invitations, metadata
+from worker.storage.transactions import SqliteWriteLock
 
 T = TypeVar("T")
 
@@ -232,6 +235,86 @@ def test_a_sqlite_write_transaction_holds_a_lock_file_other_processes_wait_on(
         store.close()
 
     assert (during, after) == ("held", "free")
+
+
+def flock_requests(path: Path, *, blocked: bool) -> list[str]:
+    """The flock(2) requests on `path` that /proc/locks lists as granted (or, with `blocked`,
+    as waiting): their modes, READ or WRITE."""
+    inode = f":{path.stat().st_ino} "
+    found = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        waiting = fields[1] == "->"
+        if waiting == blocked and "FLOCK" in fields and inode in line + " ":
+            found.append(fields[fields.index("FLOCK") + 2])
+    return found
+
+
+def test_a_priority_writer_goes_before_the_writers_that_queue_after_it(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db-write.lock"
+    gate = tmp_path / "relay.db-write.lock.gate"
+    holder = SqliteWriteLock(path)
+    web = SqliteWriteLock(path, priority=True)
+    worker = SqliteWriteLock(path)
+    order: list[str] = []
+
+    def write(lock: SqliteWriteLock, name: str) -> None:
+        with lock:
+            order.append(name)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with holder:
+            first = pool.submit(write, web, "web")
+            # The web queues on the write lock, holding the gate...
+            wait_until(
+                lambda: flock_requests(path, blocked=True) == ["WRITE"],
+                timeout=10,
+                what="the web queued",
+            )
+            assert flock_requests(gate, blocked=False) == ["WRITE"]
+            second = pool.submit(write, worker, "worker")
+            # ...so a worker that comes later waits at the gate, not on the write lock.
+            wait_until(
+                lambda: flock_requests(gate, blocked=True) == ["READ"],
+                timeout=10,
+                what="the worker stopped at the gate",
+            )
+        first.result(timeout=10)
+        second.result(timeout=10)
+    for lock in (holder, web, worker):
+        lock.close()
+
+    assert order == ["web", "worker"]
+    assert flock_requests(path, blocked=False) == flock_requests(gate, blocked=False) == []
+
+
+def test_a_writer_holds_the_gate_only_while_it_queues(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db-write.lock"
+    gate = tmp_path / "relay.db-write.lock.gate"
+    ordinary, priority = SqliteWriteLock(path), SqliteWriteLock(path, priority=True)
+    held = []
+    try:
+        for lock in (ordinary, priority):
+            with lock:
+                granted = flock_requests(path, blocked=False), flock_requests(gate, blocked=False)
+                held.append(granted)
+    finally:
+        ordinary.close()
+        priority.close()
+
+    assert held == [(["WRITE"], []), (["WRITE"], [])]
+
+
+def test_a_store_writes_with_priority_only_when_asked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'relay.db'}"
+    web, worker = SqlStore.from_url(url, write_priority=True), SqlStore.from_url(url)
+    try:
+        flags = (web.write_priority, worker.write_priority)
+    finally:
+        web.close()
+        worker.close()
+
+    assert flags == (True, False)
 
 
 def test_an_in_memory_sqlite_store_keeps_its_data_across_threads() -> None:
@@ -1921,6 +2004,49 @@ def test_record_delivered_attempts_records_each_and_ends_both_streaks_in_one_tra
         assert (delivery.status, delivery.attempt_count) == (DeliveryStatus.DELIVERED, 1)
         state = store.subscription_state(name)
         assert (state.failing_since, state.last_success_at) == (None, later)
+
+
+def statements_during(store: SqlStore, action: Callable[[], object]) -> int:
+    """How many statements the store sent to the database while `action` ran."""
+    sent = 0
+
+    def counted(*_: object) -> None:
+        nonlocal sent
+        sent += 1
+
+    sqlalchemy_event.listen(store.engine, "before_cursor_execute", counted)
+    try:
+        action()
+    finally:
+        sqlalchemy_event.remove(store.engine, "before_cursor_execute", counted)
+    return sent
+
+
+def test_a_batch_of_completions_costs_the_statements_of_one(store: SqlStore) -> None:
+    # Each statement is a point where, on SQLite, the writer gives up the GIL while it holds
+    # the write lock: one per row made a burst's worker transactions hold it ~100 ms.
+    ids = [invite(store, pla_tst_id=700 + n) for n in range(11)]
+    batch = [new_completion(ids[n], 700 + n, ["hook", "lms"]) for n in range(11)]
+
+    one = statements_during(store, lambda: store.store_completions(batch[:1], NOW, claim=True))
+    ten = statements_during(store, lambda: store.store_completions(batch[1:], NOW, claim=True))
+
+    assert ten == one
+    assert count(store, events) == 11
+    assert count(store, deliveries) == 22
+
+
+def test_delivered_attempts_of_a_batch_cost_the_statements_of_one(store: SqlStore) -> None:
+    stored = [make_event(store, ("hook", "lms"), pla_tst_id=800 + n) for n in range(6)]
+    found = [d for event_id in stored for d in store.list_deliveries(event_id=event_id)]
+    ok = attempt(AttemptOutcome.DELIVERED, status_code=200)
+    delivered = [(d.id, d.subscription, ok) for d in found]
+
+    one = statements_during(store, lambda: store.record_delivered_attempts(delivered[:1], NOW))
+    many = statements_during(store, lambda: store.record_delivered_attempts(delivered[1:], NOW))
+
+    assert many == one
+    assert all(len(store.list_attempts(d.id)) == 1 for d in found)
 
 
 def test_record_delivered_attempts_stores_nothing_when_one_delivery_is_missing(

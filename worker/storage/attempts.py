@@ -39,10 +39,12 @@ _INSERT = (
     )
     .returning(attempts.c.id, attempts.c.number)
 )
-# Several at once (an executemany: one multi-row INSERT on SQLite and PostgreSQL), their
-# RETURNING rows in the order of the parameters
+# Several at once: one multi-row INSERT on SQLite and PostgreSQL. Its RETURNING rows are
+# matched to the parameters by delivery id (one attempt per delivery in a batch): asking for
+# them in the order of the parameters (sort_by_parameter_order) makes SQLAlchemy send one INSERT
+# per row on SQLite, whose rowids it cannot correlate with the parameters
 # (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues).
-_INSERT_MANY = _INSERT.returning(attempts.c.id, attempts.c.number, sort_by_parameter_order=True)
+_INSERT_MANY = _INSERT.returning(attempts.c.delivery_id)
 
 
 class AttemptsMixin(SqlStoreBase):
@@ -76,12 +78,12 @@ class AttemptsMixin(SqlStoreBase):
             mark_attempts_delivered(connection, ids, now)
             values = [_attempt_values(delivery_id, record) for delivery_id, _, record in delivered]
             parameters = [{f"p_{name}": value for name, value in each.items()} for each in values]
-            rows = list(connection.execute(_INSERT_MANY, parameters))
+            rows = {row.delivery_id: row for row in connection.execute(_INSERT_MANY, parameters)}
             names = [name for _, name, _ in delivered]
             record_success(connection, self._engine.dialect.name, names, now)
         return [
-            _written(each, record, row)
-            for each, (_, _, record), row in zip(values, delivered, rows, strict=True)
+            _written(each, record, rows[delivery_id])
+            for each, (delivery_id, _, record) in zip(values, delivered, strict=True)
         ]
 
     def _insert_attempt(

@@ -59,7 +59,7 @@ _ALREADY_DELIVERED = deliveries.c.status == DeliveryStatus.DELIVERED.value
 # `mark_delivered`: a row already delivered keeps its first `delivered_at`).
 _DELIVERED = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("p_id"))
+    .where(deliveries.c.id.in_(bindparam("p_ids", expanding=True)))
     .values(
         attempt_count=deliveries.c.attempt_count + 1,
         status=DeliveryStatus.DELIVERED.value,
@@ -438,12 +438,12 @@ def delivered_values(now: datetime) -> dict[str, Any]:
 def mark_attempts_delivered(
     connection: Connection, delivery_ids: Sequence[str], now: datetime
 ) -> None:
-    """Count one attempt of each and mark them delivered (see `_DELIVERED`; one executemany);
-    LookupError when one of them does not exist (the caller's transaction is then rolled back).
+    """Count one attempt of each and mark them delivered (see `_DELIVERED`; one UPDATE … WHERE
+    id IN, so each id once); LookupError when one of them does not exist (the caller's
+    transaction is then rolled back).
     """
-    parameters = [{"p_id": delivery_id, "p_now": now} for delivery_id in delivery_ids]
-    # Both dialects report an executemany's rowcount summed (supports_sane_multi_rowcount).
-    if connection.execute(_DELIVERED, parameters).rowcount != len(delivery_ids):
+    ids = sorted(set(delivery_ids))
+    if connection.execute(_DELIVERED, {"p_ids": ids, "p_now": now}).rowcount != len(ids):
         missing = ", ".join(repr(delivery_id) for delivery_id in delivery_ids)
         raise LookupError(f"no deliveries row for one of {missing}")
 

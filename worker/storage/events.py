@@ -43,6 +43,11 @@ _INSERT_EVENT_UNLESS_STORED = {
     .returning(events.c.id),
 }
 _INSERT_DELIVERY = insert(deliveries)
+# The same, sent as one multi-row INSERT: SQLAlchemy does that only for an INSERT with RETURNING
+# given many rows ("insertmanyvalues"); without it, an executemany runs the statement once per
+# row on SQLite (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues).
+# The ids it returns are not needed.
+_INSERT_DELIVERIES = insert(deliveries).returning(deliveries.c.id)
 
 
 class EventsMixin(SqlStoreBase):
@@ -135,43 +140,38 @@ class EventsMixin(SqlStoreBase):
             with self._write() as connection:
                 wanted = {name for each in completions for name in each.deliveries_for}
                 disabled = disabled_among(connection, wanted)
-                # One statement each for the batch's invitations, callbacks and deliveries (an
-                # executemany: one round trip on PostgreSQL), one INSERT per event.
+                # One statement each for the batch's invitations, callbacks, events and
+                # deliveries. Each statement is a point where, on SQLite, this thread gives up
+                # the GIL while it holds the write lock, so one INSERT per event made a burst's
+                # transactions hold it for ~100 ms (bench/burst.py, "fifth pass").
                 _mark_completed(connection, completions, now)
+                written = _insert_events(connection, completions, now)
                 stored = [
-                    self._store_event(connection, each, now, claim, disabled)
+                    self._stored_event(connection, each, now, claim, disabled, written)
                     for each in completions
                 ]
                 rows = [row for _, new_rows in stored for row in new_rows]
                 if rows:
-                    connection.execute(_INSERT_DELIVERY, rows)
+                    connection.execute(_INSERT_DELIVERIES, rows)
                 return [found for found, _ in stored]
         except IntegrityError as exc:
             # Not the race on an event for one test (the INSERT settles that: ON CONFLICT DO
             # NOTHING, waiting for the concurrent transaction); any other conflict is permanent.
             raise PermanentError("a completion conflicts with a stored row") from exc
 
-    def _store_event(
+    def _stored_event(
         self,
         connection: Connection,
         completion: NewCompletion,
         now: datetime,
         claim: bool,
         disabled: Collection[str],
+        written: Collection[str],
     ) -> tuple[tuple[Event, list[Delivery], bool], list[dict[str, Any]]]:
-        """Insert the completion's event unless stored; (what store_completion answers for it,
-        the delivery rows to insert: none when the event was already stored)."""
-        written = self._insert_event(
-            connection,
-            completion.event_id,
-            completion.invitation_id,
-            completion.pla_tst_id,
-            completion.type,
-            completion.payload,
-            now,
-            unless_stored=True,
-        )
-        if not written:
+        """What store_completion answers for `completion` (its event written if its id is in
+        `written`, else the one stored before), and the delivery rows to insert: none when the
+        event was already stored."""
+        if completion.event_id not in written:
             existing = self._event_for_test(connection, completion.pla_tst_id)
             if existing is None:
                 raise PermanentError(f"event {completion.event_id} conflicts with a stored row")
@@ -199,26 +199,12 @@ class EventsMixin(SqlStoreBase):
         type: str,
         payload: JsonObject,
         now: datetime,
-        *,
-        unless_stored: bool = False,
-    ) -> bool:
-        """Insert the event's row (its deliveries are the caller's); whether it was written.
-        With `unless_stored`, an event already stored for `pla_tst_id` (even by a concurrent
-        transaction, which this one waits for) makes it write nothing: the conflict is settled
-        by the INSERT itself, not by a SELECT before it."""
-        event = {
-            "id": event_id,
-            "type": type,
-            "invitation_id": invitation_id,
-            "pla_tst_id": pla_tst_id,
-            "payload": payload,
-            "created_at": now,
-        }
-        if not unless_stored:
-            connection.execute(_INSERT_EVENT, event)
-            return True
-        statement = _INSERT_EVENT_UNLESS_STORED[connection.dialect.name]
-        return connection.execute(statement, event).first() is not None
+    ) -> None:
+        """Insert the event's row (its deliveries are the caller's)."""
+        connection.execute(
+            _INSERT_EVENT,
+            _event_row(event_id, invitation_id, pla_tst_id, type, payload, now),
+        )
 
     def get_event(self, event_id: str) -> Event | None:
         with self._read() as connection:
@@ -279,6 +265,44 @@ class EventsMixin(SqlStoreBase):
     def _event_for_test(connection: Connection, pla_tst_id: int) -> Event | None:
         row = connection.execute(_EVENT_FOR_TEST, {"p_pla_tst_id": pla_tst_id}).first()
         return None if row is None else _event(row)
+
+
+def _event_row(
+    event_id: str,
+    invitation_id: str | None,
+    pla_tst_id: int,
+    type: str,
+    payload: JsonObject,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": type,
+        "invitation_id": invitation_id,
+        "pla_tst_id": pla_tst_id,
+        "payload": payload,
+        "created_at": now,
+    }
+
+
+def _insert_events(
+    connection: Connection, completions: Sequence[NewCompletion], now: datetime
+) -> set[str]:
+    """Insert each completion's event unless one is stored for its `pla_tst_id` (even by a
+    concurrent transaction, which this one waits for: the conflict is settled by the INSERT
+    itself, not by a SELECT before it); the ids of the events written.
+
+    One statement for the batch: an INSERT with RETURNING given many rows is sent as one
+    multi-row INSERT on both backends, unless its rows must come back in order
+    (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues); the
+    ids say which were written, so the order does not matter.
+    """
+    rows = [
+        _event_row(each.event_id, each.invitation_id, each.pla_tst_id, each.type, each.payload, now)
+        for each in completions
+    ]
+    statement = _INSERT_EVENT_UNLESS_STORED[connection.dialect.name]
+    return {str(event_id) for (event_id,) in connection.execute(statement, rows)}
 
 
 def _mark_completed(

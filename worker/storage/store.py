@@ -44,9 +44,16 @@ class SqlStore(
 
     @classmethod
     def from_url(
-        cls, database_url: str, *, clock: Clock = utc_now, lease: timedelta = DEFAULT_LEASE
+        cls,
+        database_url: str,
+        *,
+        clock: Clock = utc_now,
+        lease: timedelta = DEFAULT_LEASE,
+        write_priority: bool = False,
     ) -> SqlStore:
-        return cls(make_engine(database_url), clock=clock, lease=lease)
+        return cls(
+            make_engine(database_url), clock=clock, lease=lease, write_priority=write_priority
+        )
 
     @property
     def engine(self) -> Engine:
