@@ -4,15 +4,16 @@ Run from the repository root (needs Redis on REDIS_URL, default redis://127.0.0.
 `wrk`: `apt-get install wrk`):
 
     .venv/bin/python -m bench.callback_edge [--duration 10] [--connections 32] [--tokens 20000]
-        [--rounds 1] [--py-spy DIR]
+        [--rounds 1] [--py-spy DIR] [--server auto|h11]
 
-One uvicorn server (started as `isograd-relay web` starts it: h11, no access log, the relay's
-logging at LOG_LEVEL) serves the relay app and, on the same server, `GET /bare`: a bare Starlette
-route answering "OK". Invitations are seeded in SQLite (the first through SqlStore, the rest
-copies of its row in one statement) and their callback tokens signed with worker.tokens. The
-enqueues go to a real Redis broker; no worker consumes them, so the edge is measured alone. Four
-runs of `--duration` seconds each, loopback only, with wrk (closed loop, `--connections`
-connections over 2 threads; wrk shares the machine's cores):
+One uvicorn server (started as `isograd-relay web` starts it: httptools and uvloop, which the
+relay installs, no access log, the relay's logging at LOG_LEVEL; `--server h11`: h11 and
+asyncio, the server of the earlier passes) serves the relay app and, on the same server,
+`GET /bare`: a bare Starlette route answering "OK". Invitations are seeded in SQLite (the first
+through SqlStore, the rest copies of its row in one statement) and their callback tokens signed
+with worker.tokens. The enqueues go to a real Redis broker; no worker consumes them, so the edge
+is measured alone. Four runs of `--duration` seconds each, loopback only, with wrk (closed loop,
+`--connections` connections over 2 threads; wrk shares the machine's cores):
 
     bare        GET /bare
     healthz     GET /healthz: the relay app's middleware and router around a route doing nothing
@@ -44,6 +45,7 @@ bench_app_from_env and webhooks/receipts.py). `--serve PORT` is the server side 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -172,13 +174,24 @@ def bench_app_from_env() -> Any:
     return app
 
 
-def serve(port: int) -> None:
+def server_kind(server: str) -> tuple[str, str]:
+    """(HTTP implementation, event loop) uvicorn runs for `--server` (`auto`: what it picks)."""
+    if server == "h11":
+        return "h11", "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return http, "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def serve(port: int, server: str) -> None:
     import uvicorn
 
-    # The same options as `isograd-relay web` (worker/cli.py).
+    http, loop = server_kind(server)
+    # The same options as `isograd-relay web` (worker/cli/processes.py).
     uvicorn.run(
         "bench.callback_edge:bench_app_from_env",
         factory=True,
+        http=http,
+        loop=loop,
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -354,10 +367,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="record the server with py-spy (GIL-holding samples) during each run, into "
         "DIR/web-RUN[-ROUND].txt",
     )
+    parser.add_argument(
+        "--server",
+        choices=("auto", "h11"),
+        default="auto",
+        help="auto: as `isograd-relay web` (httptools, uvloop); h11: h11 and asyncio",
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.server)
         return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -388,7 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         server = RelayProcess(
             "web",
-            [sys.executable, "-m", "bench.callback_edge", "--serve", str(port)],
+            [
+                *(sys.executable, "-m", "bench.callback_edge"),
+                *("--serve", str(port), "--server", args.server),
+            ],
             {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
             directory,
         ).start()
@@ -426,11 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
         send_us = measure_sends(url)
 
+    server_http, server_loop = server_kind(args.server)
     print(
         f"callback edge benchmark: {args.duration} s per run, wrk -t{WRK_THREADS} "
-        f"-c{args.connections}, uvicorn (h11, asyncio), 1 process, LOG_LEVEL={args.log_level}, "
-        f"SQLite, Redis broker, {os.cpu_count()} CPUs, {args.rounds} round(s)"
-        + (f", experiment {experiment}" if experiment else "")
+        f"-c{args.connections}, uvicorn ({server_http}, {server_loop}), 1 process, "
+        f"LOG_LEVEL={args.log_level}, SQLite, Redis broker, {os.cpu_count()} CPUs, "
+        f"{args.rounds} round(s)" + (f", experiment {experiment}" if experiment else "")
     )
     print(
         f"{'run':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'vs bare':>8} "
