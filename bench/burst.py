@@ -126,10 +126,12 @@ def burst(
     processes: dict[str, int],
     concurrency: int,
     timeout: float,
+    client: str = "raw",
     database_backends: Callable[[], list[int]] | None = None,
     retries: bool = True,
 ) -> BurstResult:
-    """Fire every URL (GET) from `concurrency` threads at once; wait until `delivered()` reaches
+    """Fire every URL (GET) over `concurrency` connections at once (bench/callback_sender.py's
+    `client`); wait until `delivered()` reaches
     `expected` (without `retries`, as for the naive handler, only until every callback is
     answered if one was not answered 200: nothing sends its webhooks again); CPU of `processes`
     (name → pid) over that window, and of the PostgreSQL server processes `database_backends()`
@@ -143,6 +145,7 @@ def burst(
             [
                 *(sys.executable, "-m", "bench.callback_sender"),
                 *("--urls", str(listed), "--concurrency", str(concurrency), "--out", str(out)),
+                *("--client", client),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -231,6 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="Isograd's latency")
     parser.add_argument("--concurrency", type=int, default=32, help="callbacks in flight")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx2"),
+        default="raw",
+        help="the callback senders (bench/callback_sender.py; default raw)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="deadline per burst (s)")
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive handler")
@@ -309,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 expected=2 * n,
                 processes=relay_pids,
                 concurrency=args.concurrency,
+                client=args.client,
                 timeout=args.timeout,
                 database_backends=postgres_backends(stack.database_url) if args.postgres else None,
             )
@@ -357,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = "PostgreSQL" if args.postgres else "SQLite"
     print(
         f"burst benchmark: {n} completions ending together, 2 webhook subscriptions, Isograd "
-        f"latency {args.latency_ms:g} ms, {args.concurrency} callbacks in flight; relay: web + "
+        f"latency {args.latency_ms:g} ms, {args.concurrency} callbacks in flight "
+        f"({args.client} senders); relay: web + "
         f"{args.workers} worker x {args.threads} threads + scheduler, {database}, Redis; "
         f"{os.cpu_count()} CPUs, load1 {os.getloadavg()[0]:.2f} at the end "
         f"(setup: {n} invitations in {setup:.1f} s)"
@@ -446,6 +457,7 @@ def run_naive(
             expected=2 * len(naive_urls),
             processes={"naive": process.pid, "simulator": simulator_pid},
             concurrency=args.concurrency,
+            client=args.client,
             timeout=args.timeout,
             retries=False,
         )
