@@ -21,7 +21,6 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
-from tests.harness.processes import wait_until
 from worker.errors import PermanentError, RetryableError
 from worker.storage import (
     AttemptOutcome,
@@ -46,7 +45,6 @@ from worker.storage.paging import encode_cursor
 from worker.storage.records import NewCompletion
 from worker.storage.store import MAX_RESPONSE_BODY_BYTES
 from worker.storage.tables import callbacks, deliveries, events, invitations, metadata
-from worker.storage.transactions import SqliteWriteLock
 
 T = TypeVar("T")
 
@@ -235,86 +233,6 @@ def test_a_sqlite_write_transaction_holds_a_lock_file_other_processes_wait_on(
         store.close()
 
     assert (during, after) == ("held", "free")
-
-
-def flock_requests(path: Path, *, blocked: bool) -> list[str]:
-    """The flock(2) requests on `path` that /proc/locks lists as granted (or, with `blocked`,
-    as waiting): their modes, READ or WRITE."""
-    inode = f":{path.stat().st_ino} "
-    found = []
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        waiting = fields[1] == "->"
-        if waiting == blocked and "FLOCK" in fields and inode in line + " ":
-            found.append(fields[fields.index("FLOCK") + 2])
-    return found
-
-
-def test_a_priority_writer_goes_before_the_writers_that_queue_after_it(tmp_path: Path) -> None:
-    path = tmp_path / "relay.db-write.lock"
-    gate = tmp_path / "relay.db-write.lock.gate"
-    holder = SqliteWriteLock(path)
-    web = SqliteWriteLock(path, priority=True)
-    worker = SqliteWriteLock(path)
-    order: list[str] = []
-
-    def write(lock: SqliteWriteLock, name: str) -> None:
-        with lock:
-            order.append(name)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        with holder:
-            first = pool.submit(write, web, "web")
-            # The web queues on the write lock, holding the gate...
-            wait_until(
-                lambda: flock_requests(path, blocked=True) == ["WRITE"],
-                timeout=10,
-                what="the web queued",
-            )
-            assert flock_requests(gate, blocked=False) == ["WRITE"]
-            second = pool.submit(write, worker, "worker")
-            # ...so a worker that comes later waits at the gate, not on the write lock.
-            wait_until(
-                lambda: flock_requests(gate, blocked=True) == ["READ"],
-                timeout=10,
-                what="the worker stopped at the gate",
-            )
-        first.result(timeout=10)
-        second.result(timeout=10)
-    for lock in (holder, web, worker):
-        lock.close()
-
-    assert order == ["web", "worker"]
-    assert flock_requests(path, blocked=False) == flock_requests(gate, blocked=False) == []
-
-
-def test_a_writer_holds_the_gate_only_while_it_queues(tmp_path: Path) -> None:
-    path = tmp_path / "relay.db-write.lock"
-    gate = tmp_path / "relay.db-write.lock.gate"
-    ordinary, priority = SqliteWriteLock(path), SqliteWriteLock(path, priority=True)
-    held = []
-    try:
-        for lock in (ordinary, priority):
-            with lock:
-                granted = flock_requests(path, blocked=False), flock_requests(gate, blocked=False)
-                held.append(granted)
-    finally:
-        ordinary.close()
-        priority.close()
-
-    assert held == [(["WRITE"], []), (["WRITE"], [])]
-
-
-def test_a_store_writes_with_priority_only_when_asked(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'relay.db'}"
-    web, worker = SqlStore.from_url(url, write_priority=True), SqlStore.from_url(url)
-    try:
-        flags = (web.write_priority, worker.write_priority)
-    finally:
-        web.close()
-        worker.close()
-
-    assert flags == (True, False)
 
 
 def test_an_in_memory_sqlite_store_keeps_its_data_across_threads() -> None:
@@ -2024,29 +1942,53 @@ def statements_during(store: SqlStore, action: Callable[[], object]) -> int:
 
 def test_a_batch_of_completions_costs_the_statements_of_one(store: SqlStore) -> None:
     # Each statement is a point where, on SQLite, the writer gives up the GIL while it holds
-    # the write lock: one per row made a burst's worker transactions hold it ~100 ms.
-    ids = [invite(store, pla_tst_id=700 + n) for n in range(11)]
-    batch = [new_completion(ids[n], 700 + n, ["hook", "lms"]) for n in range(11)]
+    # the write lock: one per row made a burst's worker transactions hold it ~100 ms. A batch
+    # whose size is a power of two is one chunk (worker.storage.shapes).
+    ids = [invite(store, pla_tst_id=700 + n) for n in range(17)]
+    batch = [new_completion(ids[n], 700 + n, ["hook", "lms"]) for n in range(17)]
 
     one = statements_during(store, lambda: store.store_completions(batch[:1], NOW, claim=True))
-    ten = statements_during(store, lambda: store.store_completions(batch[1:], NOW, claim=True))
+    many = statements_during(store, lambda: store.store_completions(batch[1:], NOW, claim=True))
 
-    assert ten == one
-    assert count(store, events) == 11
-    assert count(store, deliveries) == 22
+    assert many == one
+    assert count(store, events) == 17
+    assert count(store, deliveries) == 34
 
 
 def test_delivered_attempts_of_a_batch_cost_the_statements_of_one(store: SqlStore) -> None:
-    stored = [make_event(store, ("hook", "lms"), pla_tst_id=800 + n) for n in range(6)]
+    stored = [make_event(store, ("hook", "lms"), pla_tst_id=800 + n) for n in range(5)]
     found = [d for event_id in stored for d in store.list_deliveries(event_id=event_id)]
     ok = attempt(AttemptOutcome.DELIVERED, status_code=200)
     delivered = [(d.id, d.subscription, ok) for d in found]
 
     one = statements_during(store, lambda: store.record_delivered_attempts(delivered[:1], NOW))
-    many = statements_during(store, lambda: store.record_delivered_attempts(delivered[1:], NOW))
+    many = statements_during(store, lambda: store.record_delivered_attempts(delivered[1:9], NOW))
+    rest = statements_during(store, lambda: store.record_delivered_attempts(delivered[9:], NOW))
 
-    assert many == one
+    assert many == one == rest
     assert all(len(store.list_attempts(d.id)) == 1 for d in found)
+
+
+def test_a_batch_of_thirteen_completions_is_written_in_chunks_of_eight_four_and_one(
+    store: SqlStore,
+) -> None:
+    ids = [invite(store, pla_tst_id=900 + n) for n in range(13)]
+    batch = [new_completion(ids[n], 900 + n, ["hook"]) for n in range(13)]
+    sizes: list[int] = []
+
+    def inserted(_c: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if statement.startswith("INSERT INTO events"):
+            sizes.append(statement.count("(?") + statement.count("(%("))
+
+    sqlalchemy_event.listen(store.engine, "before_cursor_execute", inserted)
+    try:
+        stored = store.store_completions(batch, NOW, claim=True)
+    finally:
+        sqlalchemy_event.remove(store.engine, "before_cursor_execute", inserted)
+
+    assert sizes == [8, 4, 1]
+    assert [created for _, _, created in stored] == [True] * 13
+    assert [event.pla_tst_id for event, _, _ in stored] == [900 + n for n in range(13)]
 
 
 def test_record_delivered_attempts_stores_nothing_when_one_delivery_is_missing(

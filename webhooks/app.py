@@ -161,11 +161,7 @@ def create_app(
     depths: Callable[[], Mapping[str, int]] | None = None
     if runtime is None:
         broker = make_broker(settings.broker_url)
-        # Its requests wait on its writes (a callback's receipt before the 200): on SQLite they
-        # go before the worker's and the scheduler's (worker.storage.transactions).
-        runtime = Runtime.from_settings(
-            settings, DramatiqEnqueuer(declare_actors(broker)), write_priority=True
-        )
+        runtime = Runtime.from_settings(settings, DramatiqEnqueuer(declare_actors(broker)))
         owned = [runtime.close, broker.close]
         broker_ping = broker_ping or broker_probe(broker)
         depths = partial(queue_depths, broker)

@@ -77,16 +77,12 @@ class Runtime:
         isograd_transport: httpx2.BaseTransport | None = None,
         sink_transport: httpx2.BaseTransport | None = None,
         metrics: RelayMetrics | None = None,
-        write_priority: bool = False,
     ) -> Runtime:
-        """Build everything from settings; the transports are the test seams.
-
-        `write_priority`: this process's SQLite writes go first (the web's; see SqlStore)."""
+        """Build everything from settings; the transports are the test seams."""
         store = SqlStore.from_url(
             settings.database_url,
             clock=clock,
             lease=timedelta(seconds=settings.delivery_lease_seconds),
-            write_priority=write_priority,
         )
         client = IsogradClient(
             api_url=settings.isograd_api_url,

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, or_, se
 
 from worker.storage.invitations import invitation_statuses
 from worker.storage.records import CallbackReceipt, InvitationStatus
+from worker.storage.shapes import padded
 from worker.storage.tables import callbacks
 from worker.storage.transactions import SqlStoreBase
 
@@ -181,5 +182,5 @@ def mark_all_processed(
 ) -> None:
     """`mark_processed` of each invitation, in one UPDATE … WHERE invitation_id IN."""
     if invitation_ids:
-        parameters = {"p_ids": sorted(set(invitation_ids)), "p_now": now}
+        parameters = {"p_ids": padded(sorted(set(invitation_ids))), "p_now": now}
         connection.execute(_PROCESSED_MANY, parameters)

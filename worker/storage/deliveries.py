@@ -18,6 +18,7 @@ from worker.storage.records import (
     SubscriptionCounts,
     new_id,
 )
+from worker.storage.shapes import padded
 from worker.storage.subscriptions import disabled_among
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
@@ -139,7 +140,7 @@ class DeliveriesMixin(SqlStoreBase):
         None for it. One statement claims them all, one reads their subscriptions' state."""
         if not delivery_ids:
             return {}
-        parameters = {"p_ids": list(delivery_ids), **self._claimable_now(now)}
+        parameters = {"p_ids": padded(delivery_ids), **self._claimable_now(now)}
         with self._write() as connection:
             rows = [_delivery(row) for row in connection.execute(_CLAIM_MANY, parameters)]
             disabled = disabled_among(connection, (delivery.subscription for delivery in rows))
@@ -443,7 +444,8 @@ def mark_attempts_delivered(
     transaction is then rolled back).
     """
     ids = sorted(set(delivery_ids))
-    if connection.execute(_DELIVERED, {"p_ids": ids, "p_now": now}).rowcount != len(ids):
+    parameters = {"p_ids": padded(ids), "p_now": now}
+    if connection.execute(_DELIVERED, parameters).rowcount != len(ids):
         missing = ", ".join(repr(delivery_id) for delivery_id in delivery_ids)
         raise LookupError(f"no deliveries row for one of {missing}")
 

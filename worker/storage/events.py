@@ -23,6 +23,7 @@ from worker.storage.records import (
     NewCompletion,
     Page,
 )
+from worker.storage.shapes import power_of_two_chunks
 from worker.storage.subscriptions import disabled_among
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
@@ -43,7 +44,8 @@ _INSERT_EVENT_UNLESS_STORED = {
     .returning(events.c.id),
 }
 _INSERT_DELIVERY = insert(deliveries)
-# The same, sent as one multi-row INSERT: SQLAlchemy does that only for an INSERT with RETURNING
+# The same, sent as multi-row INSERTs (one per power-of-two chunk, worker.storage.shapes):
+# SQLAlchemy does that only for an INSERT with RETURNING
 # given many rows ("insertmanyvalues"); without it, an executemany runs the statement once per
 # row on SQLite (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues).
 # The ids it returns are not needed.
@@ -140,10 +142,11 @@ class EventsMixin(SqlStoreBase):
             with self._write() as connection:
                 wanted = {name for each in completions for name in each.deliveries_for}
                 disabled = disabled_among(connection, wanted)
-                # One statement each for the batch's invitations, callbacks, events and
-                # deliveries. Each statement is a point where, on SQLite, this thread gives up
-                # the GIL while it holds the write lock, so one INSERT per event made a burst's
-                # transactions hold it for ~100 ms (bench/burst.py, "fifth pass").
+                # A few statements each for the batch's invitations, callbacks, events and
+                # deliveries, not one per row. Each statement is a point where, on SQLite, this
+                # thread gives up the GIL while it holds the write lock, so one INSERT per event
+                # made a burst's transactions hold it for ~100 ms (bench/README.md, "fifth
+                # pass").
                 _mark_completed(connection, completions, now)
                 written = _insert_events(connection, completions, now)
                 stored = [
@@ -151,8 +154,8 @@ class EventsMixin(SqlStoreBase):
                     for each in completions
                 ]
                 rows = [row for _, new_rows in stored for row in new_rows]
-                if rows:
-                    connection.execute(_INSERT_DELIVERIES, rows)
+                for chunk in power_of_two_chunks(rows):
+                    connection.execute(_INSERT_DELIVERIES, chunk)
                 return [found for found, _ in stored]
         except IntegrityError as exc:
             # Not the race on an event for one test (the INSERT settles that: ON CONFLICT DO
@@ -292,8 +295,9 @@ def _insert_events(
     concurrent transaction, which this one waits for: the conflict is settled by the INSERT
     itself, not by a SELECT before it); the ids of the events written.
 
-    One statement for the batch: an INSERT with RETURNING given many rows is sent as one
-    multi-row INSERT on both backends, unless its rows must come back in order
+    A few statements for the batch (one per power-of-two chunk, worker.storage.shapes): an
+    INSERT with RETURNING given many rows is sent as one multi-row INSERT on both backends,
+    unless its rows must come back in order
     (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues); the
     ids say which were written, so the order does not matter.
     """
@@ -302,7 +306,11 @@ def _insert_events(
         for each in completions
     ]
     statement = _INSERT_EVENT_UNLESS_STORED[connection.dialect.name]
-    return {str(event_id) for (event_id,) in connection.execute(statement, rows)}
+    return {
+        str(event_id)
+        for chunk in power_of_two_chunks(rows)
+        for (event_id,) in connection.execute(statement, chunk)
+    }
 
 
 def _mark_completed(

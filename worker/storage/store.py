@@ -44,16 +44,9 @@ class SqlStore(
 
     @classmethod
     def from_url(
-        cls,
-        database_url: str,
-        *,
-        clock: Clock = utc_now,
-        lease: timedelta = DEFAULT_LEASE,
-        write_priority: bool = False,
+        cls, database_url: str, *, clock: Clock = utc_now, lease: timedelta = DEFAULT_LEASE
     ) -> SqlStore:
-        return cls(
-            make_engine(database_url), clock=clock, lease=lease, write_priority=write_priority
-        )
+        return cls(make_engine(database_url), clock=clock, lease=lease)
 
     @property
     def engine(self) -> Engine:

@@ -22,8 +22,6 @@ from worker.storage.engine import WRITE_OPTION
 # Longer than the deliver actor's time limit (6 min), so a live attempt is never re-claimed.
 DEFAULT_LEASE = timedelta(minutes=10)
 
-_FLAGS = os.O_RDWR | os.O_CREAT
-
 
 class SqliteWriteLock:
     """One writer at a time on a SQLite file, across threads and processes: a threading.Lock,
@@ -33,45 +31,21 @@ class SqliteWriteLock:
     100 ms between tries (sqliteDefaultBusyCallback, https://www.sqlite.org/c3ref/busy_timeout.html),
     so another process's writers, which queue without sleeping, kept winning: a web process
     storing callbacks waited ~300 ms behind a worker's transactions during a burst. A process
-    blocked in flock is woken as soon as the lock is released.
-
-    With `priority` (the web's store: someone waits on its answer), a writer goes before the
-    others that have not yet queued: it holds a second lock, `<path>.gate`, exclusively from
-    before it queues until it has the write lock, and every other writer passes that gate
-    (a shared flock, released at once) before it queues. Without it, a worker whose thread had
-    just released the write lock let its next thread take it again before the woken web process
-    got a core: the web's receipts waited up to 160 ms behind a burst's worker transactions
-    (bench/burst.py, SQLite). A priority writer still waits for the writer holding the lock and
-    for those already queued (one per process, behind its threading.Lock).
-
-    Not thread-safe by itself across forks; one per store.
+    blocked in flock is woken as soon as the lock is released. Not thread-safe by itself across
+    forks; one per store.
     """
 
-    def __init__(self, path: Path, *, priority: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self._path = path
-        self._gate_path = path.with_name(path.name + ".gate")
-        self.priority = priority
         self._threads = threading.Lock()
         self._fd: int | None = None
-        self._gate_fd: int | None = None
 
     def __enter__(self) -> SqliteWriteLock:
         self._threads.acquire()
         try:
-            if self._gate_fd is None:
-                self._gate_fd = os.open(self._gate_path, _FLAGS, 0o600)
             if self._fd is None:
-                self._fd = os.open(self._path, _FLAGS, 0o600)
-            if self.priority:
-                fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX)
-                finally:
-                    fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
-            else:
-                fcntl.flock(self._gate_fd, fcntl.LOCK_SH)  # waits while a priority writer queues
-                fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
         except BaseException:
             self._threads.release()
             raise
@@ -86,25 +60,17 @@ class SqliteWriteLock:
 
     def close(self) -> None:
         with self._threads:
-            for fd in (self._fd, self._gate_fd):
-                if fd is not None:
-                    os.close(fd)
-            self._fd = self._gate_fd = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class SqlStoreBase:
     """What every part of `SqlStore` builds on: the engine, the clock and transactions."""
 
     def __init__(
-        self,
-        engine: Engine,
-        *,
-        clock: Clock = utc_now,
-        lease: timedelta = DEFAULT_LEASE,
-        write_priority: bool = False,
+        self, engine: Engine, *, clock: Clock = utc_now, lease: timedelta = DEFAULT_LEASE
     ) -> None:
-        """`write_priority`: on a SQLite file, this store's writes go before other processes'
-        writes not yet queued (SqliteWriteLock's priority); for the web, whose requests wait."""
         self._engine = engine
         self._clock = clock
         self._lease = lease
@@ -117,15 +83,8 @@ class SqlStoreBase:
             database = engine.url.database or ""
             in_memory = database in ("", ":memory:") or database.startswith("file:")
             self._write_lock = (
-                threading.Lock()
-                if in_memory
-                else SqliteWriteLock(Path(f"{database}-write.lock"), priority=write_priority)
+                threading.Lock() if in_memory else SqliteWriteLock(Path(f"{database}-write.lock"))
             )
-
-    @property
-    def write_priority(self) -> bool:
-        """Whether this store's SQLite writes go before other processes' (see __init__)."""
-        return isinstance(self._write_lock, SqliteWriteLock) and self._write_lock.priority
 
     def _now(self, now: datetime | None) -> datetime:
         return self._clock() if now is None else now
