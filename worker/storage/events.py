@@ -76,9 +76,8 @@ class EventsMixin(SqlStoreBase):
                 existing = self._event_for_test(connection, pla_tst_id)
                 if existing is not None:
                     return existing, deliveries_of(connection, existing.id), False
-                self._insert_event(
-                    connection, event_id, invitation_id, pla_tst_id, type, payload, now
-                )
+                row = _event_row(event_id, invitation_id, pla_tst_id, type, payload, now)
+                connection.execute(_INSERT_EVENT, row)
                 rows = [new_delivery_row(event_id, name, now) for name in names]
                 if rows:
                     connection.execute(_INSERT_DELIVERY, rows)
@@ -192,22 +191,6 @@ class EventsMixin(SqlStoreBase):
             None,
         )
         return (event, new_deliveries(rows), True), rows
-
-    @staticmethod
-    def _insert_event(
-        connection: Connection,
-        event_id: str,
-        invitation_id: str | None,
-        pla_tst_id: int,
-        type: str,
-        payload: JsonObject,
-        now: datetime,
-    ) -> None:
-        """Insert the event's row (its deliveries are the caller's)."""
-        connection.execute(
-            _INSERT_EVENT,
-            _event_row(event_id, invitation_id, pla_tst_id, type, payload, now),
-        )
 
     def get_event(self, event_id: str) -> Event | None:
         with self._read() as connection:
