@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, bindparam, func, insert, select
 
 from worker.storage.deliveries import mark_attempts_delivered, without_nul
 from worker.storage.records import Attempt, AttemptOutcome, AttemptRecord
-from worker.storage.shapes import power_of_two_chunks
+from worker.storage.shapes import insert_in_chunks
 from worker.storage.subscriptions import record_success
 from worker.storage.tables import attempts, deliveries
 from worker.storage.transactions import SqlStoreBase
@@ -40,11 +40,10 @@ _INSERT = (
     )
     .returning(attempts.c.id, attempts.c.number)
 )
-# Several at once: multi-row INSERTs on SQLite and PostgreSQL, one per power-of-two chunk
-# (worker.storage.shapes). Their RETURNING rows are
-# matched to the parameters by delivery id (one attempt per delivery in a batch): asking for
-# them in the order of the parameters (sort_by_parameter_order) makes SQLAlchemy send one INSERT
-# per row on SQLite, whose rowids it cannot correlate with the parameters
+# Several at once (worker.storage.shapes.insert_in_chunks). Their RETURNING rows are matched to
+# the parameters by delivery id (one attempt per delivery in a batch): asking for them in the
+# order of the parameters (sort_by_parameter_order) makes SQLAlchemy send one INSERT per row on
+# SQLite, whose rowids it cannot correlate with the parameters
 # (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues).
 _INSERT_MANY = _INSERT.returning(attempts.c.delivery_id)
 
@@ -80,11 +79,8 @@ class AttemptsMixin(SqlStoreBase):
             mark_attempts_delivered(connection, ids, now)
             values = [_attempt_values(delivery_id, record) for delivery_id, _, record in delivered]
             parameters = [{f"p_{name}": value for name, value in each.items()} for each in values]
-            rows = {
-                row.delivery_id: row
-                for chunk in power_of_two_chunks(parameters)
-                for row in connection.execute(_INSERT_MANY, chunk)
-            }
+            inserted = insert_in_chunks(connection, _INSERT_MANY, parameters)
+            rows = {row.delivery_id: row for row in inserted}
             names = [name for _, name, _ in delivered]
             record_success(connection, self._engine.dialect.name, names, now)
         return [

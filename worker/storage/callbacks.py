@@ -154,11 +154,6 @@ def _callback(row: Row[Any]) -> CallbackReceipt:
 # Built once (worker.storage.deliveries says why): every callback and completion runs them.
 _PROCESSED = (
     update(callbacks)
-    .where(callbacks.c.invitation_id == bindparam("p_id"), callbacks.c.processed_at.is_(None))
-    .values(processed_at=bindparam("p_now"))
-)
-_PROCESSED_MANY = (
-    update(callbacks)
     .where(
         callbacks.c.invitation_id.in_(bindparam("p_ids", expanding=True)),
         callbacks.c.processed_at.is_(None),
@@ -174,7 +169,7 @@ _INSERT_MANY = insert(callbacks)
 
 def mark_processed(connection: Connection, invitation_id: str, now: datetime) -> int:
     """Mark the invitation's unprocessed callbacks processed at `now`; returns how many."""
-    return connection.execute(_PROCESSED, {"p_id": invitation_id, "p_now": now}).rowcount
+    return connection.execute(_PROCESSED, {"p_ids": [invitation_id], "p_now": now}).rowcount
 
 
 def mark_all_processed(
@@ -182,5 +177,4 @@ def mark_all_processed(
 ) -> None:
     """`mark_processed` of each invitation, in one UPDATE … WHERE invitation_id IN."""
     if invitation_ids:
-        parameters = {"p_ids": padded(sorted(set(invitation_ids))), "p_now": now}
-        connection.execute(_PROCESSED_MANY, parameters)
+        connection.execute(_PROCESSED, {"p_ids": padded(invitation_ids), "p_now": now})

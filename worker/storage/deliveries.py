@@ -443,9 +443,8 @@ def mark_attempts_delivered(
     id IN, so each id once); LookupError when one of them does not exist (the caller's
     transaction is then rolled back).
     """
-    ids = sorted(set(delivery_ids))
-    parameters = {"p_ids": padded(ids), "p_now": now}
-    if connection.execute(_DELIVERED, parameters).rowcount != len(ids):
+    parameters = {"p_ids": padded(delivery_ids), "p_now": now}
+    if connection.execute(_DELIVERED, parameters).rowcount != len(set(delivery_ids)):
         missing = ", ".join(repr(delivery_id) for delivery_id in delivery_ids)
         raise LookupError(f"no deliveries row for one of {missing}")
 

@@ -23,7 +23,7 @@ from worker.storage.records import (
     NewCompletion,
     Page,
 )
-from worker.storage.shapes import power_of_two_chunks
+from worker.storage.shapes import insert_in_chunks
 from worker.storage.subscriptions import disabled_among
 from worker.storage.tables import deliveries, events
 from worker.storage.transactions import SqlStoreBase
@@ -43,12 +43,8 @@ _INSERT_EVENT_UNLESS_STORED = {
     .on_conflict_do_nothing(index_elements=[events.c.pla_tst_id])
     .returning(events.c.id),
 }
-_INSERT_DELIVERY = insert(deliveries)
-# The same, sent as multi-row INSERTs (one per power-of-two chunk, worker.storage.shapes):
-# SQLAlchemy does that only for an INSERT with RETURNING
-# given many rows ("insertmanyvalues"); without it, an executemany runs the statement once per
-# row on SQLite (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues).
-# The ids it returns are not needed.
+# RETURNING only so that a list of rows goes as multi-row INSERTs (insert_in_chunks); the ids
+# it returns are not needed.
 _INSERT_DELIVERIES = insert(deliveries).returning(deliveries.c.id)
 
 
@@ -79,8 +75,7 @@ class EventsMixin(SqlStoreBase):
                 row = _event_row(event_id, invitation_id, pla_tst_id, type, payload, now)
                 connection.execute(_INSERT_EVENT, row)
                 rows = [new_delivery_row(event_id, name, now) for name in names]
-                if rows:
-                    connection.execute(_INSERT_DELIVERY, rows)
+                insert_in_chunks(connection, _INSERT_DELIVERIES, rows)
                 event = self._event_for_test(connection, pla_tst_id)
                 assert event is not None
                 return event, deliveries_of(connection, event_id), True
@@ -153,8 +148,7 @@ class EventsMixin(SqlStoreBase):
                     for each in completions
                 ]
                 rows = [row for _, new_rows in stored for row in new_rows]
-                for chunk in power_of_two_chunks(rows):
-                    connection.execute(_INSERT_DELIVERIES, chunk)
+                insert_in_chunks(connection, _INSERT_DELIVERIES, rows)
                 return [found for found, _ in stored]
         except IntegrityError as exc:
             # Not the race on an event for one test (the INSERT settles that: ON CONFLICT DO
@@ -278,22 +272,15 @@ def _insert_events(
     concurrent transaction, which this one waits for: the conflict is settled by the INSERT
     itself, not by a SELECT before it); the ids of the events written.
 
-    A few statements for the batch (one per power-of-two chunk, worker.storage.shapes): an
-    INSERT with RETURNING given many rows is sent as one multi-row INSERT on both backends,
-    unless its rows must come back in order
-    (https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues); the
-    ids say which were written, so the order does not matter.
+    A few statements for the batch (insert_in_chunks); the ids say which were written, so the
+    order of the rows it returns does not matter.
     """
     rows = [
         _event_row(each.event_id, each.invitation_id, each.pla_tst_id, each.type, each.payload, now)
         for each in completions
     ]
     statement = _INSERT_EVENT_UNLESS_STORED[connection.dialect.name]
-    return {
-        str(event_id)
-        for chunk in power_of_two_chunks(rows)
-        for (event_id,) in connection.execute(statement, chunk)
-    }
+    return {str(event_id) for (event_id,) in insert_in_chunks(connection, statement, rows)}
 
 
 def _mark_completed(

@@ -333,7 +333,7 @@ def mark_all_completed(
     for invitation_id, sta_id in checked:
         by_status.setdefault(sta_id, set()).add(invitation_id)
     for sta_id, ids in by_status.items():
-        parameters = {"p_ids": padded(sorted(ids)), "p_sta_id": sta_id, "p_now": now}
+        parameters = {"p_ids": padded(ids), "p_sta_id": sta_id, "p_now": now}
         if connection.execute(_COMPLETED, parameters).rowcount != len(ids):
             missing = ", ".join(repr(invitation_id) for invitation_id in sorted(ids))
             raise LookupError(f"no invitations row for one of {missing}")

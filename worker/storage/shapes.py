@@ -4,14 +4,17 @@ A batch written as one multi-row INSERT, or matched with one `IN (...)`, is a di
 for every batch size, and each text is prepared and kept on its own: sqlite3 keeps up to 128
 prepared statements per connection, psycopg those run 5 times or more. Multi-row statements of
 every size from 1 to 32 grew a worker by ~8 MB (bench/README.md, "fifth pass"). Cut into chunks
-whose sizes are powers of two, and `IN` lists padded to one, a statement has at most a handful of
-shapes, at the cost of a few statements per batch instead of one.
+whose sizes are powers of two (`insert_in_chunks`), and `IN` lists padded to one (`padded`), a
+statement has at most a handful of shapes, at the cost of a few statements per batch instead of
+one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Executable, Row
 
 T = TypeVar("T")
 
@@ -26,10 +29,24 @@ def power_of_two_chunks(rows: Sequence[T]) -> Iterator[Sequence[T]]:
         start += size
 
 
-def padded(values: Sequence[T]) -> list[T]:
-    """`values` (one at least), its last one repeated up to the next power of two: the same
-    set for `IN (...)`, in one of few shapes."""
-    if not values:
+def insert_in_chunks(
+    connection: Connection, statement: Executable, rows: Sequence[dict[str, Any]]
+) -> list[Row[Any]]:
+    """Run an INSERT … RETURNING for `rows`, one multi-row statement per power-of-two chunk;
+    the rows it returned. SQLAlchemy sends a list of rows as one multi-row INSERT only when the
+    statement has RETURNING and its rows need not come back in order ("insertmanyvalues",
+    https://docs.sqlalchemy.org/en/20/core/connections.html#engine-insertmanyvalues); otherwise
+    SQLite runs it once per row."""
+    return [
+        row for chunk in power_of_two_chunks(rows) for row in connection.execute(statement, chunk)
+    ]
+
+
+def padded(values: Collection[str]) -> list[str]:
+    """The distinct `values` (one at least), sorted, the last one repeated up to the next power
+    of two: the same set for `IN (...)`, in one of few shapes."""
+    distinct = sorted(set(values))
+    if not distinct:
         raise ValueError("padded: no values")
-    size = 1 << (len(values) - 1).bit_length()
-    return [*values, *[values[-1]] * (size - len(values))]
+    size = 1 << (len(distinct) - 1).bit_length()
+    return [*distinct, *[distinct[-1]] * (size - len(distinct))]
