@@ -478,8 +478,10 @@ def py_spy(directory: Path | None, processes: dict[str, int]) -> Iterator[None]:
     if directory is None:
         yield
         return
-    directory.mkdir(parents=True, exist_ok=True)
     command = str(Path(sys.executable).parent / "py-spy")
+    if not Path(command).exists():
+        raise SystemExit(f"py-spy is not installed next to {sys.executable}: pip install py-spy")
+    directory.mkdir(parents=True, exist_ok=True)
     recorders = [
         subprocess.Popen(
             [

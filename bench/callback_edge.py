@@ -4,7 +4,7 @@ Run from the repository root (needs Redis on REDIS_URL, default redis://127.0.0.
 `wrk`: `apt-get install wrk`):
 
     .venv/bin/python -m bench.callback_edge [--duration 10] [--connections 32] [--tokens 20000]
-        [--rounds 1] [--py-spy DIR] [--server auto|h11]
+        [--rounds 1] [--py-spy DIR] [--server auto|h11] [--processes 1]
 
 One uvicorn server (started as `isograd-relay web` starts it: httptools and uvloop, which the
 relay installs, no access log, the relay's logging at LOG_LEVEL; `--server h11`: h11 and
@@ -35,11 +35,15 @@ prints each run's median ratio to its own round's bare run: this machine drifts 
 between minutes, so one round's ratio can be off by a few points either way.
 `--py-spy DIR` records the server during each run (py-spy, GIL-holding samples).
 
-BENCH_EXPERIMENT=lock-writes serialises the server's SQL writes behind one in-process lock
-(monkeypatched, bench only), to show what SQLite's busy-wait costs under concurrent writers.
-BENCH_EXPERIMENT=inline-writes writes each batch on the event loop's thread, and
-BENCH_EXPERIMENT=no-batch-delay takes the receipt writer's pause under load away (see
-bench_app_from_env and webhooks/receipts.py). `--serve PORT` is the server side (used internally).
+`--processes N` runs N server processes on the one socket (uvicorn's workers) and sums their CPU.
+
+BENCH_EXPERIMENT takes names, comma-separated, each a monkeypatch of the server (bench only, to
+see what a part costs; see bench_app_from_env): lock-writes serialises the server's SQL writes
+behind one in-process lock (what SQLite's busy-wait costs under concurrent writers);
+inline-writes writes each batch on the event loop's thread; no-batch-delay takes the receipt
+writer's pause under load away (webhooks/receipts.py); no-log drops the callback endpoint's log
+lines; no-metrics its metrics; no-store makes the receipt writer's batches store and enqueue
+nothing (every invitation read as pending). `--serve PORT` is the server side (used internally).
 """
 
 from __future__ import annotations
@@ -109,6 +113,20 @@ end
 """
 
 
+EXPERIMENTS = ("lock-writes", "no-batch-delay", "inline-writes", "no-log", "no-metrics", "no-store")
+
+
+def parse_experiments(value: str) -> set[str]:
+    """The BENCH_EXPERIMENT names in `value` (comma-separated); ValueError naming unknown ones."""
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(EXPERIMENTS))
+    if unknown:
+        raise ValueError(
+            f"unknown BENCH_EXPERIMENT {', '.join(unknown)} (known: {', '.join(EXPERIMENTS)})"
+        )
+    return names
+
+
 def bench_app_from_env() -> Any:
     """The relay's web app with `GET /bare` routed, on the same server, to a bare Starlette app."""
     from starlette.applications import Starlette
@@ -122,8 +140,8 @@ def bench_app_from_env() -> Any:
         return PlainTextResponse("OK")
 
     bare = Starlette(routes=[Route("/bare", ok)])
-    experiment = os.environ.get("BENCH_EXPERIMENT", "")
-    if experiment == "lock-writes":
+    experiments = parse_experiments(os.environ.get("BENCH_EXPERIMENT", ""))
+    if "lock-writes" in experiments:
         import threading
         from contextlib import contextmanager
 
@@ -139,7 +157,7 @@ def bench_app_from_env() -> Any:
 
         SqlStore._write = locked  # type: ignore[method-assign]
 
-    if experiment == "no-batch-delay":
+    if "no-batch-delay" in experiments:
         # The web's receipt writer without its pause under load (webhooks/receipts.py).
         from datetime import timedelta
 
@@ -152,7 +170,7 @@ def bench_app_from_env() -> Any:
 
         webhooks.receipts.ReceiptWriter.__init__ = undelayed  # type: ignore[method-assign]
 
-    if experiment == "inline-writes":
+    if "inline-writes" in experiments:
         # Each batch written on the event loop's thread instead of a worker thread: the loop
         # blocks on SQL and Redis (never acceptable in the relay), but no thread hop and no GIL
         # handoffs, to show what those cost.
@@ -162,6 +180,41 @@ def bench_app_from_env() -> Any:
             return fn(*args)
 
         webhooks.receipts.run_in_threadpool = inline  # type: ignore[attr-defined,assignment]
+
+    if "no-log" in experiments:
+        # The callback endpoint without its log lines (callback_received, callback_rejected).
+        import webhooks.callbacks
+
+        class Silent:
+            def info(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+            warning = info
+
+        webhooks.callbacks.log = Silent()
+
+    if "no-metrics" in experiments:
+        from worker.metrics import RelayMetrics
+
+        RelayMetrics.record_callback = lambda self, **kwargs: None  # type: ignore[method-assign]
+
+    if "no-store" in experiments:
+        # The receipt writer's batches without their SQL and their enqueue: every invitation
+        # read as pending, nothing stored, nothing sent. What the edge costs without its durable
+        # work (its batches, threads and outcomes stay).
+        from worker.jobs.actors import DramatiqEnqueuer
+        from worker.storage.records import InvitationStatus
+        from worker.storage.store import SqlStore
+
+        def record_nothing(self: Any, invitation_ids: Any, receipts_for: Any) -> None:
+            receipts_for(dict.fromkeys(invitation_ids, InvitationStatus.PENDING))
+
+        SqlStore.record_callbacks = record_nothing  # type: ignore[method-assign]
+
+        def send_nothing(self: Any, invitation_ids: Any) -> None:
+            pass
+
+        DramatiqEnqueuer.completions = send_nothing  # type: ignore[method-assign]
 
     relay = app_from_env()
 
@@ -182,7 +235,7 @@ def server_kind(server: str) -> tuple[str, str]:
     return http, "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
-def serve(port: int, server: str) -> None:
+def serve(port: int, server: str, processes: int = 1) -> None:
     import uvicorn
 
     http, loop = server_kind(server)
@@ -198,6 +251,8 @@ def serve(port: int, server: str) -> None:
         access_log=False,
         proxy_headers=True,
         server_header=False,
+        # More than one: uvicorn's supervisor and that many server processes on one socket.
+        workers=processes,
     )
 
 
@@ -323,6 +378,28 @@ def context_switches(pid: int) -> int:
     return total
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the server processes under uvicorn's supervisor), from the
+    parent pid of each /proc/PID/stat (proc(5), field 4)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree = [pid]
+    for member in tree:
+        tree += [child for child, parent in parents.items() if parent == member]
+    return tree
+
+
+def tree_cpu_seconds(pids: Sequence[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def measure_run(
     server: RelayProcess,
     base: str,
@@ -335,14 +412,15 @@ def measure_run(
     """One wrk run over `paths`, with the server's CPU seconds, its threads' context switches and
     the messages it enqueued."""
     before = queued_completions(redis_url)
-    cpu_before = cpu_seconds(server.pid)
-    switches_before = context_switches(server.pid)
+    pids = process_tree(server.pid)
+    cpu_before = tree_cpu_seconds(pids)
+    switches_before = sum(context_switches(pid) for pid in pids)
     with py_spy(args.py_spy, {label: server.pid}):
         result = run_wrk(
             base, paths, duration=args.duration, connections=args.connections, directory=directory
         )
-    result["server_cpu"] = cpu_seconds(server.pid) - cpu_before
-    result["switches"] = context_switches(server.pid) - switches_before
+    result["server_cpu"] = tree_cpu_seconds(pids) - cpu_before
+    result["switches"] = sum(context_switches(pid) for pid in pids) - switches_before
     result["enqueued"] = settled_count(redis_url) - before
     result["load"] = os.getloadavg()[0]
     return result
@@ -373,16 +451,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="auto",
         help="auto: as `isograd-relay web` (httptools, uvloop); h11: h11 and asyncio",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes on the one socket (uvicorn workers; default 1, as "
+        "`isograd-relay web`); CPU is summed over them",
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.server)
+        serve(args.serve, args.server, args.processes)
         return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.py_spy and args.processes > 1:
+        parser.error("--py-spy records one process: use it with --processes 1")
     experiment = os.environ.get("BENCH_EXPERIMENT", "")
+    try:
+        parse_experiments(experiment)
+    except ValueError as exc:
+        parser.error(str(exc))
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp, claim_redis_db(redis_url) as url:
         directory = Path(tmp)
         database_url = f"sqlite:///{directory / 'relay.db'}"
@@ -410,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 *(sys.executable, "-m", "bench.callback_edge"),
                 *("--serve", str(port), "--server", args.server),
+                *("--processes", str(args.processes)),
             ],
             {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
             directory,
@@ -451,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_http, server_loop = server_kind(args.server)
     print(
         f"callback edge benchmark: {args.duration} s per run, wrk -t{WRK_THREADS} "
-        f"-c{args.connections}, uvicorn ({server_http}, {server_loop}), 1 process, "
+        f"-c{args.connections}, uvicorn ({server_http}, {server_loop}), "
+        f"{args.processes} process{'es' if args.processes > 1 else ''}, "
         f"LOG_LEVEL={args.log_level}, SQLite, Redis broker, {os.cpu_count()} CPUs, "
         f"{args.rounds} round(s)" + (f", experiment {experiment}" if experiment else "")
     )
