@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from worker.logs import Redactor, configure_logging
+from worker.logs import Redactor, configure_logging, render_json
 
 SECRET = "s3cr3t-value-0123456789"
 EMAIL = "jane.doe+tosa@example.co.uk"
@@ -183,6 +183,39 @@ def test_a_tty_gets_the_console_renderer_by_default() -> None:
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging(level="LOUD", stream=_Stream())
+
+
+def test_values_of_a_str_subclass_are_redacted_too(stream: _Stream) -> None:
+    class Reason(str):
+        pass
+
+    structlog.get_logger().info("rejected", reason=Reason(f"{SECRET} for {EMAIL}"))
+
+    assert _lines(stream)[0]["reason"] == "[redacted] for [email]"
+
+
+def test_numbers_booleans_and_none_are_kept_as_they_are(stream: _Stream) -> None:
+    structlog.get_logger().info("attempt", status=503, seconds=0.25, ok=False, reason=None)
+
+    line = _lines(stream)[0]
+    assert (line["status"], line["seconds"], line["ok"], line["reason"]) == (503, 0.25, False, None)
+
+
+def test_json_lines_are_what_structlogs_json_renderer_prints() -> None:
+    event = {
+        "event": "callback_received",
+        "invitation_id": "inv_01J",
+        "accepted": True,
+        "reason": None,
+        "duration_ms": 3.21,
+        "names": ["a", "é"],
+        "nested": {"n": 1},
+    }
+
+    rendered = render_json(None, "info", dict(event))
+
+    assert rendered == structlog.processors.JSONRenderer()(None, "info", dict(event))
+    assert json.loads(rendered) == event
 
 
 def test_a_secret_containing_another_is_replaced_whole() -> None:
