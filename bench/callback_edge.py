@@ -396,8 +396,9 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def tree_cpu_seconds(pids: Sequence[int]) -> float:
-    return sum(cpu_seconds(pid) for pid in pids)
+def server_counters(pids: Sequence[int]) -> tuple[float, int]:
+    """CPU seconds and context switches so far, each summed over `pids`."""
+    return sum(cpu_seconds(pid) for pid in pids), sum(context_switches(pid) for pid in pids)
 
 
 def measure_run(
@@ -413,14 +414,14 @@ def measure_run(
     the messages it enqueued."""
     before = queued_completions(redis_url)
     pids = process_tree(server.pid)
-    cpu_before = tree_cpu_seconds(pids)
-    switches_before = sum(context_switches(pid) for pid in pids)
+    cpu_before, switches_before = server_counters(pids)
     with py_spy(args.py_spy, {label: server.pid}):
         result = run_wrk(
             base, paths, duration=args.duration, connections=args.connections, directory=directory
         )
-    result["server_cpu"] = tree_cpu_seconds(pids) - cpu_before
-    result["switches"] = sum(context_switches(pid) for pid in pids) - switches_before
+    cpu_after, switches_after = server_counters(pids)
+    result["server_cpu"] = cpu_after - cpu_before
+    result["switches"] = switches_after - switches_before
     result["enqueued"] = settled_count(redis_url) - before
     result["load"] = os.getloadavg()[0]
     return result

@@ -49,8 +49,8 @@ class Redactor:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         # The usual values (text, numbers, None) are handled here without a call to redact():
-        # every line of every process comes through (bench/README.md, "callback edge": a third
-        # of a log line's CPU was this processor).
+        # every line of every process comes through. bench/log_line.py: 12.1-12.7 us a line with
+        # this, 13.0-13.4 with `{key: self.redact(value) ...}`.
         redact_text = self._redact_text
         redacted = {}
         for key, value in event_dict.items():
