@@ -29,6 +29,7 @@ from worker.dev.server import START_FAILED_EXIT, DevOptions, dev_environ, run_de
 
 INBOX_SECRET = "whsec_zyrpscMQtWeYlVxdjm0ysnN4zbosRW11WEBZLfouaTQ="
 CLI = str(Path(sys.executable).with_name("isograd-relay"))
+BANNER = "isograd-relay dev is running"
 
 
 def answers_ready(url: str) -> bool:
@@ -112,7 +113,12 @@ def start_dev(site: DevSite, environ: dict[str, str] | None = None) -> RunningDe
 
     thread = threading.Thread(target=run, name="test-dev")
     thread.start()
-    wait_until(lambda: answers_ready(site.url) or not thread.is_alive(), what="dev to be ready")
+    # The web answers /readyz as soon as it listens, before the simulator and the scheduler have
+    # started; dev is up once it prints its banner, after every component.
+    wait_until(
+        lambda: (BANNER in out.getvalue() and answers_ready(site.url)) or not thread.is_alive(),
+        what="dev to print its banner and be ready",
+    )
     return RunningDev(site, out, stop, thread, result)
 
 
@@ -485,8 +491,11 @@ def start_dev_process(site: DevSite) -> subprocess.Popen[bytes]:
     finally:
         log.close()
     wait_until(
-        lambda: answers_ready(site.url) or process.poll() is not None,
-        what="the dev process to be ready",
+        lambda: (
+            (BANNER in (site.root / "dev.log").read_text() and answers_ready(site.url))
+            or process.poll() is not None
+        ),
+        what="the dev process to print its banner and be ready",
     )
     assert process.poll() is None, (site.root / "dev.log").read_text()
     return process
