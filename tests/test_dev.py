@@ -341,7 +341,53 @@ def test_dev_prints_its_urls_token_and_the_demo_command(dev: RunningDev) -> None
 
 
 def test_dev_runs_web_worker_simulator_and_scheduler(dev: RunningDev) -> None:
-    assert "running:      worker, web, simulator, scheduler" in dev.out.getvalue()
+    assert "running:      worker, simulator, scheduler, web" in dev.out.getvalue()
+
+
+class HeldComponent:
+    """A component whose start waits for `release`: dev is caught halfway through starting."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.starting = threading.Event()
+        self.release = threading.Event()
+
+    def start(self) -> None:
+        self.starting.set()
+        self.release.wait(30)
+
+    def stop(self) -> None:
+        self.release.set()
+
+
+def test_the_web_starts_last_so_a_ready_relay_has_its_simulator_and_scheduler_running(
+    site: DevSite, restore_logging: None
+) -> None:
+    held, out, stop, result = HeldComponent(), io.StringIO(), threading.Event(), []
+
+    def run() -> None:
+        options = DevOptions(port=site.port, threads=2)
+        result.append(
+            run_dev(site.environ, options, out=out, stop=stop, extra_components=lambda *_: [held])
+        )
+
+    thread = threading.Thread(target=run, name="test-dev-held")
+    thread.start()
+    try:
+        assert held.starting.wait(30)
+        simulator_while_held, web_while_held = listening(site.simulator_port), listening(site.port)
+        held.release.set()
+        wait_until(lambda: answers_ready(site.url), what="dev to be ready")
+    finally:
+        held.release.set()
+        stop.set()
+        thread.join(30)
+
+    assert simulator_while_held
+    assert not web_while_held
+    assert "running:      worker, simulator, scheduler, held, web" in out.getvalue()
+    assert result == [0]
 
 
 def test_dev_migrates_its_sqlite_database_under_var(dev: RunningDev) -> None:
@@ -430,7 +476,7 @@ def test_dev_with_real_isograd_credentials_uses_them_says_so_and_runs_no_simulat
 
     printed = running.out.getvalue()
     assert "REAL testing API" in printed
-    assert "running:      worker, web, scheduler" in printed
+    assert "running:      worker, scheduler, web" in printed
     assert not simulator_listens
 
 

@@ -6,11 +6,12 @@
   restarted from its data if it dies (dev stops with exit status 1 if it keeps dying);
 - the database (SQLite in VAR_DIR unless DATABASE_URL is set), migrated;
 - the worker: Dramatiq threads on the broker, sharing one Runtime with the web app;
-- the web server on --port: the relay's app at /, the development inbox at /inbox;
 - the Isograd simulator on SIMULATOR_URL's port (default 8100), unless ISOGRAD_ENV names a real
   Isograd environment;
 - the scheduler (reconciler, sweeper, retention) on its lock, as `isograd-relay scheduler` runs;
-- the components `extra_components` adds.
+- the components `extra_components` adds;
+- last, the web server on --port: the relay's app at /, the development inbox at /inbox. Its
+  /readyz answers only once everything above runs.
 
 Each part is a `Component` (start returns once it is ready; stop is safe to call twice). The web
 app is imported by name (`webhooks.app`): the worker package never imports the web package.
@@ -172,17 +173,19 @@ def _start_core(
     runtime.store.migrate()
     broker.add_middleware(RuntimeMiddleware(runtime))
 
-    components: list[Component] = [
-        WorkerComponent(broker, threads=options.threads),
-        ServerComponent(
-            "web", _web_app(settings, runtime, broker), host=options.host, port=options.port
-        ),
-    ]
+    components: list[Component] = [WorkerComponent(broker, threads=options.threads)]
     if settings.isograd_env is IsogradEnvironment.SIMULATOR:
         components.append(_simulator_component(settings))
     components.append(SchedulerComponent(settings, runtime))
     if extra_components is not None:
         components.extend(extra_components(settings, broker, runtime))
+    # The web starts last (and stops first): once /readyz answers, everything else runs, so a
+    # script that waits for it (the quick start, `isograd-relay demo`) finds the simulator up.
+    components.append(
+        ServerComponent(
+            "web", _web_app(settings, runtime, broker), host=options.host, port=options.port
+        )
+    )
     for component in components:
         running.callback(component.stop)
         component.start()
