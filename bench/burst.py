@@ -25,7 +25,9 @@ One run, the same simulator and the same receiver for both (issue 11):
 It prints, for each: completions/s (completions / time from the first callback sent to the last
 webhook received), CPU seconds of each process over that window (utime + stime from
 /proc/PID/stat; with `--postgres` also the server processes serving the relay's database, which
-count as the relay's), CPU ms per completion, the callback answer time (p50/p99/max, measured by
+count as the relay's; a CHECKPOINT is forced before the relay's run, so that one the server
+would time on its own does not write during it, and the checkpoints that completed during the
+run are counted), CPU ms per completion, the callback answer time (p50/p99/max, measured by
 the client), and the ratios relay / naive (CPU without the simulator, which plays Isograd); for
 the relay also the worker processes' RSS (VmRSS at the end, VmHWM peak) and the consistency
 checks. Stops by itself; every process is stopped.
@@ -51,6 +53,7 @@ from typing import Any
 
 import httpx2
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from bench.e2e_throughput import fresh_postgres
 from tests.harness.processes import (
@@ -223,6 +226,38 @@ def postgres_backends(database_url: str) -> Callable[[], list[int]]:
     return backends
 
 
+def completed_checkpoints(database_url: str) -> int:
+    """How many checkpoints the PostgreSQL server has completed since its statistics were reset
+    (pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before it)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if connection.execute(text("SELECT to_regclass('pg_stat_checkpointer')")).scalar():
+                query = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+            else:
+                query = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+            return int(connection.execute(text(query)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def force_checkpoint(database_url: str) -> str:
+    """Run CHECKPOINT now, so that no checkpoint (a timed one would write what earlier work left
+    dirty, for minutes) runs during the measured window; what happened, for the output.
+
+    CHECKPOINT needs a superuser or pg_checkpoint (PostgreSQL 15+); without, the run goes on.
+    """
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("CHECKPOINT"))
+    except DBAPIError as exc:
+        return f"not forced ({type(exc.orig).__name__}: {str(exc.orig).strip()})"
+    finally:
+        engine.dispose()
+    return "forced before the run"
+
+
 def hooks_at(receiver: RecordingReceiver, prefix: str) -> Callable[[], int]:
     return lambda: sum(1 for r in receiver.requests if r.path.startswith(prefix))
 
@@ -310,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.simulator(http, "/faults", json={"latency_ms": args.latency_ms})
         relay_pids = {name: p.pid for name, p in stack.processes.items() if name != "migrate"}
         profiled = {name: pid for name, pid in relay_pids.items() if name != "simulator"}
+        if args.postgres:
+            forced = force_checkpoint(stack.database_url)
+            checkpoints_before = completed_checkpoints(stack.database_url)
         with py_spy(args.py_spy, profiled):
             relay = burst(
                 "relay",
@@ -321,6 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 client=args.client,
                 timeout=args.timeout,
                 database_backends=postgres_backends(stack.database_url) if args.postgres else None,
+            )
+        if args.postgres:
+            during = completed_checkpoints(stack.database_url) - checkpoints_before
+            relay.extra["PostgreSQL checkpoints"] = (
+                f"{forced}; {during} completed during the run"
+                + (" (its writes compete with the relay's commits)" if during else "")
             )
         for name, process in stack.processes.items():
             if name.startswith("worker"):
