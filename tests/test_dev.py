@@ -25,7 +25,13 @@ from worker.dev import DevStartError
 from worker.dev.demo import DemoError, DemoOptions, run_demo
 from worker.dev.embedded_redis import EmbeddedRedis
 from worker.dev.keys import ensure_admin_token, read_admin_token
-from worker.dev.server import START_FAILED_EXIT, DevOptions, dev_environ, run_dev
+from worker.dev.server import (
+    START_FAILED_EXIT,
+    DevOptions,
+    ExtraComponents,
+    dev_environ,
+    run_dev,
+)
 
 INBOX_SECRET = "whsec_zyrpscMQtWeYlVxdjm0ysnN4zbosRW11WEBZLfouaTQ="
 CLI = str(Path(sys.executable).with_name("isograd-relay"))
@@ -104,22 +110,38 @@ class RunningDev:
     result: list[int]
 
 
-def start_dev(site: DevSite, environ: dict[str, str] | None = None) -> RunningDev:
+def launch_dev(
+    site: DevSite,
+    environ: dict[str, str] | None = None,
+    extra_components: ExtraComponents | None = None,
+) -> RunningDev:
+    """`run_dev` started in a thread; returns at once (start_dev waits until it is up)."""
     out, stop, result = io.StringIO(), threading.Event(), []
     options = DevOptions(port=site.port, threads=2)
 
     def run() -> None:
-        result.append(run_dev(environ or site.environ, options, out=out, stop=stop))
+        code = run_dev(
+            environ or site.environ, options, out=out, stop=stop, extra_components=extra_components
+        )
+        result.append(code)
 
     thread = threading.Thread(target=run, name="test-dev")
     thread.start()
+    return RunningDev(site, out, stop, thread, result)
+
+
+def start_dev(site: DevSite, environ: dict[str, str] | None = None) -> RunningDev:
+    running = launch_dev(site, environ)
     # The web answers /readyz as soon as it listens, before the simulator and the scheduler have
     # started; dev is up once it prints its banner, after every component.
     wait_until(
-        lambda: (BANNER in out.getvalue() and answers_ready(site.url)) or not thread.is_alive(),
+        lambda: (
+            (BANNER in running.out.getvalue() and answers_ready(site.url))
+            or not running.thread.is_alive()
+        ),
         what="dev to print its banner and be ready",
     )
-    return RunningDev(site, out, stop, thread, result)
+    return running
 
 
 def stop_dev(running: RunningDev) -> int:
@@ -364,16 +386,8 @@ class HeldComponent:
 def test_the_web_starts_last_so_a_ready_relay_has_its_simulator_and_scheduler_running(
     site: DevSite, restore_logging: None
 ) -> None:
-    held, out, stop, result = HeldComponent(), io.StringIO(), threading.Event(), []
-
-    def run() -> None:
-        options = DevOptions(port=site.port, threads=2)
-        result.append(
-            run_dev(site.environ, options, out=out, stop=stop, extra_components=lambda *_: [held])
-        )
-
-    thread = threading.Thread(target=run, name="test-dev-held")
-    thread.start()
+    held = HeldComponent()
+    running = launch_dev(site, extra_components=lambda *_: [held])
     try:
         assert held.starting.wait(30)
         simulator_while_held, web_while_held = listening(site.simulator_port), listening(site.port)
@@ -381,13 +395,12 @@ def test_the_web_starts_last_so_a_ready_relay_has_its_simulator_and_scheduler_ru
         wait_until(lambda: answers_ready(site.url), what="dev to be ready")
     finally:
         held.release.set()
-        stop.set()
-        thread.join(30)
+        code = stop_dev(running)
 
     assert simulator_while_held
     assert not web_while_held
-    assert "running:      worker, simulator, scheduler, held, web" in out.getvalue()
-    assert result == [0]
+    assert "running:      worker, simulator, scheduler, held, web" in running.out.getvalue()
+    assert code == 0
 
 
 def test_dev_migrates_its_sqlite_database_under_var(dev: RunningDev) -> None:

@@ -26,9 +26,10 @@ EMAIL_REDACTED = "[email]"
 # and '/' are legal in an address but left out, so `email='jane@x.fr'` and `?ema=...` keep their
 # key.
 _EMAIL = r"[\w.!#$%&*+^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+"
-_PLAIN = (str, int, float, bool, type(None))
-# Exactly these types hold nothing to redact (a subclass, such as an enum, goes the long way).
-_SCALARS = frozenset({int, float, bool, type(None)})
+# These hold nothing to redact. Exactly these types skip redact() (a subclass, such as an int
+# enum, goes the long way); isinstance() in redact() takes the subclasses too.
+_PLAIN: tuple[type, ...] = (int, float, bool, type(None))
+_SCALARS = frozenset(_PLAIN)
 
 
 class Redactor:
