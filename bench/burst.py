@@ -30,7 +30,9 @@ would time on its own does not write during it, and the checkpoints that complet
 run are counted), CPU ms per completion, the callback answer time (p50/p99/max, measured by
 the client), and the ratios relay / naive (CPU without the simulator, which plays Isograd); for
 the relay also the worker processes' RSS (VmRSS at the end, VmHWM peak) and the consistency
-checks. Stops by itself; every process is stopped.
+checks, and the web's callback batches (from its /metrics: how many receipts each group
+commit stored, and the time of its SQL transaction and of its enqueue, so a slow callback can
+be told from a slow database or broker). Stops by itself; every process is stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -258,6 +261,45 @@ def force_checkpoint(database_url: str) -> str:
     return "forced before the run"
 
 
+BATCH_METRIC = "isograd_relay_callback_batch"
+
+
+def callback_batches(exposition: str) -> str:
+    """What the web's /metrics (`exposition`) says of its callback batches: how many, their mean
+    size, and per stage (store, enqueue) the mean time and the bucket bound its p99 is within."""
+    counts: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if not sample.name.startswith(BATCH_METRIC):
+                continue
+            key = sample.labels.get("stage", "receipts")
+            if sample.name.endswith("_count"):
+                counts[key] = sample.value
+            elif sample.name.endswith("_sum"):
+                sums[key] = sample.value
+            elif sample.name.endswith("_bucket"):
+                buckets.setdefault(key, []).append((float(sample.labels["le"]), sample.value))
+    batches = counts.get("receipts", 0)
+    if not batches:
+        return "none reported"
+    stages = []
+    for stage in ("store", "enqueue"):
+        count = counts.get(stage, 0)
+        if not count:
+            stages.append(f"{stage} none")
+            continue
+        # Cumulative buckets: the first bound holding 99 % of the observations.
+        bound = next(le for le, seen in sorted(buckets[stage]) if seen >= 0.99 * count)
+        within = "+Inf" if bound == float("inf") else f"{bound * 1000:g} ms"
+        stages.append(f"{stage} {sums[stage] / count * 1000:.1f} ms mean (p99 <= {within})")
+    return (
+        f"{batches:.0f} batches of {sums['receipts'] / batches:.1f} receipts on average; "
+        + ", ".join(stages)
+    )
+
+
 def hooks_at(receiver: RecordingReceiver, prefix: str) -> Callable[[], int]:
     return lambda: sum(1 for r in receiver.requests if r.path.startswith(prefix))
 
@@ -366,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{forced}; {during} completed during the run"
                 + (" (its writes compete with the relay's commits)" if during else "")
             )
+        metrics = http.get(f"{stack.web_url}/metrics")
+        metrics.raise_for_status()
+        relay.extra["callback batches"] = callback_batches(metrics.text)
         for name, process in stack.processes.items():
             if name.startswith("worker"):
                 rss, peak = memory_mb(process.pid)

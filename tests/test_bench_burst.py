@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.burst import completed_checkpoints, force_checkpoint
+from bench.burst import callback_batches, completed_checkpoints, force_checkpoint
+from worker.metrics import RelayMetrics
 
 pytestmark = pytest.mark.postgres
 
@@ -45,3 +46,21 @@ def test_a_role_that_may_not_checkpoint_gets_a_reason_and_the_run_goes_on(
 
     assert outcome.startswith("not forced (InsufficientPrivilege: ")
     assert "CHECKPOINT" in outcome
+
+
+def test_callback_batches_summarises_the_webs_batch_metrics() -> None:
+    metrics = RelayMetrics()
+    for store_seconds in (0.002, 0.004, 0.030):
+        metrics.record_receipt_batch(receipts=10, store_seconds=store_seconds, enqueue_seconds=None)
+    metrics.record_receipt_batch(receipts=30, store_seconds=0.004, enqueue_seconds=0.0008)
+
+    summary = callback_batches(metrics.exposition().decode())
+
+    assert summary == (
+        "4 batches of 15.0 receipts on average; store 10.0 ms mean (p99 <= 50 ms), "
+        "enqueue 0.8 ms mean (p99 <= 1 ms)"
+    )
+
+
+def test_callback_batches_says_so_when_the_web_stored_none() -> None:
+    assert callback_batches(RelayMetrics().exposition().decode()) == "none reported"

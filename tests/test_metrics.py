@@ -164,6 +164,31 @@ def test_a_callback_for_an_unknown_invitation_is_counted_with_that_reason(
     assert value(metrics, "isograd_relay_callbacks_total", result="rejected", reason=reason) == 1
 
 
+def test_a_callback_reports_its_batch_size_and_the_time_of_its_store_and_enqueue(
+    web: TestClient, store: SqlStore, metrics: RelayMetrics
+) -> None:
+    invitation = store.create_invitation(
+        NewInvitation(tst_frm_id=101, email=EMAIL, pla_tst_id=4343)
+    )
+
+    web.get(callback_url(PUBLIC_URL, KEYS, invitation.id).removeprefix(PUBLIC_URL))
+    web.get(callback_url(PUBLIC_URL, KEYS, "inv_nobody").removeprefix(PUBLIC_URL))
+    exposed = samples(web.get("/metrics").text)
+
+    # Two batches of one (each written at once); only the first enqueued anything.
+    assert exposed[("isograd_relay_callback_batch_receipts_count", ())] == 2
+    assert exposed[("isograd_relay_callback_batch_receipts_sum", ())] == 2
+    store_count = ("isograd_relay_callback_batch_duration_seconds_count", (("stage", "store"),))
+    enqueue_count = (
+        "isograd_relay_callback_batch_duration_seconds_count",
+        (("stage", "enqueue"),),
+    )
+    assert exposed[store_count] == 2
+    assert exposed[enqueue_count] == 1
+    store_sum = ("isograd_relay_callback_batch_duration_seconds_sum", (("stage", "store"),))
+    assert exposed[store_sum] > 0
+
+
 # -- /metrics ---------------------------------------------------------------------------------
 
 

@@ -327,6 +327,74 @@ def test_each_reason_of_a_mixed_batch_is_stored_as_it_was_one_by_one(
 # -- failures ------------------------------------------------------------------------------------
 
 
+class Ticks:
+    """A timer (perf_counter's stand-in) answering the given instants, one per call."""
+
+    def __init__(self, *instants: float) -> None:
+        self._instants = iter(instants)
+
+    def __call__(self) -> float:
+        return next(self._instants)
+
+
+def test_each_batch_tells_its_observer_its_size_and_the_seconds_of_its_store_and_enqueue(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    first, second = pending_invitations(store, 2)
+    metrics = RelayMetrics()
+    writer = ReceiptWriter(
+        store=store, enqueuer=enqueuer, observer=metrics, timer=Ticks(10.0, 10.004, 10.0065)
+    )
+
+    writer.write([PendingReceipt(i, "GET", {}, None, clock()) for i in (first, second, first)])
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(f"isograd_relay_callback_batch_{name}", labels)
+
+    assert sample("receipts_count") == 1
+    assert sample("receipts_sum") == 3
+    assert sample("duration_seconds_sum", stage="store") == pytest.approx(0.004)
+    assert sample("duration_seconds_sum", stage="enqueue") == pytest.approx(0.0025)
+    # 4 ms is past the 2.5 ms bucket and within the 5 ms one.
+    assert sample("duration_seconds_bucket", stage="store", le="0.0025") == 0
+    assert sample("duration_seconds_bucket", stage="store", le="0.005") == 1
+
+
+def test_a_batch_with_nothing_to_enqueue_reports_its_store_only(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    metrics = RelayMetrics()
+    writer = ReceiptWriter(
+        store=store, enqueuer=enqueuer, observer=metrics, timer=Ticks(5.0, 5.002)
+    )
+
+    outcomes = writer.write([PendingReceipt("inv_nobody", "GET", {}, None, clock())])
+
+    assert [o.reason for o in outcomes] == ["unknown_invitation"]
+    labels = {"stage": "store"}
+    name = "isograd_relay_callback_batch_duration_seconds"
+    assert metrics.registry.get_sample_value(f"{name}_sum", labels) == pytest.approx(0.002)
+    assert metrics.registry.get_sample_value(f"{name}_count", {"stage": "enqueue"}) == 0
+
+
+def test_a_batch_whose_store_fails_reports_nothing(
+    store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
+) -> None:
+    (invitation_id,) = pending_invitations(store, 1)
+    gated = GatedStore(store)
+    gated.open()
+    gated.error = RetryableError("database unavailable: OperationalError")
+    metrics = RelayMetrics()
+    writer = ReceiptWriter(store=gated, enqueuer=enqueuer, observer=metrics, timer=Ticks(1.0))
+
+    with pytest.raises(RetryableError):
+        writer.write([PendingReceipt(invitation_id, "GET", {}, None, clock())])
+
+    name = "isograd_relay_callback_batch_receipts_count"
+    assert metrics.registry.get_sample_value(name) == 0
+    assert enqueuer.jobs == []
+
+
 def test_a_failed_commit_answers_every_callback_of_the_batch_503_and_releases_their_claims(
     store: SqlStore, enqueuer: RecordingEnqueuer, clock: FakeClock
 ) -> None:

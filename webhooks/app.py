@@ -185,7 +185,7 @@ def create_app(
         *health_routes(probes),
         *callback_routes(
             keys=settings.callback_keys,
-            writer=ReceiptWriter(store=runtime.store, enqueuer=runtime.enqueuer),
+            writer=ReceiptWriter(store=runtime.store, enqueuer=runtime.enqueuer, observer=metrics),
             clock=runtime.clock,
             metrics=metrics,
         ),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -65,6 +66,15 @@ class BatchEnqueuer(Protocol):
     trip); it raises if any may not have been sent."""
 
     def completions(self, invitation_ids: Sequence[str]) -> None: ...
+
+
+class BatchObserver(Protocol):
+    """Told of each batch written (RelayMetrics): how many receipts, the seconds of its SQL
+    transaction and of its enqueue (None when the batch had nothing to enqueue)."""
+
+    def record_receipt_batch(
+        self, *, receipts: int, store_seconds: float, enqueue_seconds: float | None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +160,8 @@ class ReceiptWriter:
     `batches` counts the transactions written (a batch is one), for tests and benchmarks.
     Safe to share between requests of one process; each event loop batches its own requests.
     `batch_delay` is the pause under load (zero: none); `pause` sleeps for it (asyncio.sleep).
+    `observer` is told the size and timings of each batch stored (`timer`: perf_counter), so a
+    slow callback can be traced to the database, the broker or the web's own queue.
     """
 
     def __init__(
@@ -161,6 +173,8 @@ class ReceiptWriter:
         max_batch: int = MAX_BATCH,
         batch_delay: timedelta = BATCH_DELAY,
         pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: BatchObserver | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -170,6 +184,8 @@ class ReceiptWriter:
         self.max_batch = max_batch
         self.batch_delay = batch_delay
         self._pause = pause
+        self._observer = observer
+        self._timer = timer
         self.batches = 0
         self._store = store
         self._enqueuer = enqueuer
@@ -267,6 +283,7 @@ class ReceiptWriter:
             return rows
 
         verified = {receipt.invitation_id for receipt in receipts if receipt.rejection is None}
+        started = self._timer()
         try:
             self._store.record_callbacks(verified, receipts_for)
         except BaseException:
@@ -274,9 +291,15 @@ class ReceiptWriter:
             for invitation_id in claimed:
                 self.recent.release(invitation_id)
             raise
-        failed = self._enqueue(
-            [o.invitation_id for o in outcomes if o.enqueued and o.invitation_id]
-        )
+        stored = self._timer()
+        due = [o.invitation_id for o in outcomes if o.enqueued and o.invitation_id]
+        failed = self._enqueue(due)
+        if self._observer is not None:
+            self._observer.record_receipt_batch(
+                receipts=len(receipts),
+                store_seconds=stored - started,
+                enqueue_seconds=self._timer() - stored if due else None,
+            )
         if not failed:
             return outcomes
         return [

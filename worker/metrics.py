@@ -36,6 +36,10 @@ DELAYED_SUFFIX = ".DQ"  # Dramatiq's delay queue of a queue: messages waiting fo
 # timeouts (10 s per Isograd request, retried; a subscription's timeout_seconds, <= 300).
 CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 COMPLETION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# A batch of callback receipts (webhooks.receipts): its size, then the seconds of its SQL
+# transaction and of its broker round trip, each a few milliseconds when all is well.
+RECEIPT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+RECEIPT_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ATTEMPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 300.0)
 
 
@@ -62,6 +66,24 @@ class RelayMetrics:
             registry=self.registry,
         )
         self._callback_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self.receipt_batch_size = Histogram(
+            f"{PREFIX}_callback_batch_receipts",
+            "Callback receipts stored per transaction (the web's group commit).",
+            buckets=RECEIPT_BATCH_SIZES,
+            registry=self.registry,
+        )
+        self.receipt_batch_seconds = Histogram(
+            f"{PREFIX}_callback_batch_duration_seconds",
+            "Time of one batch of callback receipts, by stage: store (its SQL transaction) "
+            "and enqueue (its broker round trip, when it enqueued anything).",
+            ["stage"],
+            buckets=RECEIPT_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._batch_stages = (
+            self.receipt_batch_seconds.labels("store"),
+            self.receipt_batch_seconds.labels("enqueue"),
+        )
         self.completions = Counter(
             f"{PREFIX}_completions",
             "Completion jobs run, by result (completed, not_confirmed, marking_pending, ...).",
@@ -112,6 +134,16 @@ class RelayMetrics:
         counter, histogram = children
         counter.inc()
         histogram.observe(seconds)
+
+    def record_receipt_batch(
+        self, *, receipts: int, store_seconds: float, enqueue_seconds: float | None
+    ) -> None:
+        """One batch of callback receipts stored (webhooks.receipts.BatchObserver)."""
+        store, enqueue = self._batch_stages
+        self.receipt_batch_size.observe(receipts)
+        store.observe(store_seconds)
+        if enqueue_seconds is not None:
+            enqueue.observe(enqueue_seconds)
 
     def record_completion(self, result: str, seconds: float) -> None:
         self.completions.labels(result=result).inc()
