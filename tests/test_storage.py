@@ -267,6 +267,37 @@ def test_migrating_twice_is_a_no_op(store: SqlStore) -> None:
     assert store.get_invitation(invitation_id) is not None
 
 
+def test_the_worker_and_the_web_load_no_alembic_until_they_migrate() -> None:
+    # Alembic brings Mako and Pygments: ~9 MB of a worker's RSS (issue 11 caps it at 120 MB).
+    probe = (
+        "import sys, worker.jobs.process, webhooks.asgi, worker.scheduler.process\n"
+        "print(sorted({'alembic', 'mako', 'pygments'} & {m.split('.')[0] for m in sys.modules}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_a_store_migrates_with_alembic_loaded_on_demand(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from worker.storage.store import SqlStore\n"
+        f"store = SqlStore.from_url('sqlite:///{tmp_path / 'relay.db'}')\n"
+        "before = 'alembic' in sys.modules\n"
+        "store.migrate()\n"
+        "from sqlalchemy import inspect\n"
+        "tables = inspect(store.engine).get_table_names()\n"
+        "print(before, 'alembic' in sys.modules, 'callbacks' in tables)"
+    )
+    migrated = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert migrated.stdout.split() == ["False", "True", "True"]
+
+
 def test_migrations_create_exactly_the_tables_of_tables_py(store: SqlStore) -> None:
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine
 
 from worker.storage.engine import WRITE_OPTION, make_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (with Mako and Pygments) is imported when a migration runs, not with the store: a
+# worker or a web process that never migrates saves its import time and its memory.
 
 SCRIPT_LOCATION = str(Path(__file__).parent)
 
@@ -21,6 +26,8 @@ def alembic_config(
     For authoring a revision: ``command.revision(alembic_config(database_url=url),
     message="...", autogenerate=True)``.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     # Split version_locations on os.pathsep (the non-deprecated way since Alembic 1.16).
@@ -34,6 +41,8 @@ def alembic_config(
 
 def upgrade_engine(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database behind `engine` to `revision`; safe to run twice (a no-op then)."""
+    from alembic import command
+
     with engine.connect() as connection:
         connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
