@@ -224,6 +224,17 @@ def test_a_secret_containing_another_is_replaced_whole() -> None:
     assert redactor.redact("x abcdefghij y") == "x [redacted] y"
 
 
+def test_a_text_as_long_as_the_shortest_secret_is_still_searched() -> None:
+    redactor = Redactor(["a-long-secret-value", "short"])
+
+    assert redactor.redact("short") == "[redacted]"
+    assert redactor.redact("shor") == "shor"  # shorter than every secret: holds none
+    assert redactor(None, "info", {"event": "short", "k": "a-long-secret-value"}) == {
+        "event": "[redacted]",
+        "k": "[redacted]",
+    }
+
+
 def test_without_secrets_only_emails_are_redacted() -> None:
     redactor = Redactor()
 

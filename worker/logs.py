@@ -46,6 +46,9 @@ class Redactor:
         self._secrets = (
             re.compile("|".join(re.escape(secret) for secret in unique)) if unique else None
         )
+        # A text shorter than every secret holds none: most values (levels, event names, ids,
+        # timestamps) skip the pattern.
+        self._shortest = len(unique[-1]) if unique else 0
         self._email = re.compile(_EMAIL)
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -77,7 +80,7 @@ class Redactor:
         return self._redact_text(repr(value))
 
     def _redact_text(self, text: str) -> str:
-        if self._secrets is not None:
+        if self._secrets is not None and len(text) >= self._shortest:
             text = self._secrets.sub(REDACTED, text)
         # Most values hold no address: two substring tests cost far less than the pattern.
         if "@" not in text and "%40" not in text:
