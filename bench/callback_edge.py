@@ -227,6 +227,25 @@ def bench_app_from_env() -> Any:
     return app
 
 
+def relay_environment(
+    directory: Path, *, public_url: str, database_url: str, redis_url: str, level: str
+) -> dict[str, str]:
+    """The settings the bench's web app is built from: an empty relay.toml in `directory`,
+    the Isograd simulator, JSON logs at `level`."""
+    (directory / "relay.toml").write_text("", encoding="utf-8")
+    return {
+        "ISOGRAD_ENV": "simulator",
+        "PUBLIC_URL": public_url,
+        "CALLBACK_KEYS": CALLBACK_KEYS,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RELAY_CONFIG": str(directory / "relay.toml"),
+        "VAR_DIR": str(directory / "var"),
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": level,
+    }
+
+
 def server_kind(server: str) -> tuple[str, str]:
     """(HTTP implementation, event loop) uvicorn runs for `--server` (`auto`: what it picks)."""
     if server == "h11":
@@ -483,20 +502,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         paths = seed(database_url, args.tokens)
         print(f"seeded {len(paths)} invitations in {time.perf_counter() - started:.1f} s")
-        (directory / "relay.toml").write_text("", encoding="utf-8")
         port = free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/"),
-            "ISOGRAD_ENV": "simulator",
-            "PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "CALLBACK_KEYS": CALLBACK_KEYS,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": url,
-            "RELAY_CONFIG": str(directory / "relay.toml"),
-            "VAR_DIR": str(directory / "var"),
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": args.log_level,
+            **relay_environment(
+                directory,
+                public_url=f"http://127.0.0.1:{port}",
+                database_url=database_url,
+                redis_url=url,
+                level=args.log_level,
+            ),
             "BENCH_EXPERIMENT": experiment,
         }
         server = RelayProcess(

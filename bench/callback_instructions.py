@@ -41,7 +41,7 @@ from typing import Any
 
 import redis
 
-from bench.callback_edge import CALLBACK_KEYS, parse_experiments, seed
+from bench.callback_edge import parse_experiments, relay_environment, seed
 from tests.harness.processes import claim_redis_db
 
 CONCURRENCY = 32
@@ -65,24 +65,6 @@ def per_callback(smaller: int, larger: int, callbacks: int) -> float:
             f"the larger run counted {larger:,} instructions, not more than {smaller:,}"
         )
     return (larger - smaller) / callbacks
-
-
-def relay_environment(
-    directory: Path, database_url: str, redis_url: str, level: str
-) -> dict[str, str]:
-    """The settings the web app is built from (as bench.callback_edge gives its server)."""
-    (directory / "relay.toml").write_text("", encoding="utf-8")
-    return {
-        "ISOGRAD_ENV": "simulator",
-        "PUBLIC_URL": "http://127.0.0.1:8000",
-        "CALLBACK_KEYS": CALLBACK_KEYS,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "RELAY_CONFIG": str(directory / "relay.toml"),
-        "VAR_DIR": str(directory / "var"),
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": level,
-    }
 
 
 async def drive(app: Any, paths: Sequence[str], warm_up: Sequence[str]) -> dict[str, float]:
@@ -214,7 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ]
             environment = {
                 **os.environ,
-                **relay_environment(directory, f"sqlite:///{database}", url, args.log_level),
+                **relay_environment(
+                    directory,
+                    public_url="http://127.0.0.1:8000",
+                    database_url=f"sqlite:///{database}",
+                    redis_url=url,
+                    level=args.log_level,
+                ),
                 "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             }
             print(f"{label}: {count} callbacks...", file=sys.stderr)
