@@ -69,6 +69,7 @@ from tests.harness.processes import (
     wait_until,
 )
 from tests.receiver import RecordingReceiver
+from worker.metrics import PREFIX as METRICS_PREFIX
 from worker.simulator.catalogue import ASSESSMENT_CREDIT
 from worker.storage.tables import deliveries, events
 
@@ -261,7 +262,7 @@ def force_checkpoint(database_url: str) -> str:
     return "forced before the run"
 
 
-BATCH_METRIC = "isograd_relay_callback_batch"
+BATCH_METRIC = f"{METRICS_PREFIX}_callback_batch"  # worker.metrics' two histograms
 
 
 def callback_batches(exposition: str) -> str:

@@ -173,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = seed(f"sqlite:///{seeded}", 2 * n + WARM_UP)
         (directory / "paths.txt").write_text("\n".join(paths), encoding="utf-8")
 
-        def run(count: int, label: str, under_valgrind: bool) -> dict[str, Any]:
+        def run(count: int, label: str, valgrind_at: str | None) -> dict[str, Any]:
+            """`count` callbacks on a fresh copy of the seeded database, under callgrind when
+            `valgrind_at` (valgrind's path) is given."""
             database = directory / f"{label}.db"
             shutil.copy(seeded, database)
             client = redis.Redis.from_url(url)
@@ -188,10 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 *("--result", str(result)),
             ]
             profile = directory / f"{label}.callgrind"
-            if under_valgrind:
-                assert valgrind is not None
+            if valgrind_at is not None:
                 command = [
-                    *(valgrind, "--tool=callgrind", f"--callgrind-out-file={profile}"),
+                    *(valgrind_at, "--tool=callgrind", f"--callgrind-out-file={profile}"),
                     *command,
                 ]
             environment = {
@@ -209,15 +210,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             with (directory / f"{label}.log").open("wb") as log:
                 subprocess.run(command, env=environment, stdout=log, stderr=log, check=True)
             measured: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
-            if under_valgrind:
+            if valgrind_at is not None:
                 measured["instructions"] = callgrind_total(profile.read_text(encoding="utf-8"))
             return measured
 
-        plain = run(n, "plain", under_valgrind=False)
+        plain = run(n, "plain", valgrind_at=None)
         counted = None
         if valgrind is not None:
-            smaller = run(n, "smaller", under_valgrind=True)
-            larger = run(2 * n, "larger", under_valgrind=True)
+            smaller = run(n, "smaller", valgrind)
+            larger = run(2 * n, "larger", valgrind)
             counted = (smaller["instructions"], larger["instructions"])
     print(
         f"callback instructions: {n} unique callbacks in one process (ASGI calls, no HTTP "

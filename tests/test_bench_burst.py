@@ -1,4 +1,5 @@
-"""bench.burst's PostgreSQL hygiene: a checkpoint forced before the measured run, and counted."""
+"""bench.burst's helpers: a PostgreSQL checkpoint forced before the measured run and counted
+(real server), and the summary of the web's callback batches from its /metrics."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from sqlalchemy.engine import make_url
 
 from bench.burst import callback_batches, completed_checkpoints, force_checkpoint
 from worker.metrics import RelayMetrics
-
-pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
@@ -30,6 +29,7 @@ def unprivileged_url(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.mark.postgres
 def test_a_forced_checkpoint_is_counted_as_completed(postgres_url: str) -> None:
     before = completed_checkpoints(postgres_url)
 
@@ -39,6 +39,7 @@ def test_a_forced_checkpoint_is_counted_as_completed(postgres_url: str) -> None:
     assert completed_checkpoints(postgres_url) > before
 
 
+@pytest.mark.postgres
 def test_a_role_that_may_not_checkpoint_gets_a_reason_and_the_run_goes_on(
     unprivileged_url: str,
 ) -> None:
